@@ -1,0 +1,31 @@
+/* The event ABI shared by the BPF programs (bpf/NAME.bpf.c) and the agent
+ * (src/capture/).  Plain __u32/__u64 fields only, naturally aligned, so
+ * that both compilers lay the structs out the same way.
+ *
+ * Every record in a ring buffer starts with struct qtap_event_header.  The
+ * agent rejects records whose version is not QTAP_EVENT_ABI_VERSION: bump it
+ * whenever a struct below or in a header that includes this one changes. */
+#ifndef QTAP_BPF_EVENT_H
+#define QTAP_BPF_EVENT_H
+
+/* The BPF side gets the __u* types from vmlinux.h. */
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define QTAP_EVENT_ABI_VERSION 1
+
+/* qtap_event_header.type: one number space for every program. */
+#define QTAP_EVENT_PROCESS_EXEC 1
+#define QTAP_EVENT_PROCESS_EXIT 2
+
+#define QTAP_COMM_LEN 16
+
+struct qtap_event_header {
+	__u16 version;		/* QTAP_EVENT_ABI_VERSION */
+	__u16 type;		/* QTAP_EVENT_* */
+	__u32 cpu;		/* CPU the program ran on */
+	__u64 timestamp_ns;	/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+};
+
+#endif

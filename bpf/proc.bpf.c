@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Process life: sched_process_exec and sched_process_exit tracepoints,
+ * one struct qtap_proc_event per exec and per process exit, into the
+ * proc_events ring buffer that src/capture/capture.c drains. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "proc.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the agent before load: its own tgid, whose events are never
+ * reported (the "qpoint" group); 0 reports every process. */
+const volatile __u32 qtap_tgid = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, QTAP_PROC_RINGBUF_BYTES);
+} proc_events SEC(".maps");
+
+/* Ring buffer reserve failures, per CPU (key 0).  Written here, read by the
+ * agent's /system/metrics collector. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_lost SEC(".maps");
+
+/* Kernels since 6.16 say in the exit tracepoint whether the whole thread
+ * group is dead; the field is probed with CO-RE. */
+struct trace_event_raw_sched_process_exit___qtap {
+	bool group_dead;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type, __u32 tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct qtap_proc_event *ev;
+
+	ev = bpf_ringbuf_reserve(&proc_events, sizeof(*ev), 0);
+	if (!ev) {
+		__u32 key = 0;
+		__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
+
+		if (lost)
+			*lost += 1;	/* per-CPU slot: no other writer */
+		return NULL;
+	}
+	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
+	ev->hdr.type = type;
+	ev->hdr.cpu = bpf_get_smp_processor_id();
+	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
+	ev->tgid = tgid;
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->start_time_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	ev->exit_code = 0;
+	ev->filename_len = 0;
+	ev->filename_truncated = 0;
+	ev->filename[0] = '\0';
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	return ev;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 loc = ctx->__data_loc_filename;
+	struct qtap_proc_event *ev;
+	long n;
+
+	if (tgid == qtap_tgid)
+		return 0;
+	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXEC, tgid);
+	if (!ev)
+		return 0;
+	/* __data_loc: offset in the low 16 bits, length (NUL included) in
+	 * the high 16 bits. */
+	n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
+				      (void *)ctx + (loc & 0xffff));
+	if (n > 0) {
+		ev->filename_len = n - 1;
+		ev->filename_truncated = (loc >> 16) > sizeof(ev->filename);
+	} else {
+		ev->filename[0] = '\0';
+	}
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(void *ctx)
+{
+	struct trace_event_raw_sched_process_exit___qtap *args = ctx;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct task_struct *task;
+	struct qtap_proc_event *ev;
+
+	if (tgid == qtap_tgid)
+		return 0;
+	/* Once per process: when the last thread goes where the kernel says
+	 * so, else when the thread-group leader exits. */
+	if (bpf_core_field_exists(args->group_dead)) {
+		if (!args->group_dead)
+			return 0;
+	} else if ((__u32)pid_tgid != tgid) {
+		return 0;
+	}
+	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXIT, tgid);
+	if (!ev)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	ev->exit_code = BPF_CORE_READ(task, exit_code);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
