@@ -1,0 +1,89 @@
+#!/bin/sh
+# End to end: the real agent with the shipped example configuration, as a
+# new user runs it: endpoints, promtool, process tracking through BPF,
+# reload on SIGHUP (good and bad files), clean stop.
+. "$top_srcdir/tests/e2e/lib.sh"
+require_root
+
+progs_before=$(bpftool prog list 2>/dev/null | grep -c '^[0-9]')
+
+start_agent --config "$top_srcdir/etc/qtap.conf"
+ok $? "agent starts with etc/qtap.conf and /readyz answers 200"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")
+test "$code" = 200; ok $? "/healthz answers 200"
+
+mount | grep -q ' /sys/kernel/tracing type tracefs'; ok $? "tracefs is mounted at /sys/kernel/tracing"
+
+curl -s "$BASE/metrics" >"$TMP/metrics.txt"
+curl -s "$BASE/system/metrics" >"$TMP/system.txt"
+"${PROMTOOL:-promtool}" check metrics <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1
+ok $? "promtool check metrics accepts /metrics"
+diag <"$TMP/promtool.out"
+"${PROMTOOL:-promtool}" check metrics <"$TMP/system.txt" >"$TMP/promtool.out" 2>&1
+ok $? "promtool check metrics accepts /system/metrics"
+diag <"$TMP/promtool.out"
+
+# Every family of the table is exposed by one of the endpoints (the example
+# configuration has http_metrics, so the HTTP families are there too).
+missing=
+for f in $("$top_builddir/src/qtap-docgen" families); do
+	grep -q "^# TYPE $f " "$TMP/metrics.txt" "$TMP/system.txt" || missing="$missing $f"
+done
+test -z "$missing"; ok $? "every metric family is exposed${missing:+ (missing:$missing)}"
+
+grep -q '^qtap_build_info{version="0.1.0",commit="[^"]*"} 1$' "$TMP/system.txt"
+ok $? "qtap_build_info carries version and commit"
+
+curl -s -H 'Accept: application/openmetrics-text; version=1.0.0' "$BASE/metrics" | tail -n 1 >"$TMP/om_last"
+test "$(cat "$TMP/om_last")" = "# EOF"; ok $? "OpenMetrics when the scraper asks for it"
+
+curl -s -H 'Accept-Encoding: gzip' "$BASE/system/metrics" | gzip -dc >"$TMP/gz.txt" 2>/dev/null
+grep -q '^qtap_build_info' "$TMP/gz.txt"; ok $? "gzip when accepted"
+
+# Process tracking: 25 short processes are seen exec'ing.
+execs() {
+	curl -s "$BASE/system/metrics" |
+		awk '/^qtap_system_events_received_total\{.*type="process_exec"/ { s += $NF } END { printf "%.0f\n", s }'
+}
+execs0=$(execs)
+runs0=$(metric_sum /system/metrics 'qtap_system_bpf_program_runs_total{')
+i=0
+while [ $i -lt 25 ]; do /bin/true; i=$((i + 1)); done
+sleep 0.5
+execs1=$(execs)
+runs1=$(metric_sum /system/metrics 'qtap_system_bpf_program_runs_total{')
+test $((execs1 - execs0)) -ge 25; ok $? "25 processes seen exec'ing ($execs0 -> $execs1 process_exec events)"
+test "${runs1:-0}" -gt "${runs0:-0}"; ok $? "BPF program run counts grow (${runs0:-none} -> ${runs1:-none})"
+tracked=$(metric /system/metrics qtap_system_processes_tracked)
+test "${tracked:-0}" -gt 0; ok $? "qtap_system_processes_tracked is positive (${tracked:-none})"
+lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
+test "${lost:-0}" -eq 0; ok $? "no events lost"
+
+# Reload: a good file is taken, a bad one refused while the agent serves on.
+cp "$top_srcdir/etc/qtap.conf" "$TMP/qtap.conf"
+stop_agent
+start_agent --config "$TMP/qtap.conf"
+ok $? "agent restarts with a copy of the configuration"
+sed -i 's/series_limit = [0-9]*/series_limit = 500/' "$TMP/qtap.conf"
+grep -q 'series_limit = 500' "$TMP/qtap.conf"; ok $? "the copy now sets series_limit = 500"
+kill -HUP "$AGENT_PID"
+sleep 0.5
+test "$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')" = 1
+ok $? "SIGHUP with a good file reloads (success counted)"
+printf 'tap = { direction = "sideways"; };\n' >"$TMP/qtap.conf"
+kill -HUP "$AGENT_PID"
+sleep 0.5
+test "$(metric /system/metrics 'qtap_system_config_reloads_total{result="failure"}')" = 1
+ok $? "SIGHUP with a bad file is refused (failure counted)"
+grep -q 'reload refused.*qtap.conf:1: tap.direction' "$TMP/agent.log"
+ok $? "the refusal names file, line and key"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/metrics")
+test "$code" = 200; ok $? "the agent still serves after a refused reload"
+
+stop_agent
+test "$AGENT_STATUS" = 0; ok $? "SIGTERM stops with status 0 (got $AGENT_STATUS)"
+progs_after=$(bpftool prog list 2>/dev/null | grep -c '^[0-9]')
+test "$progs_after" -le "$progs_before"; ok $? "no BPF programs left behind ($progs_before before, $progs_after after)"
+
+finish
