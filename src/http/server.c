@@ -1,9 +1,8 @@
 /* The metrics endpoints on libmicrohttpd's internal epoll thread (the
  * scrape thread): /metrics, /system/metrics, /healthz, /readyz.
  *
- * Every request is answered from the first call of the access handler,
- * before any body is read: nothing here needs a body, so none is accepted
- * (413), and a request costs one render at most. */
+ * Nothing here needs a request body, so none is accepted (413) and none is
+ * read; a request costs one render at most. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -205,7 +204,13 @@ err_render:
 			    "cannot render the metrics\n", NULL, NULL);
 }
 
-/* MHD_AccessHandlerCallback, on the scrape thread. */
+/* MHD_AccessHandlerCallback, on the scrape thread.
+ *
+ * libmicrohttpd calls it once when the headers are in, then again after
+ * the body (none here).  A response queued on the first call makes
+ * libmicrohttpd discard the rest of the request and close the connection:
+ * that is what refusals want (the body is never read), while answers are
+ * queued on the second call so the connection can be kept alive. */
 static enum MHD_Result server_answer(void *cls, struct MHD_Connection *conn,
 				     const char *url, const char *method,
 				     const char *version, const char *upload_data,
@@ -215,21 +220,25 @@ static enum MHD_Result server_answer(void *cls, struct MHD_Connection *conn,
 	const struct route *route = NULL;
 	size_t i;
 
-	if (*req_cls) {
-		/* Not reached while every request is answered on its first
-		 * call; should a body still be handed over, drop it. */
+	if (!*req_cls) {
+		if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+		    strcmp(method, MHD_HTTP_METHOD_HEAD))
+			return reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+					    "method not allowed\n",
+					    MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+		if (request_has_body(conn))
+			return reply_static(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+					    "request bodies are not accepted\n",
+					    NULL, NULL);
+		*req_cls = srv;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		/* Not reached: requests announcing a body are refused
+		 * above.  Should one still come, drop it. */
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	*req_cls = srv;
-
-	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-		return reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method not allowed\n",
-				    MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	if (request_has_body(conn))
-		return reply_static(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-				    "request bodies are not accepted\n", NULL, NULL);
 
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (!strcmp(url, routes[i].path)) {
