@@ -443,7 +443,7 @@ static void syntax_error(config_t *cfg, const char *name, struct conf_error *err
 	const char *file = config_error_file(cfg);
 
 	error_printf(err, file ? file : name, config_error_line(cfg), "",
-		     "syntax error: %s", config_error_text(cfg));
+		     "%s", config_error_text(cfg));
 }
 
 struct qtap_conf *conf_load(const char *path, struct conf_error *err)
