@@ -3,31 +3,72 @@
  *
  * Threads: capture_start()/capture_stop() run on the main thread; the reader
  * threads they start are metric writers; the BPF statistics collector runs
- * on the scrape thread. */
+ * on the scrape thread.  capture_proc_lookup() may run on any RCU-registered
+ * thread (parser workers). */
 #ifndef QTAP_CAPTURE_CAPTURE_H
 #define QTAP_CAPTURE_CAPTURE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct metrics_store;
 struct capture;
+struct qtap_proc_event;
+
+#define CAPTURE_COMM_LEN 16
+#define CAPTURE_EXE_LEN 4096
+
+/* A process table entry, as copied out by capture_proc_lookup(). */
+struct capture_proc_info {
+	uint32_t tgid;
+	uint32_t ppid;
+	uint64_t start_time_ns;		/* ns since boot (CLOCK_BOOTTIME) */
+	char comm[CAPTURE_COMM_LEN];
+	/* /proc/PID/exe when it could be read, else the path given to
+	 * execve() (a process that exits at once); NUL-terminated. */
+	char exe[CAPTURE_EXE_LEN];
+};
+
+/* Called on the reader thread for each process event, after the process
+ * table applied it (--bpf-trace, tests).  Must not block. */
+typedef void (*capture_proc_event_fn)(const struct qtap_proc_event *ev, void *ctx);
 
 struct capture_opts {
 	/* Mount tracefs at /sys/kernel/tracing when it is not mounted. */
 	bool mount_tracefs;
 	/* --bpf-trace filter, or NULL. */
 	const char *bpf_trace;
+	/* The process treated as the agent itself (filters.groups "qpoint"):
+	 * the kernel never reports it.  0 means this process. */
+	pid_t self_tgid;
+	/* Optional; see capture_proc_event_fn. */
+	capture_proc_event_fn proc_event_fn;
+	void *proc_event_ctx;
 };
 
 /* Mounts tracefs if needed, enables BPF run statistics for the agent's life,
- * loads and attaches the programs, starts the readers and registers the
- * /system/metrics collector.  NULL and errno on failure, after logging why
- * (this is the caller that decides, so it logs). */
+ * loads and attaches the programs, seeds the process table from /proc,
+ * starts the readers and registers the /system/metrics collector.  NULL and
+ * errno on failure, after logging why (this is the caller that decides, so
+ * it logs).  The calling thread need not be RCU-registered. */
 struct capture *capture_start(const struct capture_opts *opts, struct metrics_store *store);
-/* Detaches everything, stops the readers after draining what was queued. */
+/* Detaches everything, stops the readers after draining what was queued,
+ * frees everything.  Accepts NULL and clears *cap.  The store keeps the
+ * collector capture_start() registered: call this only once nothing
+ * scrapes the store any more (after the HTTP server stopped). */
 void capture_stop(struct capture **cap);
 
-/* Mounts tracefs at path when nothing is mounted there; 0 or -errno. */
+/* Mounts tracefs at path when nothing is mounted there; 0 or -errno.
+ * Idempotent. */
 int capture_tracefs_mount(const char *path);
+
+/* Copies the process table entry of tgid into *ret: 0, or -ENOENT when the
+ * process is unknown (ret untouched).  Any RCU-registered thread, without
+ * locks: cheap enough for once per connection. */
+int capture_proc_lookup(struct capture *cap, uint32_t tgid, struct capture_proc_info *ret);
+/* Processes in the table; any thread. */
+size_t capture_proc_count(struct capture *cap);
 
 #endif

@@ -1,0 +1,499 @@
+/* Capture: the BPF skeleton's lifecycle, the reader thread that drains the
+ * process events, the process table they maintain, and the /system/metrics
+ * collector for the kernel-side counters. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <urcu.h>
+
+#include "proc.h"
+#include "proc.skel.h"
+
+#include "capture/capture-int.h"
+#include "metrics/metrics.h"
+#include "util/log.h"
+
+#define TRACEFS_PATH "/sys/kernel/tracing"
+/* The reader wakes at least this often to see a stop request. */
+#define READER_POLL_MS 100
+
+/* Event kinds counted in qtap_system_events_received_total{cpu,type}. */
+enum { KIND_EXEC, KIND_EXIT, KIND__COUNT };
+static const char *const kind_names[KIND__COUNT] = { "process_exec", "process_exit" };
+
+struct capture {
+	/* Written by capture_start() before the reader starts, read-only
+	 * afterwards by every thread. */
+	struct capture_opts opts;
+	struct metrics_store *store;
+	struct proc_bpf *skel;
+	struct ring_buffer *rb;
+	struct proc_table *procs;
+	uint32_t self_tgid;
+	int ncpus;
+	unsigned nprogs;
+	int stats_fd;
+	pthread_t reader;
+	bool reader_started;
+
+	/* Start handshake: the reader writes ready and ready_err (result of
+	 * the /proc scan) under lock, capture_start() waits for them. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool ready;
+	int ready_err;
+
+	/* Written by capture_stop(), read by the reader. */
+	atomic_bool stop;
+
+	/* Reader thread only. */
+	struct metric_series **received;	/* [ncpus][KIND__COUNT] */
+	struct metric_series *tracked;
+	struct capture_proc_info scratch;
+	bool bad_event_logged;
+	bool put_failed_logged;
+
+	/* Scrape thread only (capture_collect). */
+	struct metric_series **prog_runs;	/* [nprogs] */
+	struct metric_series **prog_ns;		/* [nprogs] */
+	struct metric_series **lost;		/* [ncpus] */
+	__u64 *lost_values;			/* [ncpus] */
+};
+
+__attribute__((format(printf, 2, 0)))
+static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char msg[4096];
+	size_t n;
+
+	if (level != LIBBPF_WARN && log_get_level() > LOG_LEVEL_DEBUG)
+		return 0;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	if (level == LIBBPF_WARN)
+		log_warn("libbpf: %s", msg);
+	else
+		log_debug("libbpf: %s", msg);
+	return 0;
+}
+
+/* ---- events (reader thread) ---------------------------------------- */
+
+static void proc_event_exe(const struct qtap_proc_event *ev, char *exe, size_t size)
+{
+	char path[32];
+	size_t len;
+	ssize_t n;
+
+	/* The resolved path, as the /proc scan sees it, while the process
+	 * lives; else the name given to execve(). */
+	snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
+	n = readlink(path, exe, size - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		return;
+	}
+	len = ev->filename_len;
+	if (len > sizeof(ev->filename) - 1)
+		len = sizeof(ev->filename) - 1;
+	if (len > size - 1)
+		len = size - 1;
+	memcpy(exe, ev->filename, len);
+	exe[len] = '\0';
+}
+
+static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *ev)
+{
+	struct capture_proc_info *info = &cap->scratch;
+	unsigned kind;
+	int err;
+
+	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXEC) {
+		kind = KIND_EXEC;
+		info->tgid = ev->tgid;
+		info->ppid = ev->ppid;
+		info->start_time_ns = ev->start_time_ns;
+		memcpy(info->comm, ev->comm, sizeof(info->comm));
+		info->comm[sizeof(info->comm) - 1] = '\0';
+		proc_event_exe(ev, info->exe, sizeof(info->exe));
+		err = proc_table_put(cap->procs, info);
+		if (err && !cap->put_failed_logged) {
+			log_warn("process table: adding pid %u failed: %s", ev->tgid,
+				 strerror(-err));
+			cap->put_failed_logged = true;
+		}
+	} else {
+		kind = KIND_EXIT;
+		proc_table_remove(cap->procs, ev->tgid);
+	}
+	if (ev->hdr.cpu < (unsigned)cap->ncpus)
+		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
+	metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
+	if (cap->opts.proc_event_fn)
+		cap->opts.proc_event_fn(ev, cap->opts.proc_event_ctx);
+}
+
+/* ring_buffer_sample_fn: one record of proc_events. */
+static int capture_handle_event(void *ctx, void *data, size_t size)
+{
+	const struct qtap_event_header *hdr = data;
+	struct capture *cap = ctx;
+
+	if (size < sizeof(*hdr) || hdr->version != QTAP_EVENT_ABI_VERSION ||
+	    (hdr->type != QTAP_EVENT_PROCESS_EXEC && hdr->type != QTAP_EVENT_PROCESS_EXIT) ||
+	    size < sizeof(struct qtap_proc_event)) {
+		if (!cap->bad_event_logged) {
+			log_error("dropping kernel events that do not match this agent "
+				  "(size %zu, ABI version %u, type %u; expected version %u)",
+				  size, size >= sizeof(*hdr) ? hdr->version : 0,
+				  size >= sizeof(*hdr) ? hdr->type : 0, QTAP_EVENT_ABI_VERSION);
+			cap->bad_event_logged = true;
+		}
+		return 0;
+	}
+	proc_event_apply(cap, data);
+	return 0;
+}
+
+/* Every series the reader writes, looked up once: 0 or -ENOMEM. */
+static int reader_series_init(struct capture *cap)
+{
+	char cpu[16];
+	int i, k;
+
+	for (i = 0; i < cap->ncpus; i++) {
+		snprintf(cpu, sizeof(cpu), "%d", i);
+		for (k = 0; k < KIND__COUNT; k++) {
+			const char *values[] = { cpu, kind_names[k] };
+			struct metric_series *s;
+
+			s = metrics_series_get(cap->store, M_SYSTEM_EVENTS_RECEIVED_TOTAL, values);
+			if (!s)
+				return -ENOMEM;
+			cap->received[i * KIND__COUNT + k] = s;
+		}
+	}
+	cap->tracked = metrics_series_get(cap->store, M_SYSTEM_PROCESSES_TRACKED, NULL);
+	return cap->tracked ? 0 : -ENOMEM;
+}
+
+static void reader_set_ready(struct capture *cap, int err)
+{
+	pthread_mutex_lock(&cap->lock);
+	cap->ready = true;
+	cap->ready_err = err;
+	pthread_cond_signal(&cap->cond);
+	pthread_mutex_unlock(&cap->lock);
+}
+
+/* The reader: seeds the process table from /proc after the programs are
+ * attached (so no process falls between the scan and the events; events,
+ * applied after the scan, win), then applies events until stopped, and
+ * drains what is left.  The only writer of the process table. */
+static void *capture_reader_main(void *arg)
+{
+	struct capture *cap = arg;
+	size_t seeded = 0;
+	int err, n;
+
+	rcu_register_thread();
+	/* -ENOSPC: the store's writer slots are full; updates then go to the
+	 * shared shard, which is correct, only slower. */
+	metrics_thread_register(cap->store);
+
+	err = reader_series_init(cap);
+	if (!err)
+		err = procfs_scan("/proc", cap->procs, cap->self_tgid, &seeded);
+	if (!err)
+		metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
+	reader_set_ready(cap, err);
+	if (err)
+		goto out;
+	log_debug("process table seeded with %zu processes from /proc", seeded);
+
+	while (!atomic_load_explicit(&cap->stop, memory_order_acquire)) {
+		n = ring_buffer__poll(cap->rb, READER_POLL_MS);
+		if (n < 0 && n != -EINTR) {
+			log_error("reading process events failed: %s", strerror(-n));
+			break;
+		}
+	}
+	/* The programs are detached by now: take what they left. */
+	ring_buffer__consume(cap->rb);
+out:
+	proc_table_clear(cap->procs);
+	metrics_thread_unregister(cap->store);
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static int capture_reader_start(struct capture *cap)
+{
+	int err;
+
+	err = pthread_create(&cap->reader, NULL, capture_reader_main, cap);
+	if (err) {
+		log_error("starting the capture reader thread failed: %s", strerror(err));
+		return -err;
+	}
+	cap->reader_started = true;
+	pthread_setname_np(cap->reader, "qtap-proc");
+
+	pthread_mutex_lock(&cap->lock);
+	while (!cap->ready)
+		pthread_cond_wait(&cap->cond, &cap->lock);
+	err = cap->ready_err;
+	pthread_mutex_unlock(&cap->lock);
+	if (err)
+		log_error("seeding the process table from /proc failed: %s", strerror(-err));
+	return err;
+}
+
+static void capture_reader_stop(struct capture *cap)
+{
+	if (!cap->reader_started)
+		return;
+	atomic_store_explicit(&cap->stop, true, memory_order_release);
+	pthread_join(cap->reader, NULL);
+	cap->reader_started = false;
+}
+
+/* ---- /system/metrics collector (scrape thread) ---------------------- */
+
+static void capture_collect(struct metrics_store *store, void *ctx)
+{
+	struct capture *cap = ctx;
+	struct bpf_program *prog;
+	unsigned i = 0;
+	__u32 key = 0;
+	int c;
+
+	bpf_object__for_each_program(prog, cap->skel->obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		if (i == cap->nprogs)
+			break;
+		if (!cap->prog_runs[i] || !cap->prog_ns[i]) {
+			const char *values[] = { bpf_program__name(prog) };
+
+			cap->prog_runs[i] = metrics_series_get(store,
+					M_SYSTEM_BPF_PROGRAM_RUNS_TOTAL, values);
+			cap->prog_ns[i] = metrics_series_get(store,
+					M_SYSTEM_BPF_PROGRAM_RUN_SECONDS_TOTAL, values);
+		}
+		memset(&info, 0, sizeof(info));
+		if (cap->prog_runs[i] && cap->prog_ns[i] &&
+		    !bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
+			metrics_counter_set(cap->prog_runs[i], info.run_cnt);
+			/* The family's scale is 1e9: nanoseconds are stored. */
+			metrics_counter_set(cap->prog_ns[i], info.run_time_ns);
+		}
+		i++;
+	}
+
+	if (bpf_map__lookup_elem(cap->skel->maps.events_lost, &key, sizeof(key),
+				 cap->lost_values, sizeof(__u64) * cap->ncpus, 0))
+		return;
+	for (c = 0; c < cap->ncpus; c++) {
+		if (!cap->lost[c]) {
+			char cpu[16];
+			const char *values[] = { cpu };
+
+			snprintf(cpu, sizeof(cpu), "%d", c);
+			cap->lost[c] = metrics_series_get(store, M_SYSTEM_EVENTS_LOST_TOTAL, values);
+			if (!cap->lost[c])
+				continue;
+		}
+		metrics_counter_set(cap->lost[c], cap->lost_values[c]);
+	}
+}
+
+/* ---- start and stop ------------------------------------------------- */
+
+/* The skeleton's whole lifecycle: open, set rodata (and map sizes, none
+ * configurable yet), load, attach.  Feature fallbacks are settled before
+ * load: the exit program probes the kernel's group_dead field with CO-RE. */
+static int capture_bpf_load(struct capture *cap)
+{
+	struct bpf_program *prog;
+	struct proc_bpf *skel;
+	int err;
+
+	skel = proc_bpf__open();
+	if (!skel) {
+		err = -errno;
+		log_error("opening the BPF object failed: %s", strerror(-err));
+		return err;
+	}
+	skel->rodata->qtap_tgid = cap->self_tgid;
+
+	err = proc_bpf__load(skel);
+	if (err) {
+		log_error("loading BPF programs failed: %s%s", strerror(-err),
+			  err == -EPERM ? " (run as root or with CAP_BPF+CAP_PERFMON)" : "");
+		goto out_destroy;
+	}
+	err = proc_bpf__attach(skel);
+	if (err) {
+		log_error("attaching BPF programs to the sched tracepoints failed: %s%s",
+			  strerror(-err),
+			  err == -ENOENT ? " (is tracefs mounted at " TRACEFS_PATH "?)" : "");
+		goto out_destroy;
+	}
+	bpf_object__for_each_program(prog, skel->obj)
+		cap->nprogs++;
+	cap->skel = skel;
+	return 0;
+
+out_destroy:
+	proc_bpf__destroy(skel);
+	return err;
+}
+
+/* Frees a capture in any state capture_start() can leave it in. */
+static void capture_free(struct capture *cap)
+{
+	if (cap->skel)
+		proc_bpf__detach(cap->skel);
+	capture_reader_stop(cap);
+	ring_buffer__free(cap->rb);
+	proc_bpf__destroy(cap->skel);
+	proc_table_free(&cap->procs);
+	/* Closing the last run-statistics fd restores the kernel's previous
+	 * kernel.bpf_stats_enabled state. */
+	if (cap->stats_fd >= 0)
+		close(cap->stats_fd);
+	free(cap->received);
+	free(cap->prog_runs);
+	free(cap->prog_ns);
+	free(cap->lost);
+	free(cap->lost_values);
+	pthread_cond_destroy(&cap->cond);
+	pthread_mutex_destroy(&cap->lock);
+	free(cap);
+}
+
+struct capture *capture_start(const struct capture_opts *opts, struct metrics_store *store)
+{
+	struct capture *cap;
+	int err;
+
+	libbpf_set_print(capture_libbpf_print);
+
+	cap = calloc(1, sizeof(*cap));
+	if (!cap) {
+		log_error("starting capture failed: %s", strerror(ENOMEM));
+		errno = ENOMEM;
+		return NULL;
+	}
+	cap->opts = *opts;
+	cap->store = store;
+	cap->self_tgid = opts->self_tgid > 0 ? (uint32_t)opts->self_tgid : (uint32_t)getpid();
+	cap->stats_fd = -1;
+	pthread_mutex_init(&cap->lock, NULL);
+	pthread_cond_init(&cap->cond, NULL);
+	atomic_init(&cap->stop, false);
+
+	if (opts->mount_tracefs) {
+		err = capture_tracefs_mount(TRACEFS_PATH);
+		if (err) {
+			log_error("mounting tracefs at %s failed: %s", TRACEFS_PATH, strerror(-err));
+			goto out_free;
+		}
+	}
+
+	cap->ncpus = libbpf_num_possible_cpus();
+	if (cap->ncpus <= 0) {
+		err = cap->ncpus ? cap->ncpus : -EINVAL;
+		log_error("counting the possible CPUs failed: %s", strerror(-err));
+		goto out_free;
+	}
+	cap->procs = proc_table_new();
+	cap->received = calloc((size_t)cap->ncpus * KIND__COUNT, sizeof(*cap->received));
+	cap->lost = calloc(cap->ncpus, sizeof(*cap->lost));
+	cap->lost_values = calloc(cap->ncpus, sizeof(*cap->lost_values));
+	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values) {
+		err = -ENOMEM;
+		log_error("starting capture failed: %s", strerror(-err));
+		goto out_free;
+	}
+
+	/* Per-program run counts and run time (kernel.bpf_stats_enabled) are
+	 * kept while this fd is open.  Without them the agent still works, the
+	 * run counters just stay at 0. */
+	cap->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (cap->stats_fd < 0)
+		log_warn("enabling BPF run statistics failed: %s; "
+			 "qtap_system_bpf_program_run* stay at 0", strerror(-cap->stats_fd));
+
+	err = capture_bpf_load(cap);
+	if (err)
+		goto out_free;
+	cap->prog_runs = calloc(cap->nprogs, sizeof(*cap->prog_runs));
+	cap->prog_ns = calloc(cap->nprogs, sizeof(*cap->prog_ns));
+	if (!cap->prog_runs || !cap->prog_ns) {
+		err = -ENOMEM;
+		log_error("starting capture failed: %s", strerror(-err));
+		goto out_free;
+	}
+
+	cap->rb = ring_buffer__new(bpf_map__fd(cap->skel->maps.proc_events),
+				   capture_handle_event, cap, NULL);
+	if (!cap->rb) {
+		err = -errno;
+		log_error("opening the process event ring buffer failed: %s", strerror(-err));
+		goto out_free;
+	}
+
+	err = capture_reader_start(cap);
+	if (err)
+		goto out_free;
+
+	/* Last: nothing may fail once the store refers to cap. */
+	err = metrics_collector_add(store, METRICS_ENDPOINT_SYSTEM, capture_collect, cap);
+	if (err) {
+		log_error("registering the BPF statistics collector failed: %s", strerror(-err));
+		goto out_free;
+	}
+	log_info("capture started: %u BPF programs attached, %zu processes tracked",
+		 cap->nprogs, proc_table_count(cap->procs));
+	return cap;
+
+out_free:
+	capture_free(cap);
+	errno = -err;
+	return NULL;
+}
+
+void capture_stop(struct capture **capp)
+{
+	struct capture *cap = *capp;
+
+	if (!cap)
+		return;
+	capture_free(cap);
+	*capp = NULL;
+}
+
+int capture_proc_lookup(struct capture *cap, uint32_t tgid, struct capture_proc_info *ret)
+{
+	return proc_table_lookup(cap->procs, tgid, ret);
+}
+
+size_t capture_proc_count(struct capture *cap)
+{
+	return proc_table_count(cap->procs);
+}

@@ -1,0 +1,168 @@
+/* The process table: see the proc_table.c section of capture-int.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+#include "capture/capture-int.h"
+
+struct proc_entry {
+	struct cds_lfht_node node;
+	struct rcu_head rcu;
+	uint32_t tgid;
+	uint32_t ppid;
+	uint64_t start_time_ns;
+	char comm[CAPTURE_COMM_LEN];
+	char exe[];		/* NUL-terminated, allocated to size */
+};
+
+/* ht: written by the one writer thread, read by RCU-registered readers.
+ * count: written by the writer, read by any thread (atomic). */
+struct proc_table {
+	struct cds_lfht *ht;
+	unsigned long count;
+};
+
+static unsigned long tgid_hash(uint32_t tgid)
+{
+	/* Fibonacci hashing: pids are dense, spread them over the bits. */
+	return (unsigned long)((uint64_t)tgid * 0x9e3779b97f4a7c15ull >> 16);
+}
+
+static int entry_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct proc_entry *e = caa_container_of(node, struct proc_entry, node);
+
+	return e->tgid == *(const uint32_t *)key;
+}
+
+static void entry_free_rcu(struct rcu_head *head)
+{
+	free(caa_container_of(head, struct proc_entry, rcu));
+}
+
+struct proc_table *proc_table_new(void)
+{
+	struct proc_table *t;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->ht = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+			     NULL);
+	if (!t->ht) {
+		free(t);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return t;
+}
+
+void proc_table_free(struct proc_table **tp)
+{
+	struct proc_table *t = *tp;
+
+	if (!t)
+		return;
+	/* Empty by contract; since liburcu 0.10 destroying needs no RCU
+	 * registration.  rcu_barrier() runs the frees call_rcu() queued. */
+	cds_lfht_destroy(t->ht, NULL);
+	rcu_barrier();
+	free(t);
+	*tp = NULL;
+}
+
+int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
+{
+	size_t exe_len = strnlen(info->exe, sizeof(info->exe) - 1);
+	struct cds_lfht_node *old;
+	struct proc_entry *e;
+
+	e = malloc(sizeof(*e) + exe_len + 1);
+	if (!e)
+		return -ENOMEM;
+	cds_lfht_node_init(&e->node);
+	e->tgid = info->tgid;
+	e->ppid = info->ppid;
+	e->start_time_ns = info->start_time_ns;
+	memcpy(e->comm, info->comm, sizeof(e->comm));
+	e->comm[sizeof(e->comm) - 1] = '\0';
+	memcpy(e->exe, info->exe, exe_len);
+	e->exe[exe_len] = '\0';
+
+	rcu_read_lock();
+	old = cds_lfht_add_replace(t->ht, tgid_hash(e->tgid), entry_match, &e->tgid,
+				   &e->node);
+	rcu_read_unlock();
+	if (old)
+		call_rcu(&caa_container_of(old, struct proc_entry, node)->rcu,
+			 entry_free_rcu);
+	else
+		uatomic_set(&t->count, t->count + 1);
+	return 0;
+}
+
+int proc_table_remove(struct proc_table *t, uint32_t tgid)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+	int err = -ENOENT;
+
+	rcu_read_lock();
+	cds_lfht_lookup(t->ht, tgid_hash(tgid), entry_match, &tgid, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (node && !cds_lfht_del(t->ht, node)) {
+		call_rcu(&caa_container_of(node, struct proc_entry, node)->rcu,
+			 entry_free_rcu);
+		uatomic_set(&t->count, t->count - 1);
+		err = 0;
+	}
+	rcu_read_unlock();
+	return err;
+}
+
+void proc_table_clear(struct proc_table *t)
+{
+	struct cds_lfht_iter iter;
+	struct proc_entry *e;
+
+	rcu_read_lock();
+	cds_lfht_for_each_entry(t->ht, &iter, e, node) {
+		if (!cds_lfht_del(t->ht, &e->node))
+			call_rcu(&e->rcu, entry_free_rcu);
+	}
+	rcu_read_unlock();
+	uatomic_set(&t->count, 0);
+}
+
+int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+	struct proc_entry *e;
+	int err = -ENOENT;
+
+	rcu_read_lock();
+	cds_lfht_lookup(t->ht, tgid_hash(tgid), entry_match, &tgid, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (node) {
+		e = caa_container_of(node, struct proc_entry, node);
+		ret->tgid = e->tgid;
+		ret->ppid = e->ppid;
+		ret->start_time_ns = e->start_time_ns;
+		memcpy(ret->comm, e->comm, sizeof(ret->comm));
+		memcpy(ret->exe, e->exe, strlen(e->exe) + 1);
+		err = 0;
+	}
+	rcu_read_unlock();
+	return err;
+}
+
+size_t proc_table_count(struct proc_table *t)
+{
+	return uatomic_read(&t->count);
+}

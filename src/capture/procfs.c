@@ -1,0 +1,169 @@
+/* Seeding the process table from /proc: see capture-int.h. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/capture-int.h"
+
+#define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
+
+/* Field 2 is "(comm)", which may hold spaces and parentheses: it ends at
+ * the last ')'.  Fields 3 on are numbers separated by one space. */
+int procfs_stat_parse(const char *text, struct proc_stat *ret)
+{
+	const char *open, *close, *p;
+	unsigned long long v[20];
+	struct proc_stat st;
+	size_t len;
+	char *end;
+	int field;
+
+	memset(&st, 0, sizeof(st));
+	errno = 0;
+	st.pid = strtoul(text, &end, 10);
+	if (errno || end == text || *end != ' ')
+		return -EINVAL;
+	open = strchr(text, '(');
+	close = strrchr(text, ')');
+	if (!open || !close || close < open || open != end + 1)
+		return -EINVAL;
+	len = close - open - 1;
+	if (len >= sizeof(st.comm))
+		len = sizeof(st.comm) - 1;
+	memcpy(st.comm, open + 1, len);
+	st.comm[len] = '\0';
+
+	p = close + 1;
+	if (p[0] != ' ' || !p[1] || p[2] != ' ')
+		return -EINVAL;
+	st.state = p[1];
+	p += 3;
+	/* v[0] is field 4 (ppid) ... v[18] is field 22 (starttime). */
+	for (field = 0; field < 19; field++) {
+		const char *start = p;
+
+		errno = 0;
+		if (*p == '-')	/* tty_nr, tpgid, priority, nice can be < 0 */
+			v[field] = (unsigned long long)strtoll(p, &end, 10);
+		else
+			v[field] = strtoull(p, &end, 10);
+		if (errno || end == start || (*end != ' ' && *end != '\n' && *end))
+			return -EINVAL;
+		if (field < 18 && *end != ' ')
+			return -EINVAL;
+		p = end + (*end == ' ');
+	}
+	st.ppid = v[0];
+	st.flags = v[5];
+	st.start_ticks = v[18];
+	*ret = st;
+	return 0;
+}
+
+static int read_text(int dirfd, const char *name, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	if (n < 0)
+		return n;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* 0 and *info filled, or -errno when the process is gone or is not a
+ * user-space process we track (-ESRCH). */
+static int scan_one(int procfd, const char *pid, uint64_t ns_per_tick,
+		    struct capture_proc_info *info)
+{
+	char text[1024];
+	struct proc_stat st;
+	ssize_t n;
+	int dirfd, err;
+
+	dirfd = openat(procfd, pid, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	err = read_text(dirfd, "stat", text, sizeof(text));
+	if (err)
+		goto out_close;
+	err = procfs_stat_parse(text, &st);
+	if (err)
+		goto out_close;
+	if (st.state == 'Z' || st.state == 'X' || (st.flags & PF_KTHREAD)) {
+		err = -ESRCH;
+		goto out_close;
+	}
+	n = readlinkat(dirfd, "exe", info->exe, sizeof(info->exe) - 1);
+	if (n < 0) {
+		err = -errno;
+		goto out_close;
+	}
+	info->exe[n] = '\0';
+	info->tgid = st.pid;
+	info->ppid = st.ppid;
+	info->start_time_ns = st.start_ticks * ns_per_tick;
+	memcpy(info->comm, st.comm, sizeof(info->comm));
+out_close:
+	close(dirfd);
+	return err;
+}
+
+int procfs_scan(const char *proc_root, struct proc_table *t, uint32_t skip_tgid,
+		size_t *ret_count)
+{
+	struct capture_proc_info *info;
+	uint64_t ns_per_tick;
+	struct dirent *de;
+	size_t count = 0;
+	long hz;
+	DIR *dir;
+	int err = 0;
+
+	hz = sysconf(_SC_CLK_TCK);
+	ns_per_tick = hz > 0 ? 1000000000ull / hz : 10000000ull;
+	info = malloc(sizeof(*info));
+	if (!info)
+		return -ENOMEM;
+	dir = opendir(proc_root);
+	if (!dir) {
+		err = -errno;
+		goto out_free;
+	}
+	while ((de = readdir(dir))) {
+		char *end;
+		unsigned long pid;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		pid = strtoul(de->d_name, &end, 10);
+		if (*end || pid > UINT32_MAX || pid == skip_tgid)
+			continue;
+		if (scan_one(dirfd(dir), de->d_name, ns_per_tick, info))
+			continue;	/* gone, kernel thread or zombie */
+		err = proc_table_put(t, info);
+		if (err)
+			goto out_closedir;
+		count++;
+	}
+	*ret_count = count;
+out_closedir:
+	closedir(dir);
+out_free:
+	free(info);
+	return err;
+}
