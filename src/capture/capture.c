@@ -82,10 +82,11 @@ static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, 
 	n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
+	/* libbpf's messages start with "libbpf: " already. */
 	if (level == LIBBPF_WARN)
-		log_warn("libbpf: %s", msg);
+		log_warn("%s", msg);
 	else
-		log_debug("libbpf: %s", msg);
+		log_debug("%s", msg);
 	return 0;
 }
 
