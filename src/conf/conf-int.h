@@ -91,9 +91,11 @@ const struct conf_value *conf_key_value(const struct conf_key *k, const char *s)
 
 /* --- conf.c -------------------------------------------------------------- */
 
-/* Load state: the name used when a setting carries no file of its own. */
+/* Load state: the name used when a setting carries no file of its own,
+ * and the folder that names of @include files are relative to (or NULL). */
 struct conf_ctx {
 	const char *name;
+	const char *dir;
 	struct conf_error *err;
 };
 

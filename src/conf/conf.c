@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <urcu.h>
 
 #include "conf/conf-int.h"
@@ -45,6 +46,16 @@ static void setting_path(const config_setting_t *s, char *out, size_t n)
 	len = strlen(out);
 	if (len < n)
 		snprintf(out + len, n - len, "%s%s", len ? "." : "", here);
+}
+
+/* libconfig names a setting's file as the @include directive wrote it;
+ * dir makes it a path the operator can open. */
+static void error_file(struct conf_error *err, const char *dir, const char *file)
+{
+	if (dir && file[0] != '/')
+		snprintf(err->file, sizeof(err->file), "%s/%s", dir, file);
+	else
+		snprintf(err->file, sizeof(err->file), "%s", file);
 }
 
 static void error_set(struct conf_error *err, const char *file, int line,
@@ -84,9 +95,10 @@ int conf_fail(struct conf_ctx *ctx, const config_setting_t *s,
 		snprintf(key + len, sizeof(key) - len, "%s%s", len ? "." : "", member);
 	}
 	va_start(ap, fmt);
-	error_set(ctx->err, file ? file : ctx->name, config_setting_source_line(s),
-		  key, fmt, ap);
+	error_set(ctx->err, ctx->name, config_setting_source_line(s), key, fmt, ap);
 	va_end(ap);
+	if (file)
+		error_file(ctx->err, ctx->dir, file);
 	return -EINVAL;
 }
 
@@ -407,9 +419,9 @@ static int build(struct conf_ctx *ctx, struct qtap_conf *conf,
 
 /* Parses the text already read into cfg; name labels errors. */
 static struct qtap_conf *conf_from_config(config_t *cfg, const char *name,
-					  struct conf_error *err)
+					  const char *dir, struct conf_error *err)
 {
-	struct conf_ctx ctx = { .name = name, .err = err };
+	struct conf_ctx ctx = { .name = name, .dir = dir, .err = err };
 	struct qtap_conf *conf;
 	int rc;
 
@@ -438,28 +450,44 @@ err_out:
 	return NULL;
 }
 
-static void syntax_error(config_t *cfg, const char *name, struct conf_error *err)
+static void syntax_error(config_t *cfg, const char *name, const char *dir,
+			 struct conf_error *err)
 {
 	const char *file = config_error_file(cfg);
 
-	error_printf(err, file ? file : name, config_error_line(cfg), "",
-		     "%s", config_error_text(cfg));
+	error_printf(err, name, config_error_line(cfg), "", "%s",
+		     config_error_text(cfg));
+	/* An error in the main file is named by it, not by libconfig. */
+	if (file && dir)
+		error_file(err, dir, file);
 }
 
 struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 {
 	struct qtap_conf *conf = NULL;
 	char *dir_copy = NULL;
+	const char *dir;
 	config_t cfg;
 	FILE *f;
 	int e = EINVAL;
 
+	struct conf_error local;
+	struct stat st;
+
+	if (!err)
+		err = &local;
 	memset(err, 0, sizeof(*err));
 	f = fopen(path, "r");
 	if (!f) {
 		e = errno;
 		error_printf(err, path, 0, "", "cannot open: %s", strerror(e));
 		goto out;
+	}
+	/* A folder opens, and reads as an empty (valid) file. */
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		e = EISDIR;
+		error_printf(err, path, 0, "", "cannot open: %s", strerror(e));
+		goto out_close;
 	}
 	dir_copy = strdup(path);
 	if (!dir_copy) {
@@ -469,19 +497,20 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 	}
 	config_init(&cfg);
 	/* @include "x.conf" is relative to the including file's folder. */
-	config_set_include_dir(&cfg, dirname(dir_copy));
-	if (config_read(&cfg, f) != CONFIG_TRUE) {
-		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
+	dir = dirname(dir_copy);
+	config_set_include_dir(&cfg, dir);
+	if (config_read(&cfg, f) != CONFIG_TRUE || ferror(f)) {
+		if (ferror(f) || config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
 			e = EIO;
 			error_printf(err, path, 0, "", "cannot read: %s",
-				     config_error_text(&cfg));
+				     ferror(f) ? strerror(EIO) : config_error_text(&cfg));
 		} else {
 			e = EINVAL;
-			syntax_error(&cfg, path, err);
+			syntax_error(&cfg, path, dir, err);
 		}
 		goto out_destroy;
 	}
-	conf = conf_from_config(&cfg, path, err);
+	conf = conf_from_config(&cfg, path, dir, err);
 	e = errno;
 
 out_destroy:
@@ -499,16 +528,19 @@ struct qtap_conf *conf_load_string(const char *text, const char *name,
 				   struct conf_error *err)
 {
 	struct qtap_conf *conf = NULL;
+	struct conf_error local;
 	config_t cfg;
 	int e = EINVAL;
 
+	if (!err)
+		err = &local;
 	memset(err, 0, sizeof(*err));
 	config_init(&cfg);
 	if (config_read_string(&cfg, text) != CONFIG_TRUE) {
-		syntax_error(&cfg, name, err);
+		syntax_error(&cfg, name, NULL, err);
 		goto out_destroy;
 	}
-	conf = conf_from_config(&cfg, name, err);
+	conf = conf_from_config(&cfg, name, NULL, err);
 	e = errno;
 
 out_destroy:
@@ -520,14 +552,12 @@ out_destroy:
 
 struct qtap_conf *conf_new_default(void)
 {
-	struct conf_error err;
-
-	return conf_load_string("", "(defaults)", &err);
+	return conf_load_string("", "(defaults)", NULL);
 }
 
 void conf_free(struct qtap_conf **pconf)
 {
-	struct qtap_conf *conf = *pconf;
+	struct qtap_conf *conf = pconf ? *pconf : NULL;
 
 	if (!conf)
 		return;

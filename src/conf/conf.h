@@ -91,6 +91,7 @@ struct qtap_conf {
 	struct conf_stack *stacks;
 	size_t n_stacks;
 
+	/* A file without the key gets one stdout store; "()" gets none. */
 	enum conf_store_type *event_stores;
 	size_t n_event_stores;
 	enum conf_store_type *object_stores;
@@ -101,7 +102,7 @@ struct qtap_conf {
 		bool ignore_loopback;
 		bool audit_include_dns;
 		const struct conf_stack *http_stack; /* NULL: no HTTP stack */
-		unsigned filter_groups;              /* CONF_GROUP_* bits */
+		unsigned filter_groups;              /* CONF_GROUP_* bits; default qpoint */
 		struct conf_filter *filters;
 		size_t n_filters;
 		struct conf_endpoint *endpoints;
@@ -128,7 +129,9 @@ struct conf_error {
 void conf_error_format(const struct conf_error *err, char *out, size_t n);
 
 /* Parses and checks a file.  Returns NULL and sets errno (EINVAL for a bad
- * file, ENOENT/EACCES/... when it cannot be read, ENOMEM) with *err filled. */
+ * file, ENOENT/EACCES/EISDIR/... when it cannot be read, ENOMEM) with *err
+ * filled (err may be NULL).  Defaults come from the schema table in
+ * schema.c, whose key reference is qtap.conf(5). */
 struct qtap_conf *conf_load(const char *path, struct conf_error *err);
 /* The same for a string (tests, --validate of stdin); name labels errors. */
 struct qtap_conf *conf_load_string(const char *text, const char *name,

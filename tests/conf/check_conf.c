@@ -467,6 +467,24 @@ START_TEST(test_error_syntax)
 }
 END_TEST
 
+/* An error in an @include'd file names that file, found beside the
+ * including one. */
+START_TEST(test_error_in_include)
+{
+	struct conf_error err;
+	struct qtap_conf *conf = load_data("tests/conf/data/include.conf", &err);
+	char *path = srcpath("tests/conf/data/include-tap.conf");
+
+	ck_assert_ptr_null(conf);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_str_eq(err.file, path);
+	ck_assert_int_eq(err.line, 4);
+	ck_assert_str_eq(err.key, "tap.direction");
+	ck_assert_msg(strstr(err.msg, "invalid value \"inbound\""), "%s", err.msg);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_error_missing_file)
 {
 	struct conf_error err;
@@ -480,6 +498,16 @@ START_TEST(test_error_missing_file)
 	ck_assert_str_eq(err.key, "");
 	conf_error_format(&err, msg, sizeof(msg));
 	ck_assert_str_eq(msg, "/nonexistent/qtap.conf: cannot open: No such file or directory");
+
+	/* A folder is not an empty file. */
+	conf = conf_load("/", &err);
+	ck_assert_ptr_null(conf);
+	ck_assert_int_eq(errno, EISDIR);
+	ck_assert_int_eq(err.line, 0);
+
+	conf = conf_load("/nonexistent/qtap.conf", NULL);
+	ck_assert_ptr_null(conf);
+	ck_assert_int_eq(errno, ENOENT);
 }
 END_TEST
 
@@ -819,6 +847,7 @@ static Suite *conf_suite(void)
 	ADD(test_error_required);
 	ADD(test_error_bad_regex);
 	ADD(test_error_syntax);
+	ADD(test_error_in_include);
 	ADD(test_error_missing_file);
 	ADD(test_error_format);
 	ADD(test_stack_for_host);
