@@ -465,14 +465,13 @@ static void syntax_error(config_t *cfg, const char *name, const char *dir,
 struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 {
 	struct qtap_conf *conf = NULL;
+	struct conf_error local;
 	char *dir_copy = NULL;
 	const char *dir;
+	struct stat st;
 	config_t cfg;
 	FILE *f;
 	int e = EINVAL;
-
-	struct conf_error local;
-	struct stat st;
 
 	if (!err)
 		err = &local;
