@@ -26,8 +26,8 @@
 #define HTTP_PER_IP_LIMIT_DEFAULT 8
 #define HTTP_TIMEOUT_DEFAULT 10
 /* Per-connection pool for the request line, headers and MHD's own write
- * buffer; response bodies live outside it.  Requests with larger headers get
- * 431 from libmicrohttpd. */
+ * buffer; response bodies live outside it.  libmicrohttpd refuses requests
+ * whose headers do not fit. */
 #define HTTP_CONNECTION_MEMORY_LIMIT (32 * 1024)
 
 #define CONTENT_TYPE_PLAIN "text/plain; charset=utf-8"
