@@ -244,6 +244,20 @@ static void roff_puts(FILE *out, const char *s)
 	}
 }
 
+/* The exposed unit of a histogram's bounds, from its name. */
+static const char *bucket_unit(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n > 3 && !strcmp(name + n - 3, "_ms"))
+		return " (milliseconds)";
+	if (n > 6 && !strcmp(name + n - 6, "_bytes"))
+		return " (bytes)";
+	if (n > 8 && !strcmp(name + n - 8, "_seconds"))
+		return " (seconds)";
+	return "";
+}
+
 static void write_family(FILE *out, const struct metric_def *d)
 {
 	char num[32];
@@ -252,7 +266,8 @@ static void write_family(FILE *out, const struct metric_def *d)
 	fputs(".TP\n.B ", out);
 	roff_puts(out, d->name);
 	fputs("\n", out);
-	fprintf(out, "Type: %s", type_name(d->type));
+	fprintf(out, "Type: %s; endpoint %s", type_name(d->type),
+		d->endpoint == METRICS_ENDPOINT_APP ? "/metrics" : "/system/metrics");
 	if (d->flags & METRIC_F_HTTP)
 		fputs("; needs the http_metrics plugin", out);
 	fputs(".\n.br\nLabels: ", out);
@@ -267,7 +282,7 @@ static void write_family(FILE *out, const struct metric_def *d)
 		fputs(", plus \\fBle\\fR on the _bucket series", out);
 	fputs(".\n", out);
 	if (d->type == METRIC_HISTOGRAM) {
-		fputs(".br\nBuckets: ", out);
+		fprintf(out, ".br\nBuckets%s: ", bucket_unit(d->name));
 		for (i = 0; i < d->n_buckets; i++) {
 			num[metrics_fmt_fixed(num, d->buckets[i], d->scale, 0)] = '\0';
 			fprintf(out, "%s%s", i ? ", " : "", num);
