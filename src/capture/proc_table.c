@@ -21,7 +21,8 @@ struct proc_entry {
 };
 
 /* ht: written by the one writer thread, read by RCU-registered readers.
- * count: written by the writer, read by any thread (atomic). */
+ * count: written by the writer only (so its own plain reads are exact),
+ * read by any thread with atomic loads. */
 struct proc_table {
 	struct cds_lfht *ht;
 	unsigned long count;
@@ -102,7 +103,7 @@ int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
 		call_rcu(&caa_container_of(old, struct proc_entry, node)->rcu,
 			 entry_free_rcu);
 	else
-		uatomic_set(&t->count, t->count + 1);
+		__atomic_store_n(&t->count, t->count + 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -118,7 +119,7 @@ int proc_table_remove(struct proc_table *t, uint32_t tgid)
 	if (node && !cds_lfht_del(t->ht, node)) {
 		call_rcu(&caa_container_of(node, struct proc_entry, node)->rcu,
 			 entry_free_rcu);
-		uatomic_set(&t->count, t->count - 1);
+		__atomic_store_n(&t->count, t->count - 1, __ATOMIC_RELAXED);
 		err = 0;
 	}
 	rcu_read_unlock();
@@ -136,7 +137,7 @@ void proc_table_clear(struct proc_table *t)
 			call_rcu(&e->rcu, entry_free_rcu);
 	}
 	rcu_read_unlock();
-	uatomic_set(&t->count, 0);
+	__atomic_store_n(&t->count, 0, __ATOMIC_RELAXED);
 }
 
 int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret)
@@ -164,5 +165,5 @@ int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_i
 
 size_t proc_table_count(struct proc_table *t)
 {
-	return uatomic_read(&t->count);
+	return __atomic_load_n(&t->count, __ATOMIC_RELAXED);
 }
