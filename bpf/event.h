@@ -18,6 +18,7 @@
 /* qtap_event_header.type: one number space for every program. */
 #define QTAP_EVENT_PROCESS_EXEC 1
 #define QTAP_EVENT_PROCESS_EXIT 2
+#define QTAP_EVENT_PROCESS_FORK 3
 
 #define QTAP_COMM_LEN 16
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Process life: sched_process_exec and sched_process_exit tracepoints,
- * one struct qtap_proc_event per exec and per process exit, into the
+/* Process life: the sched_process_fork (raw), sched_process_exec and
+ * sched_process_exit tracepoints, one struct qtap_proc_event per new
+ * process, per exec and per process exit, into the
  * proc_events ring buffer that src/capture/capture.c drains. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -34,9 +35,10 @@ struct trace_event_raw_sched_process_exit___qtap {
 	bool group_dead;
 } __attribute__((preserve_access_index));
 
-static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type, __u32 tgid)
+/* A record about task's process, or NULL (counted) when the buffer is full. */
+static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
+								 struct task_struct *task)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct qtap_proc_event *ev;
 
 	ev = bpf_ringbuf_reserve(&proc_events, sizeof(*ev), 0);
@@ -52,15 +54,31 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type, __
 	ev->hdr.type = type;
 	ev->hdr.cpu = bpf_get_smp_processor_id();
 	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
-	ev->tgid = tgid;
+	ev->tgid = BPF_CORE_READ(task, tgid);
 	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	ev->start_time_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	ev->exit_code = 0;
 	ev->filename_len = 0;
 	ev->filename_truncated = 0;
 	ev->filename[0] = '\0';
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	return ev;
+}
+
+/* Raw: the tracepoint's arguments are the parent and child tasks, which
+ * tell a new process from a new thread. */
+SEC("raw_tp/sched_process_fork")
+int proc_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	struct qtap_proc_event *ev;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;	/* a thread */
+	ev = proc_event_reserve(QTAP_EVENT_PROCESS_FORK, child);
+	if (ev)
+		bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -73,7 +91,8 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	if (tgid == qtap_tgid)
 		return 0;
-	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXEC, tgid);
+	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXEC,
+				(struct task_struct *)bpf_get_current_task());
 	if (!ev)
 		return 0;
 	/* __data_loc: offset in the low 16 bits, length (NUL included) in
@@ -96,7 +115,7 @@ int proc_exit(void *ctx)
 	struct trace_event_raw_sched_process_exit___qtap *args = ctx;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct task_struct *task;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct qtap_proc_event *ev;
 
 	if (tgid == qtap_tgid)
@@ -109,10 +128,9 @@ int proc_exit(void *ctx)
 	} else if ((__u32)pid_tgid != tgid) {
 		return 0;
 	}
-	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXIT, tgid);
+	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXIT, task);
 	if (!ev)
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
 	ev->exit_code = BPF_CORE_READ(task, exit_code);
 	bpf_ringbuf_submit(ev, 0);
 	return 0;

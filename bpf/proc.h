@@ -9,7 +9,10 @@
  * truncated (filename_truncated is set). */
 #define QTAP_PROC_FILENAME_LEN 512
 
-/* Type QTAP_EVENT_PROCESS_EXEC or QTAP_EVENT_PROCESS_EXIT.
+/* Type QTAP_EVENT_PROCESS_{EXEC,EXIT,FORK}; tgid, ppid, start_time_ns and
+ * comm always describe the process the event is about.
+ * - fork: a new process (not a thread) was created; it runs the parent's
+ *   exe.  filename is empty, exit_code 0.
  * - exec: after a successful execve(); comm is the new one, filename the
  *   path as given to execve() (possibly relative), exit_code 0.
  * - exit: once per process, when its last thread exits; filename is empty,

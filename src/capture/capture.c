@@ -28,8 +28,10 @@
 #define READER_POLL_MS 100
 
 /* Event kinds counted in qtap_system_events_received_total{cpu,type}. */
-enum { KIND_EXEC, KIND_EXIT, KIND__COUNT };
-static const char *const kind_names[KIND__COUNT] = { "process_exec", "process_exit" };
+enum { KIND_FORK, KIND_EXEC, KIND_EXIT, KIND__COUNT };
+static const char *const kind_names[KIND__COUNT] = {
+	"process_fork", "process_exec", "process_exit"
+};
 
 struct capture {
 	/* Written by capture_start() before the reader starts, read-only
@@ -59,7 +61,8 @@ struct capture {
 	/* Reader thread only. */
 	struct metric_series **received;	/* [ncpus][KIND__COUNT] */
 	struct metric_series *tracked;
-	struct capture_proc_info scratch;
+	struct capture_proc_info scratch;	/* the entry being put */
+	struct capture_proc_info parent;	/* a forking parent's entry */
 	bool bad_event_logged;
 	bool put_failed_logged;
 
@@ -90,20 +93,29 @@ static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, 
 	return 0;
 }
 
-/* ---- events (reader thread) ---------------------------------------- */
+/* ---- events (reader thread) ----------------------------------------
+ * fork and exec put the process in the table, exit takes it out. */
 
-static void proc_event_exe(const struct qtap_proc_event *ev, char *exe, size_t size)
+/* The exe of ev's process: /proc/PID/exe while the process lives (the
+ * resolved path, as the /proc scan sees it); else, for an exec, the name
+ * given to execve(); for a fork, the parent's.  "" when none is known. */
+static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev,
+			   char *exe, size_t size)
 {
 	char path[32];
 	size_t len;
 	ssize_t n;
 
-	/* The resolved path, as the /proc scan sees it, while the process
-	 * lives; else the name given to execve(). */
 	snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
 	n = readlink(path, exe, size - 1);
 	if (n > 0) {
 		exe[n] = '\0';
+		return;
+	}
+	exe[0] = '\0';
+	if (ev->hdr.type == QTAP_EVENT_PROCESS_FORK) {
+		if (proc_table_lookup(cap->procs, ev->ppid, &cap->parent) == 0)
+			snprintf(exe, size, "%s", cap->parent.exe);
 		return;
 	}
 	len = ev->filename_len;
@@ -121,23 +133,23 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 	unsigned kind;
 	int err;
 
-	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXEC) {
-		kind = KIND_EXEC;
+	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXIT) {
+		kind = KIND_EXIT;
+		proc_table_remove(cap->procs, ev->tgid);
+	} else {
+		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
+		proc_event_exe(cap, ev, info->exe, sizeof(info->exe));
 		info->tgid = ev->tgid;
 		info->ppid = ev->ppid;
 		info->start_time_ns = ev->start_time_ns;
 		memcpy(info->comm, ev->comm, sizeof(info->comm));
 		info->comm[sizeof(info->comm) - 1] = '\0';
-		proc_event_exe(ev, info->exe, sizeof(info->exe));
 		err = proc_table_put(cap->procs, info);
 		if (err && !cap->put_failed_logged) {
 			log_warn("process table: adding pid %u failed: %s", ev->tgid,
 				 strerror(-err));
 			cap->put_failed_logged = true;
 		}
-	} else {
-		kind = KIND_EXIT;
-		proc_table_remove(cap->procs, ev->tgid);
 	}
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
@@ -153,7 +165,7 @@ static int capture_handle_event(void *ctx, void *data, size_t size)
 	struct capture *cap = ctx;
 
 	if (size < sizeof(*hdr) || hdr->version != QTAP_EVENT_ABI_VERSION ||
-	    (hdr->type != QTAP_EVENT_PROCESS_EXEC && hdr->type != QTAP_EVENT_PROCESS_EXIT) ||
+	    hdr->type < QTAP_EVENT_PROCESS_EXEC || hdr->type > QTAP_EVENT_PROCESS_FORK ||
 	    size < sizeof(struct qtap_proc_event)) {
 		if (!cap->bad_event_logged) {
 			log_error("dropping kernel events that do not match this agent "

@@ -252,9 +252,11 @@ START_TEST(test_exec_exit_exact)
 	struct metrics_store *store;
 	struct capture_proc_info info;
 	struct capture *cap;
-	pid_t pids[N_TRUE], sleeper, self = getpid();
+	pid_t pids[N_TRUE], sleeper, forked, self = getpid();
+	char self_exe[PATH_MAX];
 	uint32_t ids[64];
-	unsigned nids, nfds, n, i;
+	unsigned nids, nfds, ns, i;
+	ssize_t n;
 	double v;
 
 	rcu_register_thread();
@@ -273,6 +275,28 @@ START_TEST(test_exec_exit_exact)
 		reap(pids[i]);
 	}
 
+	/* A forked child that does not exec runs the parent's exe. */
+	forked = fork();
+	ck_assert_int_ge(forked, 0);
+	if (forked == 0) {
+		sleep_ms(200);
+		_exit(0);
+	}
+	ck_assert_msg(wait_event(forked, QTAP_EVENT_PROCESS_FORK, 2000),
+		      "no fork event for pid %d", (int)forked);
+	ck_assert_int_eq(capture_proc_lookup(cap, forked, &info), 0);
+	ck_assert_uint_eq(info.ppid, self);
+	n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+	ck_assert_int_gt(n, 0);
+	self_exe[n] = '\0';
+	ck_assert_str_eq(info.exe, self_exe);
+	reap(forked);
+	ck_assert_msg(wait_event(forked, QTAP_EVENT_PROCESS_EXIT, 2000),
+		      "no exit event for pid %d", (int)forked);
+	ck_assert_int_eq(capture_proc_lookup(cap, forked, &info), -ENOENT);
+	ck_assert_uint_eq(count_events(forked, QTAP_EVENT_PROCESS_FORK, NULL), 1);
+	ck_assert_uint_eq(count_events(forked, QTAP_EVENT_PROCESS_EXEC, NULL), 0);
+
 	sleeper = spawn("/bin/sleep", "0.2");
 	ck_assert_msg(wait_event(sleeper, QTAP_EVENT_PROCESS_EXEC, 2000),
 		      "no exec event for /bin/sleep (pid %d)", (int)sleeper);
@@ -283,8 +307,8 @@ START_TEST(test_exec_exit_exact)
 	ck_assert_msg(strlen(info.exe) >= 6 && !strcmp(info.exe + strlen(info.exe) - 6, "/sleep"),
 		      "exe of the sleeper: %s", info.exe);
 	ck_assert_uint_gt(info.start_time_ns, 0);
-	v = system_sum(store, "qtap_system_processes_tracked", NULL, &n);
-	ck_assert_uint_eq(n, 1);
+	v = system_sum(store, "qtap_system_processes_tracked", NULL, &ns);
+	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= 1, "processes_tracked %g while the sleeper runs", v);
 	reap(sleeper);
 
@@ -296,13 +320,16 @@ START_TEST(test_exec_exit_exact)
 	/* Back down: the exit took the sleeper out of the table. */
 	ck_assert_int_eq(capture_proc_lookup(cap, sleeper, &info), -ENOENT);
 
-	/* Exactly one exec and one exit per child, with its file name. */
+	/* Exactly one fork, one exec and one exit per child, with its file
+	 * name. */
 	for (i = 0; i < N_TRUE; i++) {
+		ck_assert_uint_eq(count_events(pids[i], QTAP_EVENT_PROCESS_FORK, NULL), 1);
 		ck_assert_uint_eq(count_events(pids[i], QTAP_EVENT_PROCESS_EXEC, "/bin/true"), 1);
 		ck_assert_uint_eq(count_events(pids[i], QTAP_EVENT_PROCESS_EXEC, NULL), 1);
 		ck_assert_uint_eq(count_events(pids[i], QTAP_EVENT_PROCESS_EXIT, NULL), 1);
 		ck_assert_int_eq(capture_proc_lookup(cap, pids[i], &info), -ENOENT);
 	}
+	ck_assert_uint_eq(count_events(sleeper, QTAP_EVENT_PROCESS_FORK, NULL), 1);
 	ck_assert_uint_eq(count_events(sleeper, QTAP_EVENT_PROCESS_EXEC, "/bin/sleep"), 1);
 	ck_assert_uint_eq(count_events(sleeper, QTAP_EVENT_PROCESS_EXIT, NULL), 1);
 	pthread_mutex_lock(&rec.lock);
@@ -319,20 +346,25 @@ START_TEST(test_exec_exit_exact)
 	pthread_mutex_unlock(&rec.lock);
 
 	/* The counters, through the /system/metrics collector. */
-	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_exec\"", &n);
-	ck_assert_uint_eq(n, (unsigned)libbpf_num_possible_cpus());
+	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_exec\"", &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v >= N_TRUE + 1, "process_exec events received: %g", v);
 	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_exit\"", NULL);
-	ck_assert_msg(v >= N_TRUE + 1, "process_exit events received: %g", v);
-	v = system_sum(store, "qtap_system_events_lost_total", NULL, &n);
-	ck_assert_uint_eq(n, (unsigned)libbpf_num_possible_cpus());
+	ck_assert_msg(v >= N_TRUE + 2, "process_exit events received: %g", v);
+	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_fork\"", NULL);
+	ck_assert_msg(v >= N_TRUE + 2, "process_fork events received: %g", v);
+	v = system_sum(store, "qtap_system_events_lost_total", NULL, &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &n);
-	ck_assert_uint_eq(n, 1);
+	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
+	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= N_TRUE + 1, "proc_exec runs: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exit\"", &n);
-	ck_assert_uint_eq(n, 1);
-	ck_assert_msg(v >= N_TRUE + 1, "proc_exit runs: %g", v);
+	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exit\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	ck_assert_msg(v >= N_TRUE + 2, "proc_exit runs: %g", v);
+	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_fork\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	ck_assert_msg(v >= N_TRUE + 2, "proc_fork runs: %g", v);
 	v = system_sum(store, "qtap_system_bpf_program_run_seconds_total", "program=\"proc_exec\"",
 		       NULL);
 	ck_assert_msg(v > 0, "proc_exec run time: %g s", v);
@@ -357,6 +389,12 @@ START_TEST(test_exec_exit_exact)
 }
 END_TEST
 
+static void *idle_thread(void *arg)
+{
+	sleep_ms(10);
+	return arg;
+}
+
 /* The agent's own process (here a stand-in child) is filtered in the
  * kernel and left out of the /proc scan. */
 START_TEST(test_self_filtered)
@@ -365,6 +403,7 @@ START_TEST(test_self_filtered)
 	struct capture_proc_info info;
 	struct capture *cap;
 	pid_t agent, other;
+	pthread_t thread;
 	int pipefd[2];
 	char c = 'x';
 
@@ -389,6 +428,11 @@ START_TEST(test_self_filtered)
 	ck_assert_uint_eq(info.tgid, getpid());
 	ck_assert_uint_eq(info.ppid, getppid());
 
+	/* A thread is not a process: no fork event for this process (the
+	 * capture reader is a thread of it too). */
+	ck_assert_int_eq(pthread_create(&thread, NULL, idle_thread, NULL), 0);
+	ck_assert_int_eq(pthread_join(thread, NULL), 0);
+
 	ck_assert_int_eq(write(pipefd[1], &c, 1), 1);
 	close(pipefd[1]);
 	reap(agent);
@@ -400,6 +444,8 @@ START_TEST(test_self_filtered)
 	/* The filtered child exited before the control child was forked. */
 	ck_assert_uint_eq(count_events(agent, QTAP_EVENT_PROCESS_EXEC, NULL), 0);
 	ck_assert_uint_eq(count_events(agent, QTAP_EVENT_PROCESS_EXIT, NULL), 0);
+	ck_assert_uint_eq(count_events(getpid(), QTAP_EVENT_PROCESS_FORK, NULL), 0);
+	ck_assert_uint_eq(count_events(getpid(), QTAP_EVENT_PROCESS_EXIT, NULL), 0);
 
 	capture_stop(&cap);
 	metrics_store_free(&store);
