@@ -247,6 +247,8 @@ static void *capture_reader_main(void *arg)
 	ring_buffer__consume(cap->rb);
 out:
 	proc_table_clear(cap->procs);
+	if (cap->tracked)
+		metrics_gauge_set(cap->tracked, 0);
 	metrics_thread_unregister(cap->store);
 	rcu_unregister_thread();
 	return NULL;

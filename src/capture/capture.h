@@ -26,13 +26,15 @@ struct capture_proc_info {
 	uint32_t ppid;
 	uint64_t start_time_ns;		/* ns since boot (CLOCK_BOOTTIME) */
 	char comm[CAPTURE_COMM_LEN];
-	/* /proc/PID/exe when it could be read, else the path given to
-	 * execve() (a process that exits at once); NUL-terminated. */
+	/* /proc/PID/exe when it could be read; else the path given to
+	 * execve() (a process that exited at once), or for a fork the
+	 * parent's exe; "" when none of them is known. */
 	char exe[CAPTURE_EXE_LEN];
 };
 
-/* Called on the reader thread for each process event, after the process
- * table applied it (--bpf-trace, tests).  Must not block. */
+/* Called on the reader thread for each process event (fork, exec, exit),
+ * after the process table applied it (--bpf-trace, tests).  Must not
+ * block. */
 typedef void (*capture_proc_event_fn)(const struct qtap_proc_event *ev, void *ctx);
 
 struct capture_opts {
