@@ -112,28 +112,35 @@ struct metrics_opts {
 struct metrics_store;
 struct metric_series;
 
-/* NULL and errno on failure. */
+/* NULL and errno on failure.  Both from an RCU-registered thread (they
+ * use the hash table); free when no other thread uses the store. */
 struct metrics_store *metrics_store_new(const struct metrics_opts *opts);
 void metrics_store_free(struct metrics_store **store);
 
-/* Reload-time settings; any thread. */
+/* Reload-time settings; any thread.  The series limit applies to the
+ * families of /metrics; those of /system/metrics have small fixed label
+ * sets and a fixed cap of 4096 series each.  Lowering the limit keeps the
+ * series that exist. */
 void metrics_store_set_series_limit(struct metrics_store *store, unsigned limit);
 void metrics_store_set_http_enabled(struct metrics_store *store, bool enabled);
 
 /* The calling thread becomes a writer with its own shard: 0, or -ENOSPC
- * when max_writers threads are registered.  Unregistering keeps what the
- * thread counted. */
+ * when max_writers threads are registered (-ENOMEM).  Unregistering keeps
+ * what the thread counted, and a later thread may take the shard over.  A
+ * thread is the writer of one store at a time. */
 int metrics_thread_register(struct metrics_store *store);
 void metrics_thread_unregister(struct metrics_store *store);
 
 /* The series of family id with these label values (n_labels of them, in
  * the order of the definition; NULL for a family without labels).  Over the
- * family's limit, the __overflow__ series is returned and counted.  NULL and
- * errno ENOMEM on allocation failure. */
+ * family's limit, the __overflow__ series is returned and counted.  Label
+ * values are escaped when stored; bytes that are not UTF-8 become U+FFFD.
+ * NULL and errno ENOMEM on allocation failure, EINVAL for a bad id. */
 struct metric_series *metrics_series_get(struct metrics_store *store, enum metric_id id,
 					 const char *const *values);
 
-/* Updates.  Counters only grow; gauges move both ways.  *_set writes the
+/* Updates.  A NULL series (failed lookup) is ignored.  Counters only
+ * grow; gauges move both ways.  *_set writes the
  * shared shard and is for values that one thread owns outright (a
  * collector mirroring a kernel counter, a queue depth): never mix set and
  * add on one series. */
