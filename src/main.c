@@ -184,7 +184,8 @@ static int run(const struct cli_args *args)
 		break;
 	}
 	notify_send("STOPPING=1");
-	http_server_set_ready(srv, false);
+	/* Endpoints first: a scrape runs the capture's collector. */
+	http_server_stop(&srv);
 	capture_stop(&cap);
 out_http:
 	http_server_stop(&srv);
