@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "capture/capture.h"
 #include "http/http.h"
 
 enum {
@@ -146,33 +147,6 @@ int cli_tls_probes_parse(const char *s, unsigned *ret)
 	return 0;
 }
 
-/* --bpf-trace FILTER: modules and exe=NAME terms. */
-static int bpf_trace_check(const char *s)
-{
-	static const char *const modules[] = { "all", "process", "syscall", "openssl", "gnutls" };
-	const char *p = s;
-
-	if (!*s)
-		return -EINVAL;
-	while (*p) {
-		size_t n = strcspn(p, ","), i;
-
-		if (n > 4 && !strncmp(p, "exe=", 4)) {
-			i = 0;
-		} else {
-			for (i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
-				if (strlen(modules[i]) == n && !strncmp(p, modules[i], n))
-					break;
-			if (i == sizeof(modules) / sizeof(modules[0]))
-				return -EINVAL;
-		}
-		p += n;
-		if (*p == ',' && *++p == '\0')
-			return -EINVAL;
-	}
-	return 0;
-}
-
 static void fill_longopts(struct option *lo)
 {
 	size_t i;
@@ -238,7 +212,7 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 			}
 			break;
 		case OPT_BPF_TRACE:
-			if (bpf_trace_check(optarg)) {
+			if (capture_trace_parse(optarg, NULL)) {
 				snprintf(err, errlen, "--bpf-trace: \"%s\" is not a list of modules (all, process, syscall, openssl, gnutls) and exe=NAME terms", optarg);
 				return -EINVAL;
 			}

@@ -37,6 +37,7 @@ struct capture {
 	/* Written by capture_start() before the reader starts, read-only
 	 * afterwards by every thread. */
 	struct capture_opts opts;
+	struct capture_trace *trace;	/* --bpf-trace, or NULL */
 	struct metrics_store *store;
 	struct proc_bpf *skel;
 	struct ring_buffer *rb;
@@ -127,6 +128,20 @@ static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev
 	exe[len] = '\0';
 }
 
+/* One --bpf-trace line: what the kernel reported and what the table did. */
+static void proc_event_trace(const struct qtap_proc_event *ev, unsigned kind,
+			     const struct capture_proc_info *info)
+{
+	if (kind == KIND_EXIT)
+		log_info("bpf-trace module=process op=exit cpu=%u pid=%u comm=%s exe=%s "
+			 "status=%u decision=forget", ev->hdr.cpu, ev->tgid, info->comm,
+			 info->exe, ev->exit_code);
+	else
+		log_info("bpf-trace module=process op=%s cpu=%u pid=%u ppid=%u comm=%s "
+			 "exe=%s decision=track", kind == KIND_FORK ? "fork" : "exec",
+			 ev->hdr.cpu, ev->tgid, ev->ppid, info->comm, info->exe);
+}
+
 static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *ev)
 {
 	struct capture_proc_info *info = &cap->scratch;
@@ -135,6 +150,12 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 
 	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXIT) {
 		kind = KIND_EXIT;
+		if (cap->trace && proc_table_lookup(cap->procs, ev->tgid, info)) {
+			/* unknown process: trace with what the event says */
+			memcpy(info->comm, ev->comm, sizeof(info->comm));
+			info->comm[sizeof(info->comm) - 1] = '\0';
+			info->exe[0] = '\0';
+		}
 		proc_table_remove(cap->procs, ev->tgid);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
@@ -154,6 +175,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
 	metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
+	if (capture_trace_wants(cap->trace, CAPTURE_TRACE_PROCESS, info->comm, info->exe))
+		proc_event_trace(ev, kind, info);
 	if (cap->opts.proc_event_fn)
 		cap->opts.proc_event_fn(ev, cap->opts.proc_event_ctx);
 }
@@ -396,6 +419,7 @@ static void capture_free(struct capture *cap)
 	free(cap->prog_ns);
 	free(cap->lost);
 	free(cap->lost_values);
+	capture_trace_free(&cap->trace);
 	pthread_cond_destroy(&cap->cond);
 	pthread_mutex_destroy(&cap->lock);
 	free(cap);
@@ -421,6 +445,14 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	pthread_mutex_init(&cap->lock, NULL);
 	pthread_cond_init(&cap->cond, NULL);
 	atomic_init(&cap->stop, false);
+
+	if (opts->bpf_trace) {
+		err = capture_trace_parse(opts->bpf_trace, &cap->trace);
+		if (err) {
+			log_error("--bpf-trace \"%s\": %s", opts->bpf_trace, strerror(-err));
+			goto out_free;
+		}
+	}
 
 	if (opts->mount_tracefs) {
 		err = capture_tracefs_mount(TRACEFS_PATH);

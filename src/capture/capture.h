@@ -73,4 +73,22 @@ int capture_proc_lookup(struct capture *cap, uint32_t tgid, struct capture_proc_
 /* Processes in the table; any thread. */
 size_t capture_proc_count(struct capture *cap);
 
+/* --bpf-trace filters (trace.c).  Parsed once at start; read-only after. */
+#define CAPTURE_TRACE_PROCESS (1u << 0)
+#define CAPTURE_TRACE_SYSCALL (1u << 1)
+#define CAPTURE_TRACE_OPENSSL (1u << 2)
+#define CAPTURE_TRACE_GNUTLS (1u << 3)
+#define CAPTURE_TRACE_ALL 0xfu
+
+struct capture_trace;
+
+/* Parses FILTER ("process,exe=curl"); with ret NULL only checks it.  0,
+ * -EINVAL or -ENOMEM. */
+int capture_trace_parse(const char *filter, struct capture_trace **ret);
+void capture_trace_free(struct capture_trace **trace);
+/* Whether an event of module (one CAPTURE_TRACE_* bit) by a process with
+ * this comm and exe is to be logged; false for a NULL trace. */
+bool capture_trace_wants(const struct capture_trace *trace, unsigned module,
+			 const char *comm, const char *exe);
+
 #endif

@@ -5,8 +5,6 @@
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
-progs_before=$(bpftool prog list 2>/dev/null | grep -c '^[0-9]')
-
 start_agent --config "$top_srcdir/etc/qtap.conf"
 ok $? "agent starts with etc/qtap.conf and /readyz answers 200"
 
@@ -17,10 +15,10 @@ mount | grep -q ' /sys/kernel/tracing type tracefs'; ok $? "tracefs is mounted a
 
 curl -s "$BASE/metrics" >"$TMP/metrics.txt"
 curl -s "$BASE/system/metrics" >"$TMP/system.txt"
-"${PROMTOOL:-promtool}" check metrics <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1
+"$top_srcdir/tests/promcheck.sh" <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1
 ok $? "promtool check metrics accepts /metrics"
 diag <"$TMP/promtool.out"
-"${PROMTOOL:-promtool}" check metrics <"$TMP/system.txt" >"$TMP/promtool.out" 2>&1
+"$top_srcdir/tests/promcheck.sh" <"$TMP/system.txt" >"$TMP/promtool.out" 2>&1
 ok $? "promtool check metrics accepts /system/metrics"
 diag <"$TMP/promtool.out"
 
@@ -81,9 +79,15 @@ ok $? "the refusal names file, line and key"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/metrics")
 test "$code" = 200; ok $? "the agent still serves after a refused reload"
 
+# The BPF programs this agent holds (other tests may load their own).
+prog_ids=$(cat /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '/^prog_id:/ { print $2 }' | sort -u)
+test -n "$prog_ids"; ok $? "the agent holds BPF programs ($(echo $prog_ids))"
 stop_agent
 test "$AGENT_STATUS" = 0; ok $? "SIGTERM stops with status 0 (got $AGENT_STATUS)"
-progs_after=$(bpftool prog list 2>/dev/null | grep -c '^[0-9]')
-test "$progs_after" -le "$progs_before"; ok $? "no BPF programs left behind ($progs_before before, $progs_after after)"
+left=
+for id in $prog_ids; do
+	bpftool prog show id "$id" >/dev/null 2>&1 && left="$left $id"
+done
+test -z "$left"; ok $? "no BPF programs left behind${left:+ (still loaded:$left)}"
 
 finish
