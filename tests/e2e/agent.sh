@@ -5,7 +5,7 @@
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
-start_agent --config "$top_srcdir/etc/qtap.conf"
+start_agent --config "$top_srcdir/etc/qtap.conf" --bpf-trace process,exe=true
 ok $? "agent starts with etc/qtap.conf and /readyz answers 200"
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")
@@ -53,6 +53,9 @@ execs1=$(execs)
 runs1=$(metric_sum /system/metrics 'qtap_system_bpf_program_runs_total{')
 test $((execs1 - execs0)) -ge 25; ok $? "25 processes seen exec'ing ($execs0 -> $execs1 process_exec events)"
 test "${runs1:-0}" -gt "${runs0:-0}"; ok $? "BPF program run counts grow (${runs0:-none} -> ${runs1:-none})"
+traced=$(grep -c 'bpf-trace module=process op=exec .*comm=true exe=\(/usr\)\?/bin/true decision=track' "$TMP/agent.log")
+test "$traced" -ge 25; ok $? "--bpf-trace logs the 25 execs of true ($traced lines)"
+! grep -q 'bpf-trace .*comm=curl' "$TMP/agent.log"; ok $? "--bpf-trace exe=true leaves curl out"
 tracked=$(metric /system/metrics qtap_system_processes_tracked)
 test "${tracked:-0}" -gt 0; ok $? "qtap_system_processes_tracked is positive (${tracked:-none})"
 lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
