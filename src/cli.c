@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "capture/capture.h"
 #include "http/http.h"
+#include "util/roff.h"
 
 enum {
 	OPT_CONFIG = 'c',
@@ -279,20 +280,6 @@ void cli_write_help(FILE *out)
 	      out);
 }
 
-/* Backslashes and leading dots are the only characters roff treats
- * specially in the running text we write. */
-static void roff_text(FILE *out, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\')
-			fputs("\\e", out);
-		else if (*s == '-')
-			fputs("\\-", out);
-		else
-			fputc(*s, out);
-	}
-}
-
 void cli_write_man(FILE *out)
 {
 	size_t i;
@@ -304,12 +291,12 @@ void cli_write_man(FILE *out)
 		if (o->short_name)
 			fprintf(out, "\\fB\\-%c\\fR, ", o->short_name);
 		fputs("\\fB\\-\\-", out);
-		roff_text(out, o->long_name);
+		roff_puts(out, o->long_name);
 		fputs("\\fR", out);
 		if (o->arg)
 			fprintf(out, " \\fI%s\\fR", o->arg);
 		fputc('\n', out);
-		roff_text(out, o->doc);
+		roff_puts(out, o->doc);
 		fputc('\n', out);
 	}
 }

@@ -10,6 +10,8 @@
 
 #include "cli.h"
 
+#include "check_run.h"
+
 static int parse(struct cli_args *a, char *err, size_t n, ...)
 {
 	char *argv[16];
@@ -168,11 +170,5 @@ static Suite *cli_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(cli_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(cli_suite());
 }

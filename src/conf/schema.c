@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf/conf-int.h"
+#include "util/roff.h"
 
 #define NO_RANGE 0, 0
 
@@ -428,22 +429,6 @@ int conf_schema_check(struct conf_ctx *ctx, const config_setting_t *root)
 }
 
 /* --- documentation -------------------------------------------------------- */
-
-/* Writes s for roff: backslashes escaped, and a leading dot or quote
- * protected so it cannot start a request. */
-static void roff_puts(FILE *out, const char *s)
-{
-	if (*s == '.' || *s == '\'')
-		fputs("\\&", out);
-	for (; *s; s++) {
-		if (*s == '\\')
-			fputs("\\e", out);
-		else if (*s == '-')
-			fputs("\\-", out);
-		else
-			fputc(*s, out);
-	}
-}
 
 void conf_schema_write_man(FILE *out)
 {

@@ -7,6 +7,7 @@
 
 #include "metrics/metrics.h"
 #include "metrics/metrics-int.h"
+#include "util/roff.h"
 
 /* HTTP durations in microseconds (exposed in ms): 0.1 ms .. 600000 ms. */
 static const uint64_t http_duration_us[] = {
@@ -226,22 +227,6 @@ static const char *type_name(enum metric_type t)
 		return "histogram";
 	}
 	return "untyped";
-}
-
-/* Text for roff: backslashes doubled, hyphens as \-, a leading dot or
- * quote made harmless. */
-static void roff_puts(FILE *out, const char *s)
-{
-	if (*s == '.' || *s == '\'')
-		fputs("\\&", out);
-	for (; *s; s++) {
-		if (*s == '\\')
-			fputs("\\e", out);
-		else if (*s == '-')
-			fputs("\\-", out);
-		else
-			fputc(*s, out);
-	}
 }
 
 /* The exposed unit of a histogram's bounds, from its name. */

@@ -30,6 +30,8 @@
 #include "metrics/metrics.h"
 #include "util/buf.h"
 
+#include "../check_run.h"
+
 #define N_TRUE 20
 #define MAX_EVENTS 4096
 
@@ -689,11 +691,5 @@ static Suite *capture_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(capture_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(capture_suite());
 }

@@ -14,6 +14,8 @@
 
 #include "conf/conf.h"
 
+#include "../check_run.h"
+
 /* A file under the source tree (the test may run from a build dir). */
 static char *srcpath(const char *rel)
 {
@@ -862,11 +864,5 @@ static Suite *conf_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(conf_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(conf_suite());
 }

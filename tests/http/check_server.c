@@ -25,6 +25,8 @@
 #include "metrics/metrics.h"
 #include "util/buf.h"
 
+#include "../check_run.h"
+
 #define PROM_ACCEPT \
 	"application/openmetrics-text;version=1.0.0," \
 	"application/openmetrics-text;version=0.0.1;q=0.75," \
@@ -904,11 +906,5 @@ static Suite *http_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(http_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(http_suite());
 }

@@ -16,6 +16,8 @@
 #include "metrics/metrics-int.h"
 #include "util/buf.h"
 
+#include "../check_run.h"
+
 static const char golden_text[] =
 	"# HELP qtap_connection_open_total Total number of connections opened.\n"
 	"# TYPE qtap_connection_open_total counter\n"
@@ -421,8 +423,7 @@ int main(void)
 {
 	Suite *s = suite_create("metrics_expose");
 	TCase *tc = tcase_create("expose");
-	SRunner *sr;
-	int failed;
+	int status;
 
 	rcu_register_thread();
 	tcase_set_timeout(tc, 60);
@@ -435,10 +436,7 @@ int main(void)
 	tcase_add_test(tc, test_collectors);
 	tcase_add_test(tc, test_promtool);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	status = check_run(s);
 	rcu_unregister_thread();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return status;
 }

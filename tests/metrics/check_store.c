@@ -15,6 +15,8 @@
 #include "metrics/metrics-int.h"
 #include "util/buf.h"
 
+#include "../check_run.h"
+
 #define ITERS 200000
 #define NEW_EVERY 1000
 #define NEW_SERIES ((ITERS + NEW_EVERY - 1) / NEW_EVERY)
@@ -431,8 +433,7 @@ int main(void)
 {
 	Suite *s = suite_create("metrics_store");
 	TCase *tc = tcase_create("store");
-	SRunner *sr;
-	int failed;
+	int status;
 
 	rcu_register_thread();
 	tcase_set_timeout(tc, 120);
@@ -444,10 +445,7 @@ int main(void)
 	tcase_add_test(tc, test_register_limit);
 	tcase_add_test(tc, test_set);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	status = check_run(s);
 	rcu_unregister_thread();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return status;
 }

@@ -15,6 +15,8 @@
 #include "util/log.h"
 #include "util/notify.h"
 
+#include "../check_run.h"
+
 START_TEST(test_buf_append_grows)
 {
 	struct buf b = BUF_INIT;
@@ -152,11 +154,5 @@ static Suite *util_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(util_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(util_suite());
 }
