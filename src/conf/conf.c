@@ -675,14 +675,17 @@ bool conf_exe_filtered(const struct qtap_conf *conf, const char *exe)
  * rcu_read_lock().  What it points to is never modified once published. */
 static struct qtap_conf *conf_running;
 
+/* Published with a release exchange and read with an acquire load (the
+ * compiler's atomic builtins rather than rcu_xchg_pointer() and
+ * rcu_dereference(): the same ordering, and ThreadSanitizer sees it). */
 const struct qtap_conf *conf_current(void)
 {
-	return rcu_dereference(conf_running);
+	return __atomic_load_n(&conf_running, __ATOMIC_ACQUIRE);
 }
 
 void conf_publish(struct qtap_conf *conf)
 {
-	struct qtap_conf *old = rcu_xchg_pointer(&conf_running, conf);
+	struct qtap_conf *old = __atomic_exchange_n(&conf_running, conf, __ATOMIC_ACQ_REL);
 
 	if (old == conf)
 		return;
