@@ -44,6 +44,15 @@ for page in qtap.8 qtap.conf.5 qtap-metrics.7; do
 	diag <"$TMP/man.err"
 done
 
+# The systemd unit parses cleanly (pointed at the binary just built).
+sed "s|ExecStart\(Pre\)\?=[^ ]*/qtap |ExecStart\1=$QTAP |; s|ExecReload=[^ ]*/qtap |ExecReload=$QTAP |" \
+	"$top_builddir/contrib/qtap.service" >"$TMP/qtap.service"
+systemd-analyze verify --man=no "$TMP/qtap.service" >"$TMP/unit.out" 2>&1 && ! grep -q . "$TMP/unit.out"
+ok $? "qtap.service passes systemd-analyze verify"
+diag <"$TMP/unit.out"
+grep -q '^Type=notify$' "$TMP/qtap.service" && grep -q '^Documentation=man:qtap(8)' "$TMP/qtap.service"
+ok $? "qtap.service is Type=notify and documented by the man pages"
+
 for s in 'quickstart.sh run' 'quickstart.sh check' 'qtap(8)' 'qtap.conf(5)' 'qtap-metrics(7)'; do
 	grep -qF "$s" "$top_srcdir/README.md"; ok $? "README mentions $s"
 done
