@@ -379,6 +379,7 @@ static int build(struct conf_ctx *ctx, struct qtap_conf *conf,
 	const config_setting_t *tap = member(root, K_TAP);
 	const config_setting_t *filters = member(tap, K_FILTERS);
 	const config_setting_t *services = member(root, K_SERVICES);
+	const config_setting_t *capture;
 	int err;
 
 	err = build_stacks(ctx, conf, root);
@@ -412,6 +413,13 @@ static int build(struct conf_ctx *ctx, struct qtap_conf *conf,
 
 	conf->metrics.series_limit =
 		(unsigned)get_int(member(root, K_METRICS), K_METRICS_SERIES_LIMIT);
+
+	capture = member(root, K_CAPTURE);
+	conf->capture.readers = (unsigned)get_int(capture, K_CAPTURE_READERS);
+	conf->capture.workers = (unsigned)get_int(capture, K_CAPTURE_WORKERS);
+	conf->capture.ring_buffer_kb = (unsigned)get_int(capture, K_CAPTURE_RING_KB);
+	conf->capture.queue_kb = (unsigned)get_int(capture, K_CAPTURE_QUEUE_KB);
+	conf->capture.idle_timeout = (unsigned)get_int(capture, K_CAPTURE_IDLE_TIMEOUT);
 	return 0;
 }
 

@@ -113,6 +113,15 @@ struct qtap_conf {
 		/* Label sets per family before new ones fold into __overflow__. */
 		unsigned series_limit;
 	} metrics;
+
+	/* Start-time only: a reload keeps the running values. */
+	struct {
+		unsigned readers;	/* 0: one per CPU */
+		unsigned workers;	/* 0: one per CPU, at most 8 */
+		unsigned ring_buffer_kb;
+		unsigned queue_kb;
+		unsigned idle_timeout;	/* seconds */
+	} capture;
 };
 
 /* Where and why a file was refused.  line is 0 when the file could not be

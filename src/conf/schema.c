@@ -195,6 +195,30 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"Label sets per metric family; past it, new label sets are "
 		"counted in one series whose label values are __overflow__ "
 		"(see qtap_system_series_overflow_total)." },
+	[K_CAPTURE] = { "capture", CONF_KEY_GROUP, false, NULL, NULL, NO_RANGE,
+		"How kernel events reach the parsers.  Read at start only: a "
+		"reload keeps the running values and logs that a restart is "
+		"needed for a change to take effect." },
+	[K_CAPTURE_READERS] = { "capture.readers", CONF_KEY_INT, false, "0", NULL, 0, 1024,
+		"Reader threads draining the per-CPU ring buffers.  0 means one "
+		"per CPU; fewer (on large hosts) makes each reader drain several "
+		"CPUs' buffers." },
+	[K_CAPTURE_WORKERS] = { "capture.workers", CONF_KEY_INT, false, "0", NULL, 0, 64,
+		"Parser workers.  Each connection is always parsed by the same "
+		"worker.  0 means one per CPU, at most 8." },
+	[K_CAPTURE_RING_KB] = { "capture.ring_buffer_kb", CONF_KEY_INT, false, "4096", NULL,
+		64, 1048576,
+		"Size of each per-CPU kernel ring buffer in KiB, rounded up to a "
+		"power of two.  Events that find it full are counted in "
+		"qtap_system_events_lost_total." },
+	[K_CAPTURE_QUEUE_KB] = { "capture.queue_kb", CONF_KEY_INT, false, "4096", NULL,
+		64, 1048576,
+		"Size of each reader-to-worker queue in KiB.  Events that find it "
+		"full are counted in qtap_system_queue_dropped_total." },
+	[K_CAPTURE_IDLE_TIMEOUT] = { "capture.idle_timeout", CONF_KEY_INT, false, "300", NULL,
+		1, 86400,
+		"Seconds without activity after which a connection whose close "
+		"was not seen is reported closed." },
 };
 
 const struct conf_key *conf_schema_find(const char *pattern)

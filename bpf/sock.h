@@ -1,0 +1,129 @@
+/* TCP connections at the system call layer: bpf/sock.bpf.c emits these
+ * events into one ring buffer per CPU; src/capture/ reads them and the
+ * parser workers (src/parse/) rebuild each connection.  See event.h for
+ * the ABI rules.
+ *
+ * Every event of a connection carries its conn_id (unique on the host for
+ * the agent's life) and a sequence number: OPEN is 0, and each later event
+ * of the connection takes the next number, in the order the kernel saw
+ * them, whichever CPU they ran on.  A number taken by an event that could
+ * not be written (ring full) is never reused: the worker sees the gap. */
+#ifndef QTAP_BPF_SOCK_H
+#define QTAP_BPF_SOCK_H
+
+#include "event.h"
+
+/* Payload bytes copied into one data event at most (a power of two). */
+#define QTAP_DATA_MAX 16384
+/* On a connection that starts with a TLS record, payload is copied for
+ * this many bytes per direction (the handshake: ClientHello, ServerHello),
+ * then only byte counts: the plaintext comes from the TLS library probes. */
+#define QTAP_TLS_HELLO_BYTES 8192
+/* Default size of each per-CPU ring buffer (set before load). */
+#define QTAP_SOCK_RINGBUF_BYTES (4u << 20)
+/* Connections tracked by the kernel side at once (set before load). */
+#define QTAP_SOCK_MAX_CONNS 65536
+
+/* qtap_conn_open.direction */
+#define QTAP_DIR_UNKNOWN 0	/* open before the agent: decided in user space */
+#define QTAP_DIR_EGRESS 1	/* this process connected */
+#define QTAP_DIR_INGRESS 2	/* this process accepted */
+
+/* qtap_conn_open.flags */
+#define QTAP_CONN_F_PREEXISTING (1u << 0)	/* learned on its first data */
+
+/* qtap_conn_data.dir */
+#define QTAP_DATA_SEND 0
+#define QTAP_DATA_RECV 1
+
+/* qtap_conn_data.op: the system call */
+#define QTAP_OP_READ 1
+#define QTAP_OP_WRITE 2
+#define QTAP_OP_READV 3
+#define QTAP_OP_WRITEV 4
+#define QTAP_OP_SENDTO 5
+#define QTAP_OP_RECVFROM 6
+#define QTAP_OP_SENDMSG 7
+#define QTAP_OP_RECVMSG 8
+#define QTAP_OP_SENDFILE 9
+
+/* qtap_conn_data.flags */
+#define QTAP_DATA_F_TRUNCATED (1u << 0)	/* captured < len: cap reached */
+#define QTAP_DATA_F_NO_PAYLOAD (1u << 1)	/* payload not copied any more */
+
+/* qtap_conn_close.flags */
+#define QTAP_CLOSE_F_REPLACED (1u << 0)	/* fd reused for another socket */
+
+/* Address of either family: IPv4 in the first 4 bytes (network order),
+ * IPv6 in all 16.  v4-mapped IPv6 addresses are reported as IPv4. */
+struct qtap_conn_open {
+	struct qtap_event_header hdr;
+	__u64 conn_id;
+	__u64 seq;		/* 0 */
+	__u32 tgid;
+	__u32 pid;		/* thread */
+	__u32 fd;
+	__u16 family;		/* AF_INET or AF_INET6 */
+	__u8 direction;		/* QTAP_DIR_* */
+	__u8 flags;		/* QTAP_CONN_F_* */
+	__u16 lport;		/* host order */
+	__u16 rport;
+	__u32 pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char comm[QTAP_COMM_LEN];
+};
+
+/* Followed by captured bytes of payload (the first bytes the call moved). */
+struct qtap_conn_data {
+	struct qtap_event_header hdr;
+	__u64 conn_id;
+	__u64 seq;
+	__u32 tgid;
+	__u32 pid;
+	__u32 fd;
+	__u8 dir;		/* QTAP_DATA_SEND or QTAP_DATA_RECV */
+	__u8 op;		/* QTAP_OP_* */
+	__u16 flags;		/* QTAP_DATA_F_* */
+	__u32 len;		/* bytes the call moved (its return value) */
+	__u32 captured;		/* payload bytes that follow, <= QTAP_DATA_MAX */
+	char comm[QTAP_COMM_LEN];
+	__u8 payload[];
+};
+
+struct qtap_conn_close {
+	struct qtap_event_header hdr;
+	__u64 conn_id;
+	__u64 seq;
+	__u32 tgid;
+	__u32 pid;
+	__u32 fd;
+	__u32 flags;		/* QTAP_CLOSE_F_* */
+	/* Totals the kernel counted, whatever reached user space: the
+	 * worker makes up the difference of lost data events with them. */
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+	__u64 data_events;	/* data events numbered (written or lost) */
+};
+
+/* The kernel-side configuration (array map sock_config, key 0), written by
+ * the agent at start and on reload. */
+#define QTAP_CFG_DIR_ALL 0
+#define QTAP_CFG_DIR_INGRESS 1
+#define QTAP_CFG_DIR_EGRESS 2
+#define QTAP_CFG_DIR_EGRESS_INTERNAL 3
+#define QTAP_CFG_DIR_EGRESS_EXTERNAL 4
+
+struct qtap_sock_config {
+	__u32 direction;	/* QTAP_CFG_DIR_* */
+	__u32 ignore_loopback;	/* 1: connections to 127/8 and ::1 are ignored */
+	__u32 allow_list;	/* 1: only tgids marked QTAP_TGID_ALLOW are traced */
+	__u32 pad;
+};
+
+/* Values of the tgid_filter hash map (tgid -> action), written by the
+ * agent from the process table and the configuration's filters. */
+#define QTAP_TGID_IGNORE 1
+#define QTAP_TGID_ALLOW 2
+
+#endif

@@ -1,0 +1,133 @@
+/* Parsing: the pipeline from the capture readers to the parser workers,
+ * the connection tracker each worker runs, and the protocol parsers.
+ *
+ * Threads:
+ * - producers: the per-CPU capture readers (and the process-event reader)
+ *   each own one producer index and call pipeline_submit() with it; never
+ *   two threads with one index.
+ * - workers: started by pipeline_new(), one connection tracker each; a
+ *   connection always goes to the same worker (hash of its conn_id), which
+ *   restores kernel order with the sequence numbers.  Workers are metric
+ *   writers and RCU-registered.
+ * - the main thread creates and frees the pipeline. */
+#ifndef QTAP_PARSE_PARSE_H
+#define QTAP_PARSE_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct metrics_store;
+struct capture_proc_info;
+struct capture_trace;
+
+/* --- detect.c: which protocol a connection speaks ----------------------- */
+
+enum l7_protocol {
+	L7_UNKNOWN,	/* not decided yet (too few bytes) */
+	L7_HTTP1,
+	L7_HTTP2,
+	L7_TLS,
+	L7_OTHER,
+};
+
+/* "http1", "http2", "tls", "other" ("other" for L7_UNKNOWN too): the
+ * protocol label values. */
+const char *l7_protocol_name(enum l7_protocol p);
+
+/* Decides from the first bytes of a connection in one direction (client
+ * to server or server to client): an HTTP/1 request line or status line,
+ * the HTTP/2 connection preface, a TLS handshake record.  L7_UNKNOWN when
+ * more bytes are needed to tell; L7_OTHER when it cannot be any of them. */
+enum l7_protocol detect_protocol(const uint8_t *data, size_t len);
+
+/* --- tls.c: ClientHello and ServerHello from the wire ---------------------- */
+
+#define TLS_SNI_MAX 256
+#define TLS_VERSIONS_MAX 16
+#define TLS_ALPN_MAX 32
+
+struct tls_hello_info {
+	bool client_hello;		/* a ClientHello was parsed */
+	bool server_hello;		/* a ServerHello was parsed */
+	char sni[TLS_SNI_MAX];		/* server_name, "" when none */
+	uint16_t offered[TLS_VERSIONS_MAX]; /* supported_versions, GREASE removed,
+					     * else the legacy version */
+	unsigned n_offered;
+	uint16_t version;		/* negotiated: ServerHello supported_versions,
+					 * else its legacy version; 0 before */
+	char alpn[TLS_ALPN_MAX];	/* protocol the server selected, "" when none */
+};
+
+/* Reassembles the handshake records of one direction across data events
+ * (a record or a hello split over several reads) and parses the hello it
+ * carries.  Embedded in a connection; zero-initialised is ready.  The
+ * reassembly buffer is allocated on the first partial record and freed as
+ * soon as the hello is parsed (or the stream is given up), so a connection
+ * past its handshake costs nothing here. */
+struct tls_stream {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	bool done;	/* hello parsed, or not TLS: further bytes are ignored */
+};
+
+enum tls_feed_result {
+	TLS_FEED_MORE,		/* keep feeding */
+	TLS_FEED_DONE,		/* the hello was parsed into info */
+	TLS_FEED_ERROR,		/* malformed or not a handshake: stop */
+};
+
+/* Feeds bytes of the client's (from_client) or the server's direction. */
+enum tls_feed_result tls_stream_feed(struct tls_stream *s, const uint8_t *data, size_t len,
+				     bool from_client, struct tls_hello_info *info);
+/* Frees the reassembly buffer; the stream is zeroed. */
+void tls_stream_release(struct tls_stream *s);
+/* "TLSv1.0" ... "TLSv1.3", "SSLv3", or "unknown". */
+const char *tls_version_name(uint16_t version);
+
+/* --- pipeline.c: readers -> SPSC queues -> workers ------------------------- */
+
+struct pipeline;
+
+/* Looks up a process (exe, comm) for the tracker; any RCU-registered
+ * thread.  0, or -ENOENT. */
+typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid,
+				       struct capture_proc_info *ret);
+/* Tells the capture that the tracker forgot a connection the kernel may
+ * still hold (process exited, idle timeout), so its kernel entry can be
+ * dropped.  Worker threads. */
+typedef void (*pipeline_conn_forget_fn)(void *ctx, uint32_t tgid, uint32_t fd);
+
+struct pipeline_opts {
+	unsigned n_producers;		/* capture readers, >= 1 */
+	unsigned n_workers;		/* 0: one per CPU, at most 8 */
+	size_t queue_bytes;		/* per producer-worker queue; 0: 4 MiB */
+	unsigned idle_timeout_s;	/* connections silent this long are
+					 * reaped; 0: 300 */
+	struct metrics_store *store;
+	pipeline_proc_lookup_fn proc_lookup;
+	pipeline_conn_forget_fn conn_forget;
+	void *ctx;			/* for the two callbacks */
+	const struct capture_trace *trace; /* --bpf-trace, or NULL */
+};
+
+/* Starts the workers.  NULL and errno. */
+struct pipeline *pipeline_new(const struct pipeline_opts *opts);
+/* Stops after the workers processed everything queued; reports the
+ * connections still open.  Accepts NULL and clears *p. */
+void pipeline_free(struct pipeline **p);
+
+/* Queues a copy of one kernel event (a struct qtap_conn_* record) for the
+ * worker of its connection.  Producer thread `producer` only.  0, or
+ * -ENOBUFS when that worker's queue is full: the event is dropped and
+ * counted (qtap_system_queue_dropped_total{worker}), and the worker sees
+ * the sequence gap. */
+int pipeline_submit(struct pipeline *p, unsigned producer, const void *event, size_t size);
+/* A process exited: every worker closes the connections of tgid. */
+int pipeline_submit_exit(struct pipeline *p, unsigned producer, uint32_t tgid);
+/* Wakes the workers that have new events from this producer; call after a
+ * batch (one ring buffer drain), not per event. */
+void pipeline_flush(struct pipeline *p, unsigned producer);
+
+#endif
