@@ -2,12 +2,19 @@
 # real agent.  Sourced, not run.
 : "${top_srcdir:?run through make check}" "${top_builddir:?run through make check}"
 QTAP=$top_builddir/src/qtap
+# The client that reads the agent's endpoints (a test may use a copy that
+# its filters leave out).
+CURL=${CURL:-curl}
 TMP=$(mktemp -d /tmp/qtap-e2e.XXXXXX)
 AGENT_PID=
 n_tests=0
 n_failed=0
 
 cleanup() {
+	if [ -n "${NGINX_PID:-}" ]; then
+		kill -KILL "$NGINX_PID" 2>/dev/null
+		wait "$NGINX_PID" 2>/dev/null
+	fi
 	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
 		kill -KILL "$AGENT_PID" 2>/dev/null
 		wait "$AGENT_PID" 2>/dev/null
@@ -59,7 +66,7 @@ start_agent() {
 	AGENT_PID=$!
 	i=0
 	while [ $i -lt 200 ]; do
-		code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" 2>/dev/null)
+		code=$("$CURL" -s -o /dev/null -w '%{http_code}' "$BASE/readyz" 2>/dev/null)
 		[ "$code" = 200 ] && return 0
 		kill -0 "$AGENT_PID" 2>/dev/null || break
 		sleep 0.1
@@ -85,13 +92,78 @@ stop_agent() {
 # metric ENDPOINT SAMPLE: the value of one sample line ("name{labels}"), or
 # nothing when absent.
 metric() {
-	curl -s "$BASE$1" | awk -v want="$2" 'index($0, want " ") == 1 { print $NF; exit }'
+	"$CURL" -s "$BASE$1" | awk -v want="$2" 'index($0, want " ") == 1 { print $NF; exit }'
 }
 
 # metric_sum ENDPOINT PREFIX: the sum of every sample whose line starts
 # with PREFIX (e.g. 'qtap_system_events_received_total{' summed over cpus).
 metric_sum() {
-	curl -s "$BASE$1" | awk -v want="$2" '
+	"$CURL" -s "$BASE$1" | awk -v want="$2" '
 		index($0, want) == 1 { sum += $NF; n++ }
 		END { if (n) printf "%.0f\n", sum; else print "" }'
+}
+
+# --- nginx on loopback ----------------------------------------------------
+# The server listens on 127.0.0.42 and clients connect from 127.0.0.43, so
+# the test's connections have label values of their own on a busy host.
+SERVER_ADDR=127.0.0.42
+CLIENT_ADDR=127.0.0.43
+
+# start_nginx: nginx in the foreground (master + one worker) with plain
+# HTTP/1.1 on $HTTP_PORT and TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the
+# name test.example, serving $TMP/www.  Files: /small (100 bytes), /big
+# (1 MiB).
+start_nginx() {
+	HTTP_PORT=$(free_port)
+	TLS_PORT=$(free_port)
+	mkdir -p "$TMP/www" "$TMP/nginx"
+	head -c 100 /dev/zero | tr '\0' 'a' >"$TMP/www/small"
+	head -c 1048576 /dev/urandom >"$TMP/www/big"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test.example \
+		-addext subjectAltName=DNS:test.example \
+		-keyout "$TMP/nginx/key.pem" -out "$TMP/nginx/cert.pem" >/dev/null 2>&1 || return 1
+	cat >"$TMP/nginx/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+	access_log off;
+	default_type application/octet-stream;
+	keepalive_requests 1000;
+	client_body_temp_path $TMP/nginx/body;
+	proxy_temp_path $TMP/nginx/proxy;
+	fastcgi_temp_path $TMP/nginx/fastcgi;
+	uwsgi_temp_path $TMP/nginx/uwsgi;
+	scgi_temp_path $TMP/nginx/scgi;
+	server {
+		listen $SERVER_ADDR:$HTTP_PORT;
+		listen $SERVER_ADDR:$TLS_PORT ssl http2;
+		server_name test.example;
+		ssl_certificate $TMP/nginx/cert.pem;
+		ssl_certificate_key $TMP/nginx/key.pem;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		root $TMP/www;
+	}
+}
+CONF
+	nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx/stdout" 2>&1 &
+	NGINX_PID=$!
+	i=0
+	while [ $i -lt 100 ]; do
+		curl -s -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small" 2>/dev/null && return 0
+		sleep 0.05
+		i=$((i + 1))
+	done
+	diag <"$TMP/nginx/error.log"
+	return 1
+}
+
+stop_nginx() {
+	[ -n "${NGINX_PID:-}" ] || return 0
+	kill -QUIT "$NGINX_PID" 2>/dev/null
+	wait "$NGINX_PID" 2>/dev/null
+	NGINX_PID=
 }

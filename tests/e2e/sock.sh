@@ -1,0 +1,205 @@
+#!/bin/sh
+# End to end: socket capture against real nginx and real clients on
+# loopback, with exact figures: connections per side, bytes as the clients
+# and the server count them, protocols, TLS handshakes from the wire, the
+# filters and direction settings, and no losses.
+#
+# The agent traces only nginx, curl and python3 (an allow-list), so other
+# tests running beside this one do not move its figures; the test reads the
+# endpoints with a renamed copy of curl, which that list leaves out (the
+# "filtered process" case).  nginx listens on 127.0.0.42 and clients come
+# from 127.0.0.43, label values no other test uses.
+. "$top_srcdir/tests/e2e/lib.sh"
+require_root
+
+PY=/usr/bin/python3
+SCRAPE=$TMP/qtap-scrape
+cp "$(command -v curl)" "$SCRAPE"
+CURL=$SCRAPE
+
+start_nginx
+ok $? "nginx serves on $SERVER_ADDR:$HTTP_PORT (http) and :$TLS_PORT (tls)"
+
+# conf DIRECTION IGNORE_LOOPBACK: the agent's configuration file.
+conf() {
+	cat >"$TMP/qtap.conf" <<CONF
+stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
+tap = {
+  direction = "$1";
+  ignore_loopback = $2;
+  http = { stack = "default"; };
+  filters = {
+    groups = [ "qpoint" ];
+    custom = ( { exe = "/(nginx|curl|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
+  };
+};
+CONF
+}
+
+# Value or 0.
+m() {
+	v=$(metric /metrics "$1")
+	echo "${v:-0}"
+}
+
+EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$HTTP_PORT\""
+INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\""
+
+# reload DIRECTION IGNORE_LOOPBACK: SIGHUP with a new file; waits for it.
+reload() {
+	before=$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')
+	conf "$1" "$2"
+	kill -HUP "$AGENT_PID"
+	i=0
+	while [ $i -lt 50 ]; do
+		now=$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')
+		[ "${now:-0}" -gt "${before:-0}" ] && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# settle: let the events of what just ran reach the workers, then wait
+# until no connection of ours is active any more, at most 5 s.
+settle() {
+	sleep 0.3
+	i=0
+	while [ $i -lt 50 ]; do
+		a=$(m "qtap_connection_active_total{$EGRESS}")
+		b=$(m "qtap_connection_active_total{$INGRESS}")
+		[ "$a" = 0 ] && [ "$b" = 0 ] && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+conf all false
+start_agent --config "$TMP/qtap.conf"
+ok $? "agent starts"
+
+# --- plain HTTP/1.1: three curl processes, one keep-alive curl with three
+# requests, one python3 http.client connection with three requests.
+: >"$TMP/curl.w"
+for i in 1 2 3; do
+	curl -s --interface "$CLIENT_ADDR" -o /dev/null \
+		-w '%{size_request} %{size_header} %{size_download}\n' \
+		"http://$SERVER_ADDR:$HTTP_PORT/small" >>"$TMP/curl.w"
+done
+curl -s --interface "$CLIENT_ADDR" -o /dev/null -o /dev/null -o /dev/null \
+	-w '%{size_request} %{size_header} %{size_download}\n' \
+	"http://$SERVER_ADDR:$HTTP_PORT/small" "http://$SERVER_ADDR:$HTTP_PORT/big" \
+	"http://$SERVER_ADDR:$HTTP_PORT/small" >>"$TMP/curl.w"
+$PY - "$SERVER_ADDR" "$HTTP_PORT" "$CLIENT_ADDR" >"$TMP/py.out" <<'PYCODE'
+import http.client, sys
+addr, port, src = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection(addr, port, source_address=(src, 0))
+for path in ("/small", "/big", "/small"):
+    c.request("GET", path)
+    r = c.getresponse()
+    print(r.status, len(r.read()))
+c.close()
+PYCODE
+# The filtered process: its own connections are not seen (nginx's side of
+# them is: it comes from 127.0.0.44).
+"$SCRAPE" -s --interface 127.0.0.44 -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small"
+
+settle; ok $? "every connection closed (active back to 0)"
+
+sent=$(awk '{ s += $1 } END { print s }' "$TMP/curl.w")
+recv=$(awk '{ s += $2 + $3 } END { print s }' "$TMP/curl.w")
+test "$(grep -c '^200 ' "$TMP/py.out")" = 3; ok $? "python3 made three requests on one connection"
+
+test "$(m "qtap_connection_open_total{$EGRESS}")" = 5
+ok $? "egress: 5 connections opened (3 curl, 1 keep-alive curl, 1 python3; the filtered one not seen)"
+test "$(m "qtap_connection_close_total{$EGRESS}")" = 5; ok $? "egress: 5 closed"
+test "$(m "qtap_connection_open_total{$INGRESS}")" = 5; ok $? "ingress (nginx): 5 connections opened from $CLIENT_ADDR"
+test "$(m "qtap_connection_close_total{$INGRESS}")" = 5; ok $? "ingress (nginx): 5 closed"
+test "$(m 'qtap_connection_open_total{direction="ingress",remote_addr="127.0.0.44",remote_port=""}')" = 1
+ok $? "ingress: nginx's side of the filtered client's connection is seen"
+
+# Byte counts: what curl reports, plus python3's requests as nginx logged
+# nothing here: compare the totals of both sides instead.
+e_sent=$(m "qtap_connection_bytes_sent_total{$EGRESS}")
+e_recv=$(m "qtap_connection_bytes_recv_total{$EGRESS}")
+i_sent=$(m "qtap_connection_bytes_sent_total{$INGRESS}")
+i_recv=$(m "qtap_connection_bytes_recv_total{$INGRESS}")
+test "$e_sent" = "$i_recv"; ok $? "bytes the clients sent = bytes nginx received ($e_sent, $i_recv)"
+test "$e_recv" = "$i_sent"; ok $? "bytes nginx sent = bytes the clients received ($i_sent, $e_recv)"
+test "$e_sent" -gt "$sent"; ok $? "client bytes sent include curl's own count ($sent of $e_sent)"
+
+# Exactness against curl alone: two more curl processes.
+b_sent=$e_sent
+b_recv=$e_recv
+: >"$TMP/curl2.w"
+for path in small big; do
+	curl -s --interface "$CLIENT_ADDR" -o /dev/null \
+		-w '%{size_request} %{size_header} %{size_download}\n' \
+		"http://$SERVER_ADDR:$HTTP_PORT/$path" >>"$TMP/curl2.w"
+done
+settle
+sent2=$(awk '{ s += $1 } END { print s }' "$TMP/curl2.w")
+recv2=$(awk '{ s += $2 + $3 } END { print s }' "$TMP/curl2.w")
+d_sent=$(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - b_sent))
+d_recv=$(($(m "qtap_connection_bytes_recv_total{$EGRESS}") - b_recv))
+test "$d_sent" = "$sent2"; ok $? "egress bytes sent = curl's size_request ($d_sent, $sent2)"
+test "$d_recv" = "$recv2"; ok $? "egress bytes received = curl's size_header + size_download ($d_recv, $recv2)"
+
+http1=$(m 'qtap_connection_protocol_total{protocol="http1"}')
+test "$http1" = 15; ok $? "15 connections spoke http1 (7 egress + 8 ingress; got $http1)"
+
+# --- TLS, from the wire: SNI and version of each handshake.
+curl -sk --interface "$CLIENT_ADDR" --resolve "test.example:$TLS_PORT:$SERVER_ADDR" \
+	--tlsv1.3 -o /dev/null "https://test.example:$TLS_PORT/small"
+curl -sk --http1.1 --interface "$CLIENT_ADDR" --resolve "test.example:$TLS_PORT:$SERVER_ADDR" \
+	--tlsv1.2 --tls-max 1.2 -o /dev/null "https://test.example:$TLS_PORT/small"
+sleep 0.5
+T_EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$TLS_PORT\",sni=\"test.example\""
+T_INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\",sni=\"test.example\""
+test "$(m "qtap_connection_tls_handshake_total{$T_EGRESS,version=\"TLSv1.3\"}")" = 1
+ok $? "egress TLSv1.3 handshake with SNI test.example"
+test "$(m "qtap_connection_tls_handshake_total{$T_EGRESS,version=\"TLSv1.2\"}")" = 1
+ok $? "egress TLSv1.2 handshake with SNI test.example"
+test "$(m "qtap_connection_tls_handshake_total{$T_INGRESS,version=\"TLSv1.3\"}")" = 1
+ok $? "ingress (nginx) TLSv1.3 handshake"
+test "$(m "qtap_connection_tls_handshake_total{$T_INGRESS,version=\"TLSv1.2\"}")" = 1
+ok $? "ingress (nginx) TLSv1.2 handshake"
+test "$(m 'qtap_connection_protocol_total{protocol="tls"}')" = 4; ok $? "4 connections spoke tls"
+
+# --- settings, through SIGHUP: each value of direction, ignore_loopback.
+# one_request: one curl connection; prints "EGRESS_DELTA INGRESS_DELTA".
+one_request() {
+	e0=$(m "qtap_connection_open_total{$EGRESS}")
+	i0=$(m "qtap_connection_open_total{$INGRESS}")
+	curl -s --interface "$CLIENT_ADDR" -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small"
+	settle
+	echo "$(($(m "qtap_connection_open_total{$EGRESS}") - e0)) $(($(m "qtap_connection_open_total{$INGRESS}") - i0))"
+}
+reload all true; ok $? "reload: ignore_loopback = true"
+test "$(one_request)" = "0 0"; ok $? "ignore_loopback = true: loopback connections not seen"
+reload ingress false; ok $? "reload: direction = ingress"
+test "$(one_request)" = "0 1"; ok $? "direction = ingress: only nginx's side"
+reload egress false; ok $? "reload: direction = egress"
+test "$(one_request)" = "1 0"; ok $? "direction = egress: only curl's side"
+reload egress-internal false; ok $? "reload: direction = egress-internal"
+test "$(one_request)" = "1 0"; ok $? "direction = egress-internal: loopback is internal"
+reload egress-external false; ok $? "reload: direction = egress-external"
+test "$(one_request)" = "0 0"; ok $? "direction = egress-external: loopback is not external"
+reload all false; ok $? "reload: direction = all"
+test "$(one_request)" = "1 1"; ok $? "direction = all: both sides again"
+
+# --- nothing lost on the way.
+lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
+test "${lost:-0}" = 0; ok $? "no events lost in the kernel (${lost:-0})"
+dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')
+test "${dropped:-0}" = 0; ok $? "no events dropped in the queues (${dropped:-0})"
+gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
+test "${gaps:-0}" = 0; ok $? "no sequence gaps (${gaps:-0})"
+conn=$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="')
+test "$conn" -gt 0; ok $? "events received ($conn)"
+
+stop_agent
+test "$AGENT_STATUS" = 0; ok $? "agent stops cleanly"
+stop_nginx
+finish
