@@ -1,0 +1,1249 @@
+/* The connection tracker of one parser worker: see parse-int.h.
+ *
+ * Everything here runs on the worker thread that owns the tracker; nothing
+ * is shared but the metric store (each worker writes its own shard) and the
+ * running configuration (read under rcu_read_lock()).
+ *
+ * Metric semantics (the end-to-end tests assert them exactly):
+ * - open_total and active_total +1 when the OPEN is processed;
+ * - bytes_sent/bytes_recv_total += the syscall's byte count (len, not the
+ *   captured length) at each data event, and at CLOSE whatever the kernel
+ *   counted beyond what reached us (lost data events), so the totals are
+ *   exact even after losses;
+ * - close_total +1, active_total -1, one duration observation (µs) when a
+ *   connection ends (CLOSE, process exit, idle timeout, agent stop);
+ * - protocol_total{protocol} +1 once per connection, when it ends, so that
+ *   connections still undecided then count as "other" and the protocol
+ *   counts add up to close_total;
+ * - tls_handshake_total +1 when the ServerHello is parsed.
+ * remote_port is the peer's port for egress and "" for ingress: an ingress
+ * peer's port is the client's ephemeral port, which would make every
+ * connection its own series.
+ *
+ * A connection whose OPEN never arrived (lost) is tracked from its first
+ * event, for ordering and for the report, but has no address and no
+ * direction: it updates no connection family. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <urcu.h>
+
+#include "capture/capture.h"
+#include "conf/conf.h"
+#include "metrics/metrics.h"
+#include "parse/parse-int.h"
+#include "sock.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+void *(*conn_malloc_hook)(size_t size) = malloc;
+
+#define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
+#define DEFAULT_IDLE_NS (300ull * NS_PER_S)
+/* First bytes of a direction kept while the protocol is undecided. */
+#define DETECT_PREFIX 64
+/* Closed conn_ids remembered, so that stragglers are dropped quietly. */
+#define RECENT_SIZE 4096
+/* LISTEN lookups cached per local port. */
+#define PORT_CACHE_SIZE 1024
+#define PORT_CACHE_TTL_NS (10ull * NS_PER_S)
+/* Peer label sets cached (series handles of one direction/address/port). */
+#define PEER_BUCKETS 4096
+#define PEER_MAX 16384
+#define IDLE_SCAN_NS NS_PER_S
+
+#define INITIAL_BUCKETS 1024
+
+enum close_reason {
+	CLOSE_NORMAL,
+	CLOSE_PROCESS_EXIT,
+	CLOSE_IDLE,
+	CLOSE_FD_REUSED,
+	CLOSE_AGENT_STOP,
+};
+
+static const char *const close_reason_names[] = {
+	[CLOSE_NORMAL] = "close",
+	[CLOSE_PROCESS_EXIT] = "process_exit",
+	[CLOSE_IDLE] = "idle_timeout",
+	[CLOSE_FD_REUSED] = "fd_reused",
+	[CLOSE_AGENT_STOP] = "agent_stop",
+};
+
+/* The series of one label set (direction, remote_addr, remote_port). */
+struct conn_series {
+	struct metric_series *open, *close, *active, *sent, *recv, *duration;
+};
+
+/* An early event waiting for the ones before it. */
+struct pending {
+	uint64_t seq;
+	uint64_t arrival_ns;
+	uint32_t size;
+	void *rec;		/* a copy, from conn_malloc_hook */
+};
+
+/* Protocol detection while undecided: the first bytes of each direction
+ * (QTAP_DATA_SEND, QTAP_DATA_RECV). */
+struct conn_detect {
+	uint8_t buf[2][DETECT_PREFIX];
+	uint8_t len[2];
+	bool broken[2];		/* a hole in the bytes: give the direction up */
+};
+
+/* TLS hellos, for connections detected as TLS.  s[0] the client's
+ * direction, s[1] the server's. */
+struct conn_tls {
+	struct tls_stream s[2];
+	bool done[2];
+	struct tls_hello_info info;
+};
+
+struct conn {
+	struct conn *hnext;		/* hash chain */
+	struct conn *wprev, *wnext;	/* waiting list (n_pend > 0) */
+	uint64_t conn_id;
+	uint64_t next_seq;		/* the next event to process */
+	uint64_t open_ns, last_ns;	/* CLOCK_MONOTONIC */
+	uint64_t bytes_sent, bytes_recv, data_events;
+	uint64_t wait_since;		/* earliest arrival among pending */
+	uint32_t tgid, pid, fd;
+	uint16_t family, lport, rport;
+	uint8_t direction;		/* QTAP_DIR_* */
+	bool known;			/* metadata set (OPEN, or first event) */
+	bool counted;			/* updates the connection families */
+	bool ignored;			/* filtered: events are dropped */
+	bool traced;			/* --bpf-trace wants it */
+	bool got_protocol;
+	enum l7_protocol proto;
+	uint8_t laddr[16], raddr[16];
+	char comm[QTAP_COMM_LEN];
+	char *exe;			/* NULL: unknown, comm stands in */
+	struct conn_series m;
+	struct pending *pend;		/* sorted by seq */
+	unsigned n_pend, cap_pend;
+	size_t pend_bytes;
+	struct conn_detect *det;
+	struct conn_tls *tls;
+};
+
+struct peer {
+	struct peer *next;
+	uint8_t direction;
+	uint16_t family, port;
+	uint8_t addr[16];
+	struct conn_series m;
+};
+
+struct port_entry {
+	uint64_t when;		/* 0: empty */
+	uint16_t port;
+	bool listening;
+};
+
+struct conn_tracker {
+	struct conn_tracker_opts o;
+	char proc_root[256];
+	struct conn **buckets;
+	unsigned bits;			/* n_buckets = 1 << bits */
+	size_t count;
+	struct conn *waiting;		/* conns with pending events */
+	uint64_t recent[RECENT_SIZE];	/* closed conn_id + 1; 0: empty */
+	struct port_entry ports[PORT_CACHE_SIZE];
+	struct peer *peers[PEER_BUCKETS];
+	unsigned n_peers;
+	struct metric_series *gaps, *tls_errors, *tracked;
+	struct metric_series *proto[L7_OTHER + 1];
+	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
+	uint64_t last_idle_scan;
+	struct buf report;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static void refresh_wall_offset(struct conn_tracker *t)
+{
+	t->wall_offset_ns = (int64_t)(clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC));
+}
+
+static bool is_v4_mapped(const uint8_t *a)
+{
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return !memcmp(a, prefix, sizeof(prefix));
+}
+
+char *conn_addr_format(int family, const uint8_t *addr, char *buf, size_t size)
+{
+	uint16_t w[8];
+	int best = -1, best_len = 0, i;
+	size_t n = 0;
+
+	if (family == AF_INET6 && is_v4_mapped(addr))
+		return conn_addr_format(AF_INET, addr + 12, buf, size);
+	if (family != AF_INET6) {
+		snprintf(buf, size, "%u.%u.%u.%u", addr[0], addr[1], addr[2], addr[3]);
+		return buf;
+	}
+	/* RFC 5952: lower-case hex without leading zeros, the longest run
+	 * (the first of equal ones) of two or more zero fields as "::". */
+	for (i = 0; i < 8; i++)
+		w[i] = (uint16_t)(addr[2 * i] << 8 | addr[2 * i + 1]);
+	for (i = 0; i < 8;) {
+		int j = i;
+
+		while (j < 8 && !w[j])
+			j++;
+		if (j - i > best_len && j - i >= 2) {
+			best = i;
+			best_len = j - i;
+		}
+		i = j > i ? j : i + 1;
+	}
+	buf[0] = '\0';
+	for (i = 0; i < 8 && n < size; i++) {
+		if (i == best) {
+			n += snprintf(buf + n, size - n, "::");
+			i += best_len - 1;
+			continue;
+		}
+		n += snprintf(buf + n, size - n, "%s%x",
+			      (i && i != best + best_len) ? ":" : "", w[i]);
+	}
+	return buf;
+}
+
+static bool addr_is_loopback(int family, const uint8_t *a)
+{
+	static const uint8_t v6_lo[16] = { [15] = 1 };
+
+	if (family == AF_INET6 && is_v4_mapped(a))
+		a += 12, family = AF_INET;
+	if (family == AF_INET)
+		return a[0] == 127;
+	return !memcmp(a, v6_lo, 16);
+}
+
+/* Private, loopback and link-local: what egress-internal means. */
+static bool addr_is_internal(int family, const uint8_t *a)
+{
+	if (addr_is_loopback(family, a))
+		return true;
+	if (family == AF_INET6 && is_v4_mapped(a))
+		a += 12, family = AF_INET;
+	if (family == AF_INET)
+		return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
+		       (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254);
+	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+/* "addr:port", IPv6 as "[addr]:port". */
+static void endpoint_format(int family, const uint8_t *addr, uint16_t port, char *buf,
+			    size_t size)
+{
+	char a[64];
+
+	conn_addr_format(family, addr, a, sizeof(a));
+	if (strchr(a, ':'))
+		snprintf(buf, size, "[%s]:%u", a, port);
+	else
+		snprintf(buf, size, "%s:%u", a, port);
+}
+
+static void rfc3339_format(uint64_t wall_ns, char *buf, size_t size)
+{
+	time_t sec = (time_t)(wall_ns / NS_PER_S);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&sec, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%03uZ", (unsigned)(wall_ns % NS_PER_S / NS_PER_MS));
+}
+
+static const char *const op_names[] = {
+	[QTAP_OP_READ] = "read",	[QTAP_OP_WRITE] = "write",
+	[QTAP_OP_READV] = "readv",	[QTAP_OP_WRITEV] = "writev",
+	[QTAP_OP_SENDTO] = "sendto",	[QTAP_OP_RECVFROM] = "recvfrom",
+	[QTAP_OP_SENDMSG] = "sendmsg",	[QTAP_OP_RECVMSG] = "recvmsg",
+	[QTAP_OP_SENDFILE] = "sendfile",
+};
+
+static const char *op_name(unsigned op)
+{
+	if (op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op])
+		return op_names[op];
+	return "unknown";
+}
+
+static const char *direction_name(const struct conn *c)
+{
+	return c->direction == QTAP_DIR_INGRESS ? "ingress" : "egress";
+}
+
+static const char *decision_name(const struct conn *c)
+{
+	return c->proto == L7_UNKNOWN ? "undecided" : l7_protocol_name(c->proto);
+}
+
+static const char *conn_exe(const struct conn *c)
+{
+	return c->exe ? c->exe : c->comm;
+}
+
+/* ---- the table -------------------------------------------------------- */
+
+static size_t bucket_of(const struct conn_tracker *t, uint64_t id)
+{
+	return (size_t)(conn_id_hash(id) >> (64 - t->bits));
+}
+
+static struct conn *table_find(const struct conn_tracker *t, uint64_t id)
+{
+	struct conn *c;
+
+	for (c = t->buckets[bucket_of(t, id)]; c; c = c->hnext)
+		if (c->conn_id == id)
+			return c;
+	return NULL;
+}
+
+/* Doubles the table when it is full; on allocation failure the chains
+ * just get longer. */
+static void table_grow(struct conn_tracker *t)
+{
+	unsigned bits = t->bits + 1;
+	size_t n = (size_t)1 << bits, old_n = (size_t)1 << t->bits, i;
+	struct conn **b = conn_malloc_hook(n * sizeof(*b));
+
+	if (!b)
+		return;
+	memset(b, 0, n * sizeof(*b));
+	for (i = 0; i < old_n; i++) {
+		struct conn *c = t->buckets[i], *next;
+
+		for (; c; c = next) {
+			size_t k = (size_t)(conn_id_hash(c->conn_id) >> (64 - bits));
+
+			next = c->hnext;
+			c->hnext = b[k];
+			b[k] = c;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->bits = bits;
+}
+
+static struct conn *conn_create(struct conn_tracker *t, uint64_t id)
+{
+	struct conn *c;
+	size_t k;
+
+	if (t->count >= ((size_t)1 << t->bits) && t->bits < 28)
+		table_grow(t);
+	c = conn_malloc_hook(sizeof(*c));
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->conn_id = id;
+	k = bucket_of(t, id);
+	c->hnext = t->buckets[k];
+	t->buckets[k] = c;
+	t->count++;
+	metrics_gauge_add(t->tracked, 1);
+	return c;
+}
+
+static void waiting_add(struct conn_tracker *t, struct conn *c)
+{
+	c->wprev = NULL;
+	c->wnext = t->waiting;
+	if (t->waiting)
+		t->waiting->wprev = c;
+	t->waiting = c;
+}
+
+static void waiting_del(struct conn_tracker *t, struct conn *c)
+{
+	if (c->wprev)
+		c->wprev->wnext = c->wnext;
+	else
+		t->waiting = c->wnext;
+	if (c->wnext)
+		c->wnext->wprev = c->wprev;
+	c->wprev = c->wnext = NULL;
+}
+
+static void recent_put(struct conn_tracker *t, uint64_t id)
+{
+	t->recent[conn_id_hash(id) & (RECENT_SIZE - 1)] = id + 1;
+}
+
+static bool recent_has(const struct conn_tracker *t, uint64_t id)
+{
+	return t->recent[conn_id_hash(id) & (RECENT_SIZE - 1)] == id + 1;
+}
+
+static void conn_destroy(struct conn_tracker *t, struct conn *c)
+{
+	struct conn **pp = &t->buckets[bucket_of(t, c->conn_id)];
+	unsigned i;
+
+	while (*pp != c)
+		pp = &(*pp)->hnext;
+	*pp = c->hnext;
+	if (c->n_pend)
+		waiting_del(t, c);
+	for (i = 0; i < c->n_pend; i++)
+		free(c->pend[i].rec);
+	free(c->pend);
+	free(c->det);
+	if (c->tls) {
+		tls_stream_release(&c->tls->s[0]);
+		tls_stream_release(&c->tls->s[1]);
+		free(c->tls);
+	}
+	free(c->exe);
+	recent_put(t, c->conn_id);
+	t->count--;
+	metrics_gauge_add(t->tracked, -1);
+	free(c);
+}
+
+/* ---- metrics ---------------------------------------------------------- */
+
+static unsigned peer_hash(uint8_t direction, uint16_t family, const uint8_t *addr,
+			  uint16_t port)
+{
+	uint64_t a, b;
+
+	memcpy(&a, addr, 8);
+	memcpy(&b, addr + 8, 8);
+	return (unsigned)(conn_id_hash(a ^ conn_id_hash(b ^ ((uint64_t)direction << 32 |
+							   (uint64_t)family << 16 | port))) &
+			  (PEER_BUCKETS - 1));
+}
+
+static void peers_clear(struct conn_tracker *t)
+{
+	unsigned i;
+
+	for (i = 0; i < PEER_BUCKETS; i++) {
+		struct peer *p = t->peers[i], *next;
+
+		for (; p; p = next) {
+			next = p->next;
+			free(p);
+		}
+		t->peers[i] = NULL;
+	}
+	t->n_peers = 0;
+}
+
+/* The series of c's label set, through the peer cache. */
+static void conn_series_get(struct conn_tracker *t, struct conn *c)
+{
+	uint16_t port = c->direction == QTAP_DIR_INGRESS ? 0 : c->rport;
+	unsigned h = peer_hash(c->direction, c->family, c->raddr, port);
+	char addr[64], port_s[8];
+	const char *values[3];
+	struct peer *p;
+
+	for (p = t->peers[h]; p; p = p->next)
+		if (p->direction == c->direction && p->family == c->family &&
+		    p->port == port && !memcmp(p->addr, c->raddr, 16)) {
+			c->m = p->m;
+			return;
+		}
+	conn_addr_format(c->family, c->raddr, addr, sizeof(addr));
+	if (c->direction == QTAP_DIR_INGRESS)
+		port_s[0] = '\0';
+	else
+		snprintf(port_s, sizeof(port_s), "%u", c->rport);
+	values[0] = direction_name(c);
+	values[1] = addr;
+	values[2] = port_s;
+	c->m.open = metrics_series_get(t->o.store, M_CONNECTION_OPEN_TOTAL, values);
+	c->m.close = metrics_series_get(t->o.store, M_CONNECTION_CLOSE_TOTAL, values);
+	c->m.active = metrics_series_get(t->o.store, M_CONNECTION_ACTIVE_TOTAL, values);
+	c->m.sent = metrics_series_get(t->o.store, M_CONNECTION_BYTES_SENT_TOTAL, values);
+	c->m.recv = metrics_series_get(t->o.store, M_CONNECTION_BYTES_RECV_TOTAL, values);
+	c->m.duration = metrics_series_get(t->o.store, M_CONNECTION_DURATION_MS, values);
+	if (!c->m.open || !c->m.close || !c->m.active || !c->m.sent || !c->m.recv ||
+	    !c->m.duration)
+		return;	/* not cached: the next connection tries again */
+	if (t->n_peers >= PEER_MAX)
+		peers_clear(t);
+	p = conn_malloc_hook(sizeof(*p));
+	if (!p)
+		return;
+	memset(p, 0, sizeof(*p));
+	p->direction = c->direction;
+	p->family = c->family;
+	p->port = port;
+	memcpy(p->addr, c->raddr, 16);
+	p->m = c->m;
+	p->next = t->peers[h];
+	t->peers[h] = p;
+	t->n_peers++;
+}
+
+/* ---- pre-existing connections ----------------------------------------- */
+
+/* Whether a LISTEN socket has this local port, from /proc/net/tcp and
+ * /proc/net/tcp6.  Cached per port (whatever the address: a port a
+ * listener holds is not handed out as an ephemeral port on the wildcard
+ * address, and a listener on one address beside an outgoing connection
+ * from the same port on another is rare enough). */
+static bool port_listening(struct conn_tracker *t, uint16_t port, uint64_t now)
+{
+	struct port_entry *e = &t->ports[port & (PORT_CACHE_SIZE - 1)];
+	static const char *const files[] = { "net/tcp", "net/tcp6" };
+	bool listening = false;
+	unsigned i;
+
+	if (e->when && e->port == port && now - e->when < PORT_CACHE_TTL_NS)
+		return e->listening;
+	for (i = 0; i < 2 && !listening; i++) {
+		char path[320], line[512];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", t->proc_root, files[i]);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned lport, st;
+			char laddr[40];
+
+			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
+				   laddr, &lport, &st) != 3)
+				continue;
+			if (st == 0x0a && lport == port) {
+				listening = true;
+				break;
+			}
+		}
+		fclose(f);
+	}
+	e->when = now ? now : 1;
+	e->port = port;
+	e->listening = listening;
+	return listening;
+}
+
+/* Direction and configuration filters of a connection learned on its
+ * first data (the kernel filters the ones it sees open).  true: keep. */
+static bool preexisting_resolve(struct conn_tracker *t, struct conn *c, uint64_t now)
+{
+	const struct qtap_conf *conf;
+	bool keep = true;
+
+	c->direction = port_listening(t, c->lport, now) ? QTAP_DIR_INGRESS : QTAP_DIR_EGRESS;
+	rcu_read_lock();
+	conf = conf_current();
+	if (conf) {
+		bool internal = addr_is_internal(c->family, c->raddr);
+
+		switch (conf->tap.direction) {
+		case CONF_DIRECTION_ALL:
+			break;
+		case CONF_DIRECTION_INGRESS:
+			keep = c->direction == QTAP_DIR_INGRESS;
+			break;
+		case CONF_DIRECTION_EGRESS:
+			keep = c->direction == QTAP_DIR_EGRESS;
+			break;
+		case CONF_DIRECTION_EGRESS_INTERNAL:
+			keep = c->direction == QTAP_DIR_EGRESS && internal;
+			break;
+		case CONF_DIRECTION_EGRESS_EXTERNAL:
+			keep = c->direction == QTAP_DIR_EGRESS && !internal;
+			break;
+		}
+		if (keep && conf->tap.ignore_loopback && addr_is_loopback(c->family, c->raddr))
+			keep = false;
+		if (keep && c->exe && conf_exe_filtered(conf, c->exe))
+			keep = false;
+	}
+	rcu_read_unlock();
+	return keep;
+}
+
+/* ---- the events ------------------------------------------------------- */
+
+static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tgid,
+			     uint32_t pid, uint32_t fd, const char *comm)
+{
+	struct capture_proc_info *info;
+
+	c->known = true;
+	c->tgid = tgid;
+	c->pid = pid;
+	c->fd = fd;
+	memcpy(c->comm, comm, QTAP_COMM_LEN);
+	c->comm[QTAP_COMM_LEN - 1] = '\0';
+	if (!t->o.proc_lookup)
+		goto out;
+	/* struct capture_proc_info carries a PATH_MAX exe: not on the stack
+	 * of a worker that may run deep, and rarely enough to allocate. */
+	info = conn_malloc_hook(sizeof(*info));
+	if (!info)
+		goto out;
+	if (!t->o.proc_lookup(t->o.ctx, tgid, info) && info->exe[0]) {
+		size_t n = strnlen(info->exe, sizeof(info->exe) - 1);
+
+		c->exe = conn_malloc_hook(n + 1);
+		if (c->exe) {
+			memcpy(c->exe, info->exe, n);
+			c->exe[n] = '\0';
+		}
+	}
+	free(info);
+out:
+	c->traced = capture_trace_wants(t->o.trace, CAPTURE_TRACE_SYSCALL, c->comm, conn_exe(c));
+}
+
+static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_conn_open *o,
+		    uint64_t now)
+{
+	const char *op;
+
+	conn_set_process(t, c, o->tgid, o->pid, o->fd, o->comm);
+	c->family = o->family == AF_INET6 ? AF_INET6 : AF_INET;
+	c->lport = o->lport;
+	c->rport = o->rport;
+	memcpy(c->laddr, o->laddr, 16);
+	memcpy(c->raddr, o->raddr, 16);
+	if (c->family == AF_INET) {
+		memset(c->laddr + 4, 0, 12);
+		memset(c->raddr + 4, 0, 12);
+	}
+	c->open_ns = o->hdr.timestamp_ns;
+	c->last_ns = o->hdr.timestamp_ns;
+	c->direction = o->direction;
+	op = o->direction == QTAP_DIR_INGRESS ? "accept" : "connect";
+	if (o->direction != QTAP_DIR_EGRESS && o->direction != QTAP_DIR_INGRESS) {
+		op = "learned";
+		if (!preexisting_resolve(t, c, now)) {
+			c->ignored = true;
+			if (t->o.conn_forget)
+				t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+			return;
+		}
+	} else if (o->flags & QTAP_CONN_F_PREEXISTING) {
+		op = "learned";
+	}
+	c->counted = true;
+	conn_series_get(t, c);
+	metrics_counter_add(c->m.open, 1);
+	metrics_gauge_add(c->m.active, 1);
+	if (c->traced) {
+		char l[80], r[80];
+
+		endpoint_format(c->family, c->laddr, c->lport, l, sizeof(l));
+		endpoint_format(c->family, c->raddr, c->rport, r, sizeof(r));
+		log_info("bpf-trace module=syscall op=%s pid=%u tid=%u comm=%s fd=%u conn=%" PRIu64
+			 " direction=%s local=%s remote=%s", op, c->tgid, c->pid, c->comm, c->fd,
+			 c->conn_id, direction_name(c), l, r);
+	}
+}
+
+static void tls_feed(struct conn_tracker *t, struct conn *c, bool from_client,
+		     const uint8_t *data, size_t len)
+{
+	struct conn_tls *tls = c->tls;
+	unsigned k = from_client ? 0 : 1;
+	enum tls_feed_result r;
+
+	if (!tls || tls->done[k] || !len)
+		return;
+	r = tls_stream_feed(&tls->s[k], data, len, from_client, &tls->info);
+	if (r == TLS_FEED_MORE)
+		return;
+	tls->done[k] = true;
+	tls_stream_release(&tls->s[k]);
+	if (r == TLS_FEED_ERROR) {
+		metrics_counter_add(t->tls_errors, 1);
+		return;
+	}
+	if (!from_client && tls->info.server_hello && c->counted) {
+		char addr[64], port_s[8];
+		const char *values[5];
+
+		conn_addr_format(c->family, c->raddr, addr, sizeof(addr));
+		if (c->direction == QTAP_DIR_INGRESS)
+			port_s[0] = '\0';
+		else
+			snprintf(port_s, sizeof(port_s), "%u", c->rport);
+		values[0] = direction_name(c);
+		values[1] = addr;
+		values[2] = port_s;
+		values[3] = tls->info.sni;
+		values[4] = tls_version_name(tls->info.version);
+		metrics_add(t->o.store, M_CONNECTION_TLS_HANDSHAKE_TOTAL, values, 1);
+	}
+}
+
+/* Protocol detection and TLS hellos from the captured bytes of one event. */
+static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
+		       const uint8_t *data, size_t captured, bool hole)
+{
+	bool from_client = (dir == QTAP_DATA_SEND) == (c->direction != QTAP_DIR_INGRESS);
+	struct conn_detect *d = c->det;
+
+	if (c->proto == L7_UNKNOWN) {
+		uint8_t tmp[DETECT_PREFIX];
+		size_t have = d ? d->len[dir] : 0, n;
+		enum l7_protocol p;
+
+		if (d && d->broken[dir])
+			return;
+		n = captured < DETECT_PREFIX - have ? captured : DETECT_PREFIX - have;
+		if (have)
+			memcpy(tmp, d->buf[dir], have);
+		memcpy(tmp + have, data, n);
+		p = detect_protocol(tmp, have + n);
+		if (p == L7_UNKNOWN && have + n < DETECT_PREFIX && !hole) {
+			if (!d) {
+				d = c->det = conn_malloc_hook(sizeof(*d));
+				if (!d)
+					return;	/* undecided: "other" at close */
+				memset(d, 0, sizeof(*d));
+			}
+			memcpy(d->buf[dir] + have, data, n);
+			d->len[dir] = (uint8_t)(have + n);
+			return;
+		}
+		if (p == L7_UNKNOWN) {
+			/* 64 bytes without a decision, or a hole before it */
+			if (d)
+				d->broken[dir] = true;
+			return;
+		}
+		c->proto = p;
+		c->got_protocol = true;
+		if (p == L7_TLS) {
+			c->tls = conn_malloc_hook(sizeof(*c->tls));
+			if (c->tls) {
+				unsigned other = dir ^ 1;
+
+				memset(c->tls, 0, sizeof(*c->tls));
+				/* the bytes kept before this event come first */
+				if (have)
+					tls_feed(t, c, from_client, d->buf[dir], have);
+				if (d && d->len[other] && !d->broken[other])
+					tls_feed(t, c, !from_client, d->buf[other], d->len[other]);
+			}
+		}
+		free(c->det);
+		c->det = NULL;
+	}
+	if (c->tls) {
+		unsigned k = from_client ? 0 : 1;
+
+		tls_feed(t, c, from_client, data, captured);
+		if (hole && !c->tls->done[k]) {
+			/* bytes missing after these: the stream cannot go on */
+			c->tls->done[k] = true;
+			tls_stream_release(&c->tls->s[k]);
+		}
+	}
+}
+
+static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
+		    size_t size)
+{
+	size_t captured = d->captured;
+
+	if (c->ignored)
+		return;
+	if (captured > size - sizeof(*d))
+		captured = size - sizeof(*d);
+	if (d->hdr.timestamp_ns > c->last_ns)
+		c->last_ns = d->hdr.timestamp_ns;
+	c->data_events++;
+	if (d->dir == QTAP_DATA_SEND) {
+		c->bytes_sent += d->len;
+		if (c->counted)
+			metrics_counter_add(c->m.sent, d->len);
+	} else {
+		c->bytes_recv += d->len;
+		if (c->counted)
+			metrics_counter_add(c->m.recv, d->len);
+	}
+	if (captured && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) &&
+	    (c->proto == L7_UNKNOWN || (c->tls && !(c->tls->done[0] && c->tls->done[1]))))
+		on_payload(t, c, d->dir == QTAP_DATA_RECV, d->payload, captured,
+			   captured < d->len);
+	if (c->traced)
+		log_info("bpf-trace module=syscall op=%s pid=%u tid=%u comm=%s fd=%u size=%u "
+			 "captured=%zu conn=%" PRIu64 " decision=%s", op_name(d->op), c->tgid,
+			 d->pid, c->comm, d->fd, d->len, captured, c->conn_id, decision_name(c));
+}
+
+static void report_write(struct conn_tracker *t, struct conn *c, enum close_reason why,
+			 uint64_t close_ns)
+{
+	struct buf *b = &t->report;
+	char src[80], dst[80], open_s[40], close_s[40];
+	uint64_t dur_us = close_ns > c->open_ns ? (close_ns - c->open_ns) / 1000 : 0;
+	const struct tls_hello_info *tls = c->tls ? &c->tls->info : NULL;
+	int err = 0;
+
+	if (c->direction == QTAP_DIR_INGRESS) {
+		endpoint_format(c->family, c->raddr, c->rport, src, sizeof(src));
+		endpoint_format(c->family, c->laddr, c->lport, dst, sizeof(dst));
+	} else {
+		endpoint_format(c->family, c->laddr, c->lport, src, sizeof(src));
+		endpoint_format(c->family, c->raddr, c->rport, dst, sizeof(dst));
+	}
+	rfc3339_format(c->open_ns + (uint64_t)t->wall_offset_ns, open_s, sizeof(open_s));
+	rfc3339_format(close_ns + (uint64_t)t->wall_offset_ns, close_s, sizeof(close_s));
+	buf_reset(b);
+	err |= buf_printf(b, "{\"connId\":\"%" PRIu64 "\",\"l7Protocol\":\"%s\","
+			  "\"tlsProbeTypesDetected\":[],\"gotTLSClientHelloEvent\":%s,"
+			  "\"gotProtocolEvent\":%s,\"dataEventCount\":%" PRIu64 ","
+			  "\"bytesSent\":%" PRIu64 ",\"bytesReceived\":%" PRIu64 ",\"sni\":",
+			  c->conn_id, l7_protocol_name(c->proto),
+			  tls && tls->client_hello ? "true" : "false",
+			  c->got_protocol ? "true" : "false", c->data_events, c->bytes_sent,
+			  c->bytes_recv);
+	err |= buf_append_json_str(b, tls ? tls->sni : "");
+	err |= buf_printf(b, ",\"tlsVersion\":\"%s\",\"direction\":\"%s\",\"source\":\"%s\","
+			  "\"destination\":\"%s\",\"pid\":%u,\"tid\":%u,\"fd\":%u,\"exe\":",
+			  tls && tls->version ? tls_version_name(tls->version) : "",
+			  c->known && c->family ? direction_name(c) : "", c->family ? src : "",
+			  c->family ? dst : "", c->tgid, c->pid, c->fd);
+	err |= buf_append_json_str(b, conn_exe(c));
+	err |= buf_append_str(b, ",\"comm\":");
+	err |= buf_append_json_str(b, c->comm);
+	err |= buf_printf(b, ",\"openTime\":\"%s\",\"closeTime\":\"%s\",\"durationMs\":%" PRIu64
+			  ".%03u,\"closeReason\":\"%s\"}", open_s, close_s, dur_us / 1000,
+			  (unsigned)(dur_us % 1000), close_reason_names[why]);
+	if (!err)
+		log_write_json(LOG_LEVEL_DEBUG, "connection closed", b->data);
+}
+
+/* The end of a connection: metrics, report, trace line, and it is gone. */
+static void conn_finish(struct conn_tracker *t, struct conn *c, enum close_reason why,
+			uint64_t close_ns)
+{
+	if (close_ns < c->open_ns)
+		close_ns = c->open_ns;
+	if (c->counted) {
+		metrics_counter_add(c->m.close, 1);
+		metrics_gauge_add(c->m.active, -1);
+		metrics_histogram_observe(c->m.duration, (close_ns - c->open_ns) / 1000);
+		metrics_counter_add(t->proto[c->proto == L7_UNKNOWN ? L7_OTHER : c->proto], 1);
+	}
+	if (c->known && !c->ignored) {
+		if (c->proto == L7_UNKNOWN)
+			c->proto = L7_OTHER;
+		if (log_get_level() <= LOG_LEVEL_DEBUG)
+			report_write(t, c, why, close_ns);
+		if (c->traced)
+			log_info("bpf-trace module=syscall op=close pid=%u comm=%s fd=%u conn=%" PRIu64
+				 " reason=%s sent=%" PRIu64 " recv=%" PRIu64 " decision=%s", c->tgid,
+				 c->comm, c->fd, c->conn_id, close_reason_names[why], c->bytes_sent,
+				 c->bytes_recv, decision_name(c));
+	}
+	conn_destroy(t, c);
+}
+
+static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_conn_close *e)
+{
+	if (!c->ignored) {
+		/* data events lost on the way: their bytes from the kernel's totals */
+		if (e->bytes_sent > c->bytes_sent) {
+			if (c->counted)
+				metrics_counter_add(c->m.sent, e->bytes_sent - c->bytes_sent);
+			c->bytes_sent = e->bytes_sent;
+		}
+		if (e->bytes_recv > c->bytes_recv) {
+			if (c->counted)
+				metrics_counter_add(c->m.recv, e->bytes_recv - c->bytes_recv);
+			c->bytes_recv = e->bytes_recv;
+		}
+	}
+	conn_finish(t, c, (e->flags & QTAP_CLOSE_F_REPLACED) ? CLOSE_FD_REUSED : CLOSE_NORMAL,
+		    e->hdr.timestamp_ns);
+}
+
+/* A connection first seen through an event other than its OPEN (lost):
+ * what the event tells about it. */
+static void conn_learn(struct conn_tracker *t, struct conn *c, const void *rec)
+{
+	const struct qtap_event_header *h = rec;
+
+	if (h->type == QTAP_EVENT_CONN_DATA) {
+		const struct qtap_conn_data *d = rec;
+
+		conn_set_process(t, c, d->tgid, d->pid, d->fd, d->comm);
+	} else {
+		const struct qtap_conn_close *e = rec;
+		char comm[QTAP_COMM_LEN] = "";
+
+		conn_set_process(t, c, e->tgid, e->pid, e->fd, comm);
+	}
+	c->open_ns = h->timestamp_ns;
+	c->last_ns = h->timestamp_ns;
+}
+
+/* Processes the event the connection expects.  false: the connection is
+ * gone (closed). */
+static bool conn_apply(struct conn_tracker *t, struct conn *c, const void *rec, size_t size,
+		       uint64_t now)
+{
+	const struct qtap_event_header *h = rec;
+
+	c->next_seq++;
+	if (h->type != QTAP_EVENT_CONN_OPEN && !c->known)
+		conn_learn(t, c, rec);
+	switch (h->type) {
+	case QTAP_EVENT_CONN_OPEN:
+		if (c->known)	/* an OPEN after what stood in for it */
+			return true;
+		on_open(t, c, rec, now);
+		return true;
+	case QTAP_EVENT_CONN_DATA:
+		on_data(t, c, rec, size);
+		return true;
+	default:
+		on_close(t, c, rec);
+		return false;
+	}
+}
+
+static void pend_recompute_wait(struct conn *c)
+{
+	unsigned i;
+
+	c->wait_since = UINT64_MAX;
+	for (i = 0; i < c->n_pend; i++)
+		if (c->pend[i].arrival_ns < c->wait_since)
+			c->wait_since = c->pend[i].arrival_ns;
+}
+
+/* Processes the pending events that are next in order.  false: gone. */
+static bool conn_drain(struct conn_tracker *t, struct conn *c, uint64_t now)
+{
+	unsigned done = 0, i;
+	bool alive = true;
+
+	while (done < c->n_pend && c->pend[done].seq <= c->next_seq) {
+		struct pending *p = &c->pend[done++];
+
+		if (p->seq == c->next_seq) {
+			alive = conn_apply(t, c, p->rec, p->size, now);
+			if (!alive)
+				break;
+		}
+	}
+	if (!alive)
+		return false;	/* conn_destroy freed the rest */
+	if (!done)
+		return true;
+	for (i = 0; i < done; i++) {
+		c->pend_bytes -= c->pend[i].size;
+		free(c->pend[i].rec);
+	}
+	memmove(c->pend, c->pend + done, (c->n_pend - done) * sizeof(*c->pend));
+	c->n_pend -= done;
+	if (!c->n_pend)
+		waiting_del(t, c);
+	else
+		pend_recompute_wait(c);
+	return true;
+}
+
+/* Gives up waiting for the events before the first pending one: each
+ * missing number is one gap.  false: the connection is gone. */
+static bool conn_skip(struct conn_tracker *t, struct conn *c, uint64_t now)
+{
+	uint64_t seq = c->pend[0].seq;
+
+	if (seq > c->next_seq) {
+		metrics_counter_add(t->gaps, seq - c->next_seq);
+		c->next_seq = seq;
+	}
+	return conn_drain(t, c, now);
+}
+
+/* Processes everything pending, gaps and all.  false: gone. */
+static bool conn_flush(struct conn_tracker *t, struct conn *c, uint64_t now)
+{
+	while (c->n_pend)
+		if (!conn_skip(t, c, now))
+			return false;
+	return true;
+}
+
+/* Keeps a copy of an early event.  The buffer is bounded: when full, the
+ * oldest gap is given up first.  false: the connection is gone. */
+static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, size_t size,
+		       uint64_t seq, uint64_t now)
+{
+	const struct qtap_event_header *h = rec;
+	size_t keep = size;
+	struct pending *p;
+	unsigned i;
+
+	/* Once the payload is of no use any more, the header is enough. */
+	if (h->type == QTAP_EVENT_CONN_DATA && c->known &&
+	    (c->ignored || (c->proto != L7_UNKNOWN && !c->tls)))
+		keep = sizeof(struct qtap_conn_data);
+	while (c->n_pend && (c->n_pend >= CONN_REORDER_MAX_EVENTS ||
+			     c->pend_bytes + keep > CONN_REORDER_MAX_BYTES)) {
+		if (!conn_skip(t, c, now))
+			return false;
+	}
+	if (seq < c->next_seq)
+		return true;	/* skipped over meanwhile: too late */
+	if (seq == c->next_seq)
+		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
+	for (i = 0; i < c->n_pend; i++)
+		if (c->pend[i].seq == seq)
+			return true;	/* a duplicate */
+	if (c->n_pend == c->cap_pend) {
+		unsigned cap = c->cap_pend ? c->cap_pend * 2 : 4;
+		struct pending *np = conn_malloc_hook(cap * sizeof(*np));
+
+		if (!np)
+			return true;	/* dropped: a gap later */
+		if (c->n_pend)
+			memcpy(np, c->pend, c->n_pend * sizeof(*np));
+		free(c->pend);
+		c->pend = np;
+		c->cap_pend = cap;
+	}
+	p = c->pend + c->n_pend;
+	p->rec = conn_malloc_hook(keep);
+	if (!p->rec)
+		return true;	/* dropped: a gap later */
+	memcpy(p->rec, rec, keep);
+	if (keep < size)
+		((struct qtap_conn_data *)p->rec)->captured = 0;
+	p->size = (uint32_t)keep;
+	p->seq = seq;
+	p->arrival_ns = now;
+	/* keep them sorted by seq */
+	for (i = c->n_pend; i > 0 && c->pend[i - 1].seq > seq; i--) {
+		struct pending tmp = c->pend[i];
+
+		c->pend[i] = c->pend[i - 1];
+		c->pend[i - 1] = tmp;
+	}
+	if (!c->n_pend) {
+		waiting_add(t, c);
+		c->wait_since = now;
+	} else if (now < c->wait_since) {
+		c->wait_since = now;
+	}
+	c->n_pend++;
+	c->pend_bytes += keep;
+	return true;
+}
+
+static void close_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < ((size_t)1 << t->bits); i++) {
+		struct conn *c = t->buckets[i], *next;
+
+		for (; c; c = next) {
+			next = c->hnext;
+			if (!c->known || c->tgid != tgid) {
+				if (c->known || !c->n_pend)
+					continue;
+				/* not learned yet: is it that process's? */
+				if (((const struct qtap_conn_data *)c->pend[0].rec)->tgid != tgid)
+					continue;
+			}
+			/* what waits to be processed happened before the exit */
+			if (!conn_flush(t, c, now))
+				continue;
+			if (t->o.conn_forget && !c->ignored)
+				t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+			if (c->ignored)
+				conn_destroy(t, c);
+			else
+				conn_finish(t, c, CLOSE_PROCESS_EXIT, ts > c->last_ns ? ts : c->last_ns);
+		}
+	}
+}
+
+static size_t record_min_size(unsigned type)
+{
+	switch (type) {
+	case QTAP_EVENT_CONN_OPEN:
+		return sizeof(struct qtap_conn_open);
+	case QTAP_EVENT_CONN_DATA:
+		return sizeof(struct qtap_conn_data);
+	case QTAP_EVENT_CONN_CLOSE:
+		return sizeof(struct qtap_conn_close);
+	case PIPELINE_EVENT_EXIT:
+		return sizeof(struct pipeline_exit_event);
+	default:
+		return SIZE_MAX;
+	}
+}
+
+int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uint64_t now_ns)
+{
+	const struct qtap_event_header *h = rec;
+	uint64_t id, seq;
+	struct conn *c;
+
+	if (size < sizeof(*h) || size < record_min_size(h->type))
+		return -EINVAL;
+	if (h->type == PIPELINE_EVENT_EXIT) {
+		const struct pipeline_exit_event *x = rec;
+
+		close_tgid(t, x->tgid, x->timestamp_ns, now_ns);
+		return 0;
+	}
+	/* conn_id and seq sit at the same place in the three records */
+	id = ((const struct qtap_conn_open *)rec)->conn_id;
+	seq = ((const struct qtap_conn_open *)rec)->seq;
+	if (h->type == QTAP_EVENT_CONN_OPEN && seq != 0)
+		return -EINVAL;
+	if (h->type == QTAP_EVENT_CONN_DATA &&
+	    ((const struct qtap_conn_data *)rec)->dir > QTAP_DATA_RECV)
+		return -EINVAL;
+	c = table_find(t, id);
+	if (!c) {
+		/* a straggler of a connection already closed */
+		if (recent_has(t, id))
+			return 0;
+		c = conn_create(t, id);
+		if (!c)
+			return -ENOMEM;
+	}
+	if (seq < c->next_seq)
+		return 0;	/* given up as a gap already */
+	if (seq == c->next_seq && !c->n_pend) {
+		conn_apply(t, c, rec, size, now_ns);
+		return 0;
+	}
+	conn_defer(t, c, rec, size, seq, now_ns);
+	return 0;
+}
+
+void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
+{
+	struct conn *c, *next;
+
+	refresh_wall_offset(t);
+	for (c = t->waiting; c; c = next) {
+		bool alive = true;
+
+		next = c->wnext;
+		while (alive && c->n_pend && c->wait_since + CONN_REORDER_WAIT_NS <= now_ns)
+			alive = conn_skip(t, c, now_ns);
+	}
+	if (now_ns - t->last_idle_scan >= IDLE_SCAN_NS) {
+		size_t i;
+
+		t->last_idle_scan = now_ns;
+		for (i = 0; i < ((size_t)1 << t->bits); i++) {
+			for (c = t->buckets[i]; c; c = next) {
+				next = c->hnext;
+				if (!c->known || c->n_pend || c->last_ns + t->o.idle_timeout_ns > now_ns)
+					continue;
+				if (t->o.conn_forget)
+					t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+				if (c->ignored)
+					conn_destroy(t, c);
+				else
+					conn_finish(t, c, CLOSE_IDLE, c->last_ns);
+			}
+		}
+	}
+}
+
+size_t conn_tracker_count(const struct conn_tracker *t)
+{
+	return t->count;
+}
+
+struct conn_tracker *conn_tracker_new(const struct conn_tracker_opts *opts)
+{
+	static const char *const tls_label[1] = { "tls" };
+	struct conn_tracker *t;
+	int p;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->o = *opts;
+	if (!t->o.idle_timeout_ns)
+		t->o.idle_timeout_ns = DEFAULT_IDLE_NS;
+	snprintf(t->proc_root, sizeof(t->proc_root), "%s",
+		 opts->proc_root ? opts->proc_root : "/proc");
+	t->o.proc_root = t->proc_root;
+	t->bits = 10;
+	t->buckets = calloc(INITIAL_BUCKETS, sizeof(*t->buckets));
+	if (!t->buckets) {
+		free(t);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* Failed lookups leave NULL handles, which updates ignore. */
+	t->gaps = metrics_series_get(t->o.store, M_SYSTEM_SEQUENCE_GAPS_TOTAL, NULL);
+	t->tls_errors = metrics_series_get(t->o.store, M_SYSTEM_PARSE_ERRORS_TOTAL, tls_label);
+	t->tracked = metrics_series_get(t->o.store, M_SYSTEM_CONNECTIONS_TRACKED, NULL);
+	for (p = L7_HTTP1; p <= L7_OTHER; p++) {
+		const char *v[1] = { l7_protocol_name((enum l7_protocol)p) };
+
+		t->proto[p] = metrics_series_get(t->o.store, M_CONNECTION_PROTOCOL_TOTAL, v);
+	}
+	t->proto[L7_UNKNOWN] = t->proto[L7_OTHER];
+	refresh_wall_offset(t);
+	return t;
+}
+
+void conn_tracker_free(struct conn_tracker **tp, uint64_t now_ns)
+{
+	struct conn_tracker *t;
+	size_t i;
+
+	if (!tp || !*tp)
+		return;
+	t = *tp;
+	for (i = 0; i < ((size_t)1 << t->bits); i++) {
+		struct conn *c;
+
+		while ((c = t->buckets[i])) {
+			if (!conn_flush(t, c, now_ns))
+				continue;
+			if (c->ignored || !c->known)
+				conn_destroy(t, c);
+			else
+				conn_finish(t, c, CLOSE_AGENT_STOP, now_ns);
+		}
+	}
+	peers_clear(t);
+	buf_free(&t->report);
+	free(t->buckets);
+	free(t);
+	*tp = NULL;
+}
