@@ -1,0 +1,965 @@
+/* The connection tracker on synthetic kernel events, directly and through a
+ * pipeline with two producers and two workers, against a real metric store:
+ * exact connection metrics, ordering and gaps, losses made up from CLOSE
+ * totals, process exit, idle timeout, pre-existing connections, TLS
+ * handshakes from real hello bytes, the connection report, and failing
+ * allocations. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <urcu.h>
+
+#include "capture/capture.h"
+#include "conf/conf.h"
+#include "metrics/metrics-int.h"
+#include "metrics/metrics.h"
+#include "parse/parse-int.h"
+#include "sock.h"
+#include "util/log.h"
+
+#include "../check_run.h"
+
+#define MS 1000000ull
+#define T0 (1000ull * 1000 * MS)	/* an arbitrary monotonic start */
+
+static struct metrics_store *store;
+static unsigned forgets;
+static uint32_t forgot_tgid[64], forgot_fd[64];
+
+/* ---- metric values ---- */
+
+static uint64_t value(enum metric_id id, const char *a, const char *b, const char *c, unsigned k)
+{
+	const char *v[3] = { a, b, c };
+	uint64_t vals[METRICS_MAX_BUCKETS + 2] = { 0 };
+	struct metric_series *s = metrics_series_get(store, id, a ? v : NULL);
+
+	ck_assert_ptr_nonnull(s);
+	metrics_series_read(store, s, vals);
+	return vals[k];
+}
+
+static uint64_t conn_val(enum metric_id id, const char *dir, const char *addr, const char *port)
+{
+	return value(id, dir, addr, port, 0);
+}
+
+/* Observations of a duration histogram, and their sum (µs). */
+static uint64_t dur_count(const char *dir, const char *addr, const char *port)
+{
+	const struct metric_def *d = &metric_defs[M_CONNECTION_DURATION_MS];
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i <= d->n_buckets; i++)
+		n += value(M_CONNECTION_DURATION_MS, dir, addr, port, i);
+	return n;
+}
+
+static uint64_t dur_sum(const char *dir, const char *addr, const char *port)
+{
+	return value(M_CONNECTION_DURATION_MS, dir, addr, port,
+		     metric_defs[M_CONNECTION_DURATION_MS].n_buckets + 1);
+}
+
+static uint64_t sys_val(enum metric_id id)
+{
+	return value(id, NULL, NULL, NULL, 0);
+}
+
+static uint64_t proto_val(const char *p)
+{
+	return value(M_CONNECTION_PROTOCOL_TOTAL, p, NULL, NULL, 0);
+}
+
+/* ---- records ---- */
+
+struct rec {
+	size_t size;
+	union {
+		struct qtap_event_header hdr;
+		struct qtap_conn_open open;
+		struct qtap_conn_data data;
+		struct qtap_conn_close close;
+		uint8_t bytes[sizeof(struct qtap_conn_data) + 4096];
+	} u;
+};
+
+static void mk_open(struct rec *r, uint64_t id, uint32_t tgid, uint8_t dir, const char *raddr,
+		    uint16_t rport, uint16_t lport, uint64_t ts)
+{
+	memset(r, 0, sizeof(*r));
+	r->size = sizeof(r->u.open);
+	r->u.open.hdr.version = QTAP_EVENT_ABI_VERSION;
+	r->u.open.hdr.type = QTAP_EVENT_CONN_OPEN;
+	r->u.open.hdr.timestamp_ns = ts;
+	r->u.open.conn_id = id;
+	r->u.open.tgid = tgid;
+	r->u.open.pid = tgid;
+	r->u.open.fd = (uint32_t)(id % 1000) + 3;
+	r->u.open.direction = dir;
+	r->u.open.lport = lport;
+	r->u.open.rport = rport;
+	if (strchr(raddr, ':')) {
+		r->u.open.family = AF_INET6;
+		inet_pton(AF_INET6, raddr, r->u.open.raddr);
+		inet_pton(AF_INET6, "2001:db8::1", r->u.open.laddr);
+	} else {
+		r->u.open.family = AF_INET;
+		inet_pton(AF_INET, raddr, r->u.open.raddr);
+		inet_pton(AF_INET, "192.0.2.1", r->u.open.laddr);
+	}
+	snprintf(r->u.open.comm, sizeof(r->u.open.comm), "curl");
+}
+
+static void mk_data(struct rec *r, uint64_t id, uint64_t seq, uint32_t tgid, uint8_t dir,
+		    uint32_t len, const void *payload, uint32_t captured, uint64_t ts)
+{
+	memset(r, 0, sizeof(r->u.data) + 8);
+	r->size = sizeof(r->u.data) + captured;
+	r->u.data.hdr.version = QTAP_EVENT_ABI_VERSION;
+	r->u.data.hdr.type = QTAP_EVENT_CONN_DATA;
+	r->u.data.hdr.timestamp_ns = ts;
+	r->u.data.conn_id = id;
+	r->u.data.seq = seq;
+	r->u.data.tgid = tgid;
+	r->u.data.pid = tgid;
+	r->u.data.fd = (uint32_t)(id % 1000) + 3;
+	r->u.data.dir = dir;
+	r->u.data.op = dir == QTAP_DATA_SEND ? QTAP_OP_WRITE : QTAP_OP_READ;
+	r->u.data.len = len;
+	r->u.data.captured = captured;
+	if (captured < len)
+		r->u.data.flags = QTAP_DATA_F_TRUNCATED;
+	snprintf(r->u.data.comm, sizeof(r->u.data.comm), "curl");
+	if (captured)
+		memcpy(r->u.data.payload, payload, captured);
+}
+
+static void mk_close(struct rec *r, uint64_t id, uint64_t seq, uint32_t tgid, uint64_t sent,
+		     uint64_t recv, uint64_t ts)
+{
+	memset(r, 0, sizeof(*r));
+	r->size = sizeof(r->u.close);
+	r->u.close.hdr.version = QTAP_EVENT_ABI_VERSION;
+	r->u.close.hdr.type = QTAP_EVENT_CONN_CLOSE;
+	r->u.close.hdr.timestamp_ns = ts;
+	r->u.close.conn_id = id;
+	r->u.close.seq = seq;
+	r->u.close.tgid = tgid;
+	r->u.close.pid = tgid;
+	r->u.close.fd = (uint32_t)(id % 1000) + 3;
+	r->u.close.bytes_sent = sent;
+	r->u.close.bytes_recv = recv;
+	r->u.close.data_events = seq - 1;
+}
+
+static const char http_req[] = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+static const char http_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+/* ---- fixtures ---- */
+
+static int proc_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+{
+	(void)ctx;
+	if (tgid == 4242)
+		return -ENOENT;
+	memset(ret, 0, sizeof(*ret));
+	ret->tgid = tgid;
+	snprintf(ret->comm, sizeof(ret->comm), "curl");
+	snprintf(ret->exe, sizeof(ret->exe), "/usr/bin/curl");
+	return 0;
+}
+
+/* Called by the worker threads too: guarded. */
+static pthread_mutex_t forget_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void conn_forget(void *ctx, uint32_t tgid, uint32_t fd)
+{
+	(void)ctx;
+	pthread_mutex_lock(&forget_lock);
+	if (forgets < 64) {
+		forgot_tgid[forgets] = tgid;
+		forgot_fd[forgets] = fd;
+	}
+	forgets++;
+	pthread_mutex_unlock(&forget_lock);
+}
+
+static struct conn_tracker *tracker(const char *proc_root)
+{
+	struct conn_tracker_opts o = {
+		.store = store,
+		.idle_timeout_ns = 10000 * MS,
+		.proc_lookup = proc_lookup,
+		.conn_forget = conn_forget,
+		.proc_root = proc_root,
+	};
+	struct conn_tracker *t = conn_tracker_new(&o);
+
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+static void feed(struct conn_tracker *t, const struct rec *r, uint64_t now)
+{
+	ck_assert_int_eq(conn_tracker_event(t, &r->u, r->size, now), 0);
+}
+
+static void setup(void)
+{
+	struct metrics_opts mo = { .series_limit = 0 };
+
+	rcu_register_thread();
+	store = metrics_store_new(&mo);
+	ck_assert_ptr_nonnull(store);
+	ck_assert_int_eq(metrics_thread_register(store), 0);
+	forgets = 0;
+	conn_malloc_hook = malloc;
+}
+
+static void teardown(void)
+{
+	metrics_thread_unregister(store);
+	metrics_store_free(&store);
+	rcu_unregister_thread();
+}
+
+/* ---- the tracker ---- */
+
+START_TEST(test_addr_format)
+{
+	uint8_t a[16];
+	char buf[64];
+
+	inet_pton(AF_INET6, "2001:db8:0:0:1:0:0:1", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "2001:db8::1:0:0:1");
+	inet_pton(AF_INET6, "2001:db8:0:1:1:1:1:1", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "2001:db8:0:1:1:1:1:1");
+	inet_pton(AF_INET6, "::1", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "::1");
+	inet_pton(AF_INET6, "::", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "::");
+	inet_pton(AF_INET6, "fe80::", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "fe80::");
+	inet_pton(AF_INET6, "::ffff:10.1.2.3", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "10.1.2.3");
+	inet_pton(AF_INET6, "::102:304", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET6, a, buf, sizeof(buf)), "::102:304");
+	inet_pton(AF_INET, "192.168.0.254", a);
+	ck_assert_str_eq(conn_addr_format(AF_INET, a, buf, sizeof(buf)), "192.168.0.254");
+}
+END_TEST
+
+START_TEST(test_exact_counts)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+
+	mk_open(&r, 1, 100, QTAP_DIR_EGRESS, "10.0.0.1", 80, 40000, T0);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.1", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.1", "80"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 1);
+	mk_data(&r, 1, 1, 100, QTAP_DATA_SEND, 1000, http_req, sizeof(http_req) - 1, T0 + MS);
+	feed(t, &r, T0 + MS);
+	mk_data(&r, 1, 2, 100, QTAP_DATA_RECV, 3000, http_resp, sizeof(http_resp) - 1, T0 + 2 * MS);
+	feed(t, &r, T0 + 2 * MS);
+	mk_close(&r, 1, 3, 100, 1000, 3000, T0 + 5 * MS + 250000);
+	feed(t, &r, T0 + 6 * MS);
+
+	/* an ingress one over IPv6: remote_port is empty */
+	mk_open(&r, 2, 101, QTAP_DIR_INGRESS, "2001:db8::7", 51234, 443, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 2, 1, 101, QTAP_DATA_RECV, 10, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a", 10,
+		T0 + MS);
+	feed(t, &r, T0 + MS);
+
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.1", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.1", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.1", "80"), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.1", "80"), 1000);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.1", "80"), 3000);
+	ck_assert_uint_eq(dur_count("egress", "10.0.0.1", "80"), 1);
+	ck_assert_uint_eq(dur_sum("egress", "10.0.0.1", "80"), 5250);
+	ck_assert_uint_eq(proto_val("http1"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "2001:db8::7", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "ingress", "2001:db8::7", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "ingress", "2001:db8::7", ""), 10);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+
+	/* agent stop closes it: undecided (binary), so "other" */
+	conn_tracker_free(&t, T0 + 10 * MS);
+	ck_assert_ptr_null(t);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "ingress", "2001:db8::7", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "ingress", "2001:db8::7", ""), 0);
+	ck_assert_uint_eq(dur_sum("ingress", "2001:db8::7", ""), 10000);
+	ck_assert_uint_eq(proto_val("other"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+}
+END_TEST
+
+START_TEST(test_reorder)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r[5];
+
+	mk_open(&r[0], 7, 100, QTAP_DIR_EGRESS, "10.0.0.2", 8080, 40000, T0);
+	mk_data(&r[1], 7, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	mk_data(&r[2], 7, 2, 100, QTAP_DATA_RECV, 500, http_resp, 20, T0 + 2);
+	mk_data(&r[3], 7, 3, 100, QTAP_DATA_SEND, 40, "x", 1, T0 + 3);
+	mk_close(&r[4], 7, 4, 100, 77, 500, T0 + 4);
+	/* close first, then data 3, 1, OPEN, 2 */
+	feed(t, &r[4], T0);
+	feed(t, &r[3], T0);
+	feed(t, &r[1], T0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.2", "8080"), 0);
+	feed(t, &r[0], T0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.2", "8080"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.2", "8080"), 37);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.2", "8080"), 0);
+	feed(t, &r[2], T0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.2", "8080"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.2", "8080"), 77);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.2", "8080"), 500);
+	ck_assert_uint_eq(proto_val("http1"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	/* a straggler after the close is dropped quietly */
+	feed(t, &r[3], T0 + 500 * MS);
+	conn_tracker_housekeep(t, T0 + 1000 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_free(&t, T0 + 2000 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.2", "8080"), 1);
+}
+END_TEST
+
+START_TEST(test_gap_and_lost_bytes)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+
+	mk_open(&r, 9, 100, QTAP_DIR_EGRESS, "10.0.0.3", 80, 40000, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 9, 1, 100, QTAP_DATA_SEND, 100, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0);
+	/* seq 2 (a 700-byte read) was lost in the kernel */
+	mk_data(&r, 9, 3, 100, QTAP_DATA_SEND, 50, "abc", 3, T0 + 3);
+	feed(t, &r, T0 + 10 * MS);
+	mk_data(&r, 9, 4, 100, QTAP_DATA_RECV, 60, "def", 3, T0 + 4);
+	feed(t, &r, T0 + 20 * MS);
+	mk_close(&r, 9, 5, 100, 150, 760, T0 + 50 * MS);
+	feed(t, &r, T0 + 30 * MS);
+	/* waiting for seq 2 */
+	conn_tracker_housekeep(t, T0 + 100 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.3", "80"), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.3", "80"), 100);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_housekeep(t, T0 + 215 * MS);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.3", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.3", "80"), 150);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.3", "80"), 760);
+	ck_assert_uint_eq(dur_sum("egress", "10.0.0.3", "80"), 50000);
+	/* the lost event turning up late changes nothing */
+	mk_data(&r, 9, 2, 100, QTAP_DATA_RECV, 700, "late", 4, T0 + 2);
+	feed(t, &r, T0 + 300 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	conn_tracker_free(&t, T0 + 400 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.3", "80"), 760);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
+}
+END_TEST
+
+START_TEST(test_reorder_buffer_full)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+	uint64_t s;
+
+	mk_open(&r, 11, 100, QTAP_DIR_EGRESS, "10.0.0.4", 80, 40000, T0);
+	feed(t, &r, T0);
+	/* seq 1 never comes; 2 .. 2+64 fill the buffer and one more */
+	for (s = 2; s <= 2 + CONN_REORDER_MAX_EVENTS; s++) {
+		mk_data(&r, 11, s, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	/* the buffer overflowed: seq 1 given up, everything processed */
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"),
+			  10 * (CONN_REORDER_MAX_EVENTS + 1));
+	mk_close(&r, 11, s, 100, 10 * (CONN_REORDER_MAX_EVENTS + 2), 0, T0 + s);
+	feed(t, &r, T0 + 2 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.4", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"),
+			  10 * (CONN_REORDER_MAX_EVENTS + 2));
+	conn_tracker_free(&t, T0 + 3 * MS);
+}
+END_TEST
+
+START_TEST(test_open_late_and_lost)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+
+	/* data before its OPEN (another CPU's queue): no gap */
+	mk_data(&r, 21, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	mk_open(&r, 21, 100, QTAP_DIR_EGRESS, "10.0.0.5", 80, 40000, T0);
+	feed(t, &r, T0 + 50 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.5", "80"), 37);
+	mk_close(&r, 21, 2, 100, 37, 0, T0 + 60 * MS);
+	feed(t, &r, T0 + 60 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.5", "80"), 1);
+
+	/* the OPEN was lost: one gap, tracked without metrics, then gone */
+	mk_data(&r, 22, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0 + 100 * MS);
+	mk_close(&r, 22, 2, 100, 37, 0, T0 + 2);
+	feed(t, &r, T0 + 110 * MS);
+	conn_tracker_housekeep(t, T0 + 200 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_housekeep(t, T0 + 301 * MS);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+	ck_assert_uint_eq(proto_val("http1"), 1);
+	conn_tracker_free(&t, T0 + 400 * MS);
+}
+END_TEST
+
+START_TEST(test_process_exit)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct pipeline_exit_event x = {
+		.version = QTAP_EVENT_ABI_VERSION, .type = PIPELINE_EVENT_EXIT,
+		.tgid = 100, .timestamp_ns = T0 + 40 * MS,
+	};
+	struct rec r;
+
+	mk_open(&r, 31, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40000, T0);
+	feed(t, &r, T0);
+	mk_open(&r, 32, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40001, T0 + 10 * MS);
+	feed(t, &r, T0);
+	mk_open(&r, 33, 200, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40002, T0);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 3);
+	ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 50 * MS), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.6", "80"), 2);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 1);
+	ck_assert_uint_eq(dur_sum("egress", "10.0.0.6", "80"), 40000 + 30000);
+	ck_assert_uint_eq(forgets, 2);
+	ck_assert_uint_eq(forgot_tgid[0], 100);
+	ck_assert_uint_eq(forgot_tgid[1], 100);
+	ck_assert_uint_eq(forgot_fd[0] + forgot_fd[1], 31 + 3 + 32 + 3);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	conn_tracker_free(&t, T0 + 100 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 0);
+}
+END_TEST
+
+START_TEST(test_idle_timeout)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+
+	mk_open(&r, 41, 100, QTAP_DIR_EGRESS, "10.0.0.8", 80, 40000, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 41, 1, 100, QTAP_DATA_SEND, 5, "hello", 5, T0 + 2000 * MS);
+	feed(t, &r, T0 + 2000 * MS);
+	conn_tracker_housekeep(t, T0 + 11000 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	conn_tracker_housekeep(t, T0 + 12500 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.8", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.8", "80"), 0);
+	/* closed as of its last activity */
+	ck_assert_uint_eq(dur_sum("egress", "10.0.0.8", "80"), 2000000);
+	ck_assert_uint_eq(forgets, 1);
+	ck_assert_uint_eq(forgot_fd[0], 41 + 3);
+	conn_tracker_free(&t, T0 + 13000 * MS);
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(test_preexisting)
+{
+	char root[] = "/tmp/check_conn.XXXXXX", path[256];
+	struct qtap_conf *conf;
+	struct conn_tracker *t;
+	struct rec r;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/net", root);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/net/tcp", root);
+	write_file(path,
+		   "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+		   "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n"
+		   "   1: 0100007F:AFC8 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n");
+	snprintf(path, sizeof(path), "%s/net/tcp6", root);
+	write_file(path,
+		   "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+		   "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n");
+	conf = conf_load_string("tap = { direction = \"all\"; ignore_loopback = true; "
+				"filters = { custom = ( { exe = \"/usr/bin/curl\"; strategy = \"exact\"; } ); }; };",
+				"test", NULL);
+	ck_assert_ptr_nonnull(conf);
+	conf_publish(conf);
+
+	t = tracker(root);
+	/* local port 8080 has a listener (tcp): ingress */
+	mk_open(&r, 51, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50000, 8080, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	feed(t, &r, T0);
+	/* local port 443 has one (tcp6) */
+	mk_open(&r, 52, 4242, QTAP_DIR_UNKNOWN, "2001:db8::9", 50001, 443, T0);
+	feed(t, &r, T0);
+	/* local port 45000 has none: egress */
+	mk_open(&r, 53, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5432, 45000, T0);
+	feed(t, &r, T0);
+	/* to loopback, ignored by the configuration */
+	mk_open(&r, 54, 4242, QTAP_DIR_UNKNOWN, "127.0.0.1", 5432, 45001, T0);
+	feed(t, &r, T0);
+	/* by an executable the filters exclude */
+	mk_open(&r, 55, 100, QTAP_DIR_UNKNOWN, "10.1.0.9", 5432, 45002, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 55, 1, 100, QTAP_DATA_SEND, 5, "hello", 5, T0 + 1);
+	feed(t, &r, T0);
+
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "2001:db8::9", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5432"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "127.0.0.1", "5432"), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.1.0.9", "5432"), 0);
+	ck_assert_uint_eq(forgets, 2);
+	ck_assert_uint_eq(forgot_tgid[0], 4242);
+	ck_assert_uint_eq(forgot_fd[0], 54 + 3);
+	ck_assert_uint_eq(forgot_tgid[1], 100);
+	conn_tracker_free(&t, T0 + MS);
+	/* the filtered ones were never counted */
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "5432"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "127.0.0.1", "5432"), 0);
+	conf_publish(NULL);
+
+	snprintf(path, sizeof(path), "%s/net/tcp", root);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/net/tcp6", root);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/net", root);
+	rmdir(path);
+	rmdir(root);
+}
+END_TEST
+
+static size_t read_corpus(const char *name, uint8_t *buf, size_t size)
+{
+	const char *top = getenv("top_srcdir");
+	char path[512];
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/tests/parse/corpus/hello/%s", top ? top : "..", name);
+	f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "%s", path);
+	n = fread(buf, 1, size, f);
+	fclose(f);
+	return n;
+}
+
+START_TEST(test_tls_handshake)
+{
+	struct conn_tracker *t = tracker(NULL);
+	static uint8_t ch[4096], sh[4096];
+	size_t ch_len = read_corpus("ch-tls12-sni-http11.bin", ch, sizeof(ch));
+	size_t sh_len = read_corpus("sh-tls12-sni-http11.bin", sh, sizeof(sh));
+	struct rec r;
+
+	ck_assert_uint_gt(ch_len, 100);
+	ck_assert_uint_gt(sh_len, 50);
+	mk_open(&r, 61, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40000, T0);
+	feed(t, &r, T0);
+	/* the ClientHello split over two writes */
+	mk_data(&r, 61, 1, 100, QTAP_DATA_SEND, 3, ch, 3, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 61, 2, 100, QTAP_DATA_SEND, (uint32_t)ch_len - 3, ch + 3,
+		(uint32_t)ch_len - 3, T0 + 2);
+	feed(t, &r, T0);
+	mk_data(&r, 61, 3, 100, QTAP_DATA_RECV, (uint32_t)sh_len, sh, (uint32_t)sh_len, T0 + 3);
+	feed(t, &r, T0);
+	{
+		const char *v[5] = { "egress", "10.0.0.9", "443", "api.example.org", "TLSv1.2" };
+		uint64_t vals[2] = { 0 };
+		struct metric_series *s =
+			metrics_series_get(store, M_CONNECTION_TLS_HANDSHAKE_TOTAL, v);
+
+		metrics_series_read(store, s, vals);
+		ck_assert_uint_eq(vals[0], 1);
+	}
+	mk_close(&r, 61, 4, 100, ch_len, sh_len, T0 + 4);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(proto_val("tls"), 1);
+	/* a ClientHello whose session id length overruns it: one parse error */
+	ch[43] = 0xff;
+	mk_open(&r, 62, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40001, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 62, 1, 100, QTAP_DATA_SEND, (uint32_t)ch_len, ch, (uint32_t)ch_len, T0 + 1);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 1);
+	conn_tracker_free(&t, T0 + MS);
+}
+END_TEST
+
+/* Runs fn with stderr going to a file; returns what was written. */
+static char *capture_stderr(void (*fn)(void))
+{
+	char path[] = "/tmp/check_conn_log.XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	static char text[65536];
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	n = read(fd, text, sizeof(text) - 1);
+	text[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	return text;
+}
+
+static void report_run(void)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct rec r;
+
+	mk_open(&r, 71, 100, QTAP_DIR_EGRESS, "2001:db8::5", 8443, 40000, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 71, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 71, 2, 100, QTAP_DATA_RECV, 38, http_resp, sizeof(http_resp) - 1, T0 + 2);
+	feed(t, &r, T0);
+	mk_close(&r, 71, 3, 100, 37, 38, T0 + 1234567);
+	feed(t, &r, T0);
+	mk_open(&r, 72, 4242, QTAP_DIR_INGRESS, "10.2.0.1", 50000, 80, T0);
+	feed(t, &r, T0);
+	conn_tracker_free(&t, T0 + 3 * MS);
+}
+
+START_TEST(test_report)
+{
+	char *text;
+
+	log_setup(LOG_LEVEL_DEBUG, LOG_ENCODING_JSON);
+	text = capture_stderr(report_run);
+	log_setup(LOG_LEVEL_INFO, LOG_ENCODING_CONSOLE);
+	ck_assert_msg(strstr(text, "\"connection closed\""), "%s", text);
+	ck_assert_msg(strstr(text, "\"l7Protocol\":\"http1\""), "%s", text);
+	ck_assert(strstr(text, "\"tlsProbeTypesDetected\":[]"));
+	ck_assert(strstr(text, "\"gotTLSClientHelloEvent\":false"));
+	ck_assert(strstr(text, "\"gotProtocolEvent\":true"));
+	ck_assert(strstr(text, "\"dataEventCount\":2"));
+	ck_assert(strstr(text, "\"bytesSent\":37"));
+	ck_assert(strstr(text, "\"bytesReceived\":38"));
+	ck_assert(strstr(text, "\"sni\":\"\""));
+	ck_assert(strstr(text, "\"direction\":\"egress\""));
+	ck_assert(strstr(text, "\"source\":\"[2001:db8::1]:40000\""));
+	ck_assert(strstr(text, "\"destination\":\"[2001:db8::5]:8443\""));
+	ck_assert(strstr(text, "\"pid\":100"));
+	ck_assert(strstr(text, "\"exe\":\"/usr/bin/curl\""));
+	ck_assert(strstr(text, "\"comm\":\"curl\""));
+	ck_assert(strstr(text, "\"connId\":\"71\""));
+	ck_assert(strstr(text, "\"durationMs\":1.234"));
+	ck_assert(strstr(text, "\"closeReason\":\"close\""));
+	ck_assert(strstr(text, "\"openTime\":\""));
+	ck_assert(strstr(text, "Z\",\"closeTime\":\""));
+	/* the second: ingress, unknown process (comm stands in), agent stop */
+	ck_assert_msg(strstr(text, "\"source\":\"10.2.0.1:50000\",\"destination\":\"192.0.2.1:80\""),
+		      "%s", text);
+	ck_assert(strstr(text, "\"exe\":\"curl\""));
+	ck_assert(strstr(text, "\"l7Protocol\":\"other\""));
+	ck_assert(strstr(text, "\"gotProtocolEvent\":false"));
+	ck_assert(strstr(text, "\"closeReason\":\"agent_stop\""));
+	/* not at info level */
+	text = capture_stderr(report_run);
+	ck_assert_ptr_null(strstr(text, "connection closed"));
+}
+END_TEST
+
+START_TEST(test_trace_lines)
+{
+	struct capture_trace *trace = NULL;
+	struct conn_tracker_opts o = { .store = store, .proc_lookup = proc_lookup };
+	struct conn_tracker *t;
+	struct rec r;
+	char *text;
+
+	ck_assert_int_eq(capture_trace_parse("syscall", &trace), 0);
+	o.trace = trace;
+	t = conn_tracker_new(&o);
+	ck_assert_ptr_nonnull(t);
+	log_setup(LOG_LEVEL_INFO, LOG_ENCODING_CONSOLE);
+	{
+		char path[] = "/tmp/check_conn_trace.XXXXXX";
+		int fd = mkstemp(path), saved = dup(2);
+		static char buf[8192];
+		ssize_t n;
+
+		dup2(fd, 2);
+		mk_open(&r, 81, 100, QTAP_DIR_EGRESS, "10.0.0.10", 80, 40000, T0);
+		feed(t, &r, T0);
+		mk_data(&r, 81, 1, 100, QTAP_DATA_SEND, 37, http_req, 20, T0 + 1);
+		feed(t, &r, T0);
+		mk_close(&r, 81, 2, 100, 37, 0, T0 + 2);
+		feed(t, &r, T0);
+		dup2(saved, 2);
+		close(saved);
+		lseek(fd, 0, SEEK_SET);
+		n = read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		close(fd);
+		unlink(path);
+		text = buf;
+	}
+	ck_assert_msg(strstr(text, "bpf-trace module=syscall op=connect pid=100"), "%s", text);
+	ck_assert_msg(strstr(text, "bpf-trace module=syscall op=write pid=100 tid=100 comm=curl "
+				   "fd=84 size=37 captured=20 conn=81 decision=http1"), "%s", text);
+	ck_assert(strstr(text, "bpf-trace module=syscall op=close pid=100"));
+	conn_tracker_free(&t, T0 + MS);
+	capture_trace_free(&trace);
+}
+END_TEST
+
+/* ---- failing allocations ---- */
+
+static unsigned alloc_count, alloc_fail_every;
+
+static void *failing_malloc(size_t size)
+{
+	if (alloc_fail_every && ++alloc_count % alloc_fail_every == 0)
+		return NULL;
+	return malloc(size);
+}
+
+START_TEST(test_alloc_failures)
+{
+	unsigned every;
+
+	for (every = 1; every <= 7; every++) {
+		struct conn_tracker *t = tracker(NULL);
+		struct rec r;
+		uint64_t id;
+
+		alloc_count = 0;
+		alloc_fail_every = every;
+		conn_malloc_hook = failing_malloc;
+		for (id = 1000; id < 1200; id++) {
+			/* out of order, so that events wait and get copied */
+			mk_data(&r, id, 2, 100, QTAP_DATA_RECV, 38, http_resp, 38, T0 + 2);
+			conn_tracker_event(t, &r.u, r.size, T0);
+			mk_data(&r, id, 1, 100, QTAP_DATA_SEND, 37, http_req, 37, T0 + 1);
+			conn_tracker_event(t, &r.u, r.size, T0);
+			mk_open(&r, id, (uint32_t)(id % 3 ? 100 : 4242), QTAP_DIR_EGRESS,
+				"10.3.0.1", 80, 40000, T0);
+			conn_tracker_event(t, &r.u, r.size, T0);
+			if (id % 5)
+				continue;
+			mk_close(&r, id, 3, 100, 37, 38, T0 + 3);
+			conn_tracker_event(t, &r.u, r.size, T0);
+		}
+		conn_tracker_housekeep(t, T0 + 500 * MS);
+		conn_tracker_free(&t, T0 + 600 * MS);
+		conn_malloc_hook = malloc;
+		ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+		/* whatever was counted open was counted closed */
+		ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.3.0.1", "80"), 0);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.3.0.1", "80"),
+				  conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.3.0.1", "80"));
+	}
+	alloc_fail_every = 0;
+}
+END_TEST
+
+/* ---- through a pipeline: two producers, two workers ---- */
+
+#define PIPE_CONNS 2000
+
+struct producer_arg {
+	struct pipeline *p;
+	unsigned index;
+	int failures;
+};
+
+/* Each connection: OPEN, 4 data events, CLOSE; producer 0 submits the
+ * even sequence numbers and producer 1 the odd ones, so the worker sees
+ * them in whatever order the two interleave. */
+static void *producer_main(void *arg)
+{
+	struct producer_arg *a = arg;
+	static __thread struct rec r;
+	uint64_t id, seq;
+
+	for (id = 1; id <= PIPE_CONNS; id++) {
+		for (seq = a->index; seq <= 5; seq += 2) {
+			uint64_t ts = T0 + id * MS + seq * 1000;
+
+			if (seq == 0)
+				mk_open(&r, id, 100 + (uint32_t)(id % 2), QTAP_DIR_EGRESS,
+					"10.9.0.1", 443, 40000, ts);
+			else if (seq == 5)
+				mk_close(&r, id, 5, 100 + (uint32_t)(id % 2), 200, 400, ts);
+			else if (seq % 2)
+				mk_data(&r, id, seq, 100 + (uint32_t)(id % 2), QTAP_DATA_SEND, 100,
+					http_req, sizeof(http_req) - 1, ts);
+			else
+				mk_data(&r, id, seq, 100 + (uint32_t)(id % 2), QTAP_DATA_RECV, 200,
+					http_resp, sizeof(http_resp) - 1, ts);
+			if (pipeline_submit(a->p, a->index, &r.u, r.size))
+				a->failures++;
+		}
+		if (id % 64 == 0)
+			pipeline_flush(a->p, a->index);
+	}
+	pipeline_flush(a->p, a->index);
+	return NULL;
+}
+
+START_TEST(test_pipeline)
+{
+	struct pipeline_opts po = {
+		.n_producers = 2, .n_workers = 2, .queue_bytes = 8u << 20,
+		.store = store, .proc_lookup = proc_lookup, .conn_forget = conn_forget,
+	};
+	struct producer_arg a[2];
+	pthread_t th[2];
+	struct pipeline *p = pipeline_new(&po);
+	struct rec r;
+	unsigned i;
+
+	ck_assert_ptr_nonnull(p);
+	for (i = 0; i < 2; i++) {
+		a[i] = (struct producer_arg){ .p = p, .index = i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, producer_main, &a[i]), 0);
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(a[0].failures + a[1].failures, 0);
+	/* two connections left open, of two processes; one process exits */
+	mk_open(&r, 900001, 300, QTAP_DIR_EGRESS, "10.9.0.1", 443, 40000, T0);
+	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
+	mk_open(&r, 900002, 301, QTAP_DIR_EGRESS, "10.9.0.1", 443, 40000, T0);
+	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
+	pipeline_flush(p, 0);
+	ck_assert_int_eq(pipeline_submit_exit(p, 1, 300), 0);
+	pipeline_flush(p, 1);
+	ck_assert_int_eq(pipeline_submit(p, 2, &r.u, r.size), -EINVAL);
+	pipeline_free(&p);
+	ck_assert_ptr_null(p);
+	pipeline_free(NULL);
+
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.9.0.1", "443"),
+			  PIPE_CONNS + 2);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.9.0.1", "443"),
+			  PIPE_CONNS + 2);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.9.0.1", "443"), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.9.0.1", "443"),
+			  200ull * PIPE_CONNS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.9.0.1", "443"),
+			  400ull * PIPE_CONNS);
+	ck_assert_uint_eq(dur_count("egress", "10.9.0.1", "443"), PIPE_CONNS + 2);
+	ck_assert_uint_eq(proto_val("http1"), PIPE_CONNS);
+	ck_assert_uint_eq(proto_val("other"), 2);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DROPPED_TOTAL, "0", NULL, NULL, 0), 0);
+	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "0", NULL, NULL, 0), 0);
+	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "1", NULL, NULL, 0), 0);
+	ck_assert_uint_eq(forgets, 1);
+	ck_assert_uint_eq(forgot_tgid[0], 300);
+}
+END_TEST
+
+START_TEST(test_pipeline_full)
+{
+	struct pipeline_opts po = {
+		.n_producers = 1, .n_workers = 1, .queue_bytes = 4096, .store = store,
+	};
+	struct pipeline *p = pipeline_new(&po);
+	static const uint8_t payload[1000];
+	unsigned i, dropped = 0;
+	struct rec r;
+
+	ck_assert_ptr_nonnull(p);
+	/* no flush: the worker sleeps (or spins) and the queue fills up */
+	mk_data(&r, 5, 1, 100, QTAP_DATA_SEND, 1000, payload, 1000, T0);
+	for (i = 0; i < 10000000 && dropped < 10; i++)
+		if (pipeline_submit(p, 0, &r.u, r.size) == -ENOBUFS)
+			dropped++;
+	pipeline_free(&p);
+	ck_assert_uint_gt(dropped, 0);
+	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DROPPED_TOTAL, "0", NULL, NULL, 0), dropped);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+}
+END_TEST
+
+static Suite *conn_suite(void)
+{
+	Suite *s = suite_create("conn");
+	TCase *tc = tcase_create("tracker");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_addr_format);
+	tcase_add_test(tc, test_exact_counts);
+	tcase_add_test(tc, test_reorder);
+	tcase_add_test(tc, test_gap_and_lost_bytes);
+	tcase_add_test(tc, test_reorder_buffer_full);
+	tcase_add_test(tc, test_open_late_and_lost);
+	tcase_add_test(tc, test_process_exit);
+	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_tls_handshake);
+	tcase_add_test(tc, test_report);
+	tcase_add_test(tc, test_trace_lines);
+	tcase_add_test(tc, test_alloc_failures);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pipeline");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_pipeline);
+	tcase_add_test(tc, test_pipeline_full);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return check_run(conn_suite());
+}
