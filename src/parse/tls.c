@@ -263,10 +263,10 @@ static uint32_t tls_hs_length(const uint8_t *h)
 	return (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
 }
 
-/* One complete handshake message (header included).  TLS_FEED_MORE after
+/* One complete handshake message (header included).  TLS_FEED_MORE for
  * a HelloRetryRequest, whose real ServerHello is still to come. */
 static enum tls_feed_result tls_handle_message(const uint8_t *msg, size_t len, bool from_client,
-					       struct tls_hello_info *info, bool *ret_hrr)
+					       struct tls_hello_info *info)
 {
 	struct tls_hello_info h;
 	int rc;
@@ -287,10 +287,8 @@ static enum tls_feed_result tls_handle_message(const uint8_t *msg, size_t len, b
 	rc = tls_parse_server_hello(msg + TLS_HS_HEADER, len - TLS_HS_HEADER, &h);
 	if (rc < 0)
 		return TLS_FEED_ERROR;
-	if (rc == 0) {
-		*ret_hrr = true;
+	if (rc == 0)
 		return TLS_FEED_MORE;
-	}
 	info->version = h.version;
 	memcpy(info->alpn, h.alpn, sizeof(info->alpn));
 	info->server_hello = true;
@@ -323,7 +321,6 @@ static enum tls_feed_result tls_feed_direct(const uint8_t *data, size_t len, boo
 					    struct tls_hello_info *info)
 {
 	size_t rec_len, msg_len;
-	bool hrr = false;
 
 	if (len < TLS_RECORD_HEADER + TLS_HS_HEADER ||
 	    !tls_record_ok(data, TLS_RECORD_HEADER, false))
@@ -332,7 +329,7 @@ static enum tls_feed_result tls_feed_direct(const uint8_t *data, size_t len, boo
 	msg_len = TLS_HS_HEADER + tls_hs_length(data + TLS_RECORD_HEADER);
 	if (msg_len > rec_len || len < TLS_RECORD_HEADER + msg_len)
 		return TLS_FEED_MORE;
-	switch (tls_handle_message(data + TLS_RECORD_HEADER, msg_len, from_client, info, &hrr)) {
+	switch (tls_handle_message(data + TLS_RECORD_HEADER, msg_len, from_client, info)) {
 	case TLS_FEED_DONE:
 		return TLS_FEED_DONE;
 	case TLS_FEED_ERROR:
@@ -381,7 +378,6 @@ static enum tls_feed_result tls_feed_buffered(struct tls_stream *s, const uint8_
 	struct tls_reasm *st;
 	size_t n, msg_len;
 	uint8_t *hs;
-	bool hrr;
 
 	if (tls_reserve(s, TLS_HS_HEADER) < 0)
 		return TLS_FEED_ERROR;
@@ -431,12 +427,13 @@ static enum tls_feed_result tls_feed_buffered(struct tls_stream *s, const uint8_
 			st = (struct tls_reasm *)s->buf;
 			continue;
 		}
-		hrr = false;
-		res = tls_handle_message(hs, msg_len, from_client, info, &hrr);
+		res = tls_handle_message(hs, msg_len, from_client, info);
 		if (res != TLS_FEED_MORE)
 			return res;
-		/* HelloRetryRequest: the ServerHello follows */
-		st->after_hrr = hrr;
+		/* a HelloRetryRequest, at most one: the ServerHello follows */
+		if (st->after_hrr)
+			return TLS_FEED_ERROR;
+		st->after_hrr = true;
 		s->len = 0;
 	}
 	return TLS_FEED_MORE;

@@ -545,6 +545,13 @@ START_TEST(test_hrr_then_server_hello)
 	ck_assert_str_eq(info.alpn, "");
 	tls_stream_release(&s);
 
+	/* a second HelloRetryRequest is a protocol error */
+	memset(&info, 0, sizeof(info));
+	ck_assert_int_eq(feed(&s, data, hrr_end, false, &info), TLS_FEED_MORE);
+	ck_assert_int_eq(feed(&s, data, hrr_end, false, &info), TLS_FEED_ERROR);
+	ck_assert_ptr_null(s.buf);
+	tls_stream_release(&s);
+
 	/* a ChangeCipherSpec before any HelloRetryRequest is not a hello */
 	memset(&info, 0, sizeof(info));
 	ck_assert_int_eq(feed(&s, data + hrr_end, 6, false, &info), TLS_FEED_ERROR);
