@@ -2,10 +2,151 @@
 #ifndef QTAP_CAPTURE_CAPTURE_INT_H
 #define QTAP_CAPTURE_CAPTURE_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "capture/capture.h"
+
+struct qtap_conf;
+struct capture_trace;
+struct metric_series;
+struct metrics_store;
+struct pipeline;
+struct proc_bpf;
+struct sock_bpf;
+struct ring_buffer;
+
+/* --- capture.c -----------------------------------------------------------
+ * The capture: both skeletons (proc and sock), the process-event reader,
+ * the socket readers (sock.c), the pipeline they feed and the filters
+ * (filter.c). */
+
+/* Kinds of socket events counted in events_received_total{cpu,type}. */
+enum { SOCK_KIND_OPEN, SOCK_KIND_DATA, SOCK_KIND_CLOSE, SOCK_KIND__COUNT };
+
+/* One socket reader thread: drains the rings of the CPUs c with
+ * c % n_readers == index, and is pipeline producer `index`. */
+struct sock_reader {
+	struct capture *cap;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	struct ring_buffer *rb;
+	/* Reader thread only. */
+	struct metric_series **received;	/* [ncpus][SOCK_KIND__COUNT] */
+	bool bad_event_logged;
+};
+
+struct capture {
+	/* Written by capture_start() before the readers start, read-only
+	 * afterwards by every thread. */
+	struct capture_opts opts;
+	struct capture_trace *trace;	/* --bpf-trace, or NULL */
+	struct metrics_store *store;
+	struct proc_bpf *skel;
+	struct sock_bpf *sock;
+	struct ring_buffer *rb;		/* process events */
+	struct proc_table *procs;
+	struct pipeline *pipeline;
+	uint32_t self_tgid;
+	int ncpus;
+	unsigned nprogs;		/* both skeletons */
+	int stats_fd;
+	int *ring_fds;			/* [ncpus] per-CPU socket rings */
+	size_t ring_bytes;
+	struct sock_reader *readers;	/* [n_readers] */
+	unsigned n_readers;
+	unsigned proc_producer;		/* the process reader's producer index */
+	pthread_t reader;
+	bool reader_started;
+
+	/* Start handshake and the stop sequence: the process reader writes
+	 * ready, ready_err and drained under lock; capture_start() and
+	 * capture_free() wait for them and write pipeline_gone. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool ready;
+	int ready_err;
+	bool drained;
+	bool pipeline_gone;
+
+	/* Filters: conf is read and replaced by the process reader only
+	 * (it is the one writer of tgid_filter); capture_reconfigure() hands
+	 * a new one over through conf_next under lock and waits for
+	 * conf_done to reach its conf_seq. */
+	const struct qtap_conf *conf;
+	const struct qtap_conf *conf_next;
+	unsigned long conf_seq;
+	unsigned long conf_done;
+
+	/* Written by capture_stop(), read by the readers. */
+	atomic_bool stop;
+	atomic_bool sock_stop;
+
+	/* Process reader thread only. */
+	struct metric_series **received;	/* [ncpus][KIND__COUNT] */
+	struct metric_series *tracked;
+	struct capture_proc_info scratch;	/* the entry being put */
+	struct capture_proc_info parent;	/* a forking parent's entry */
+	bool bad_event_logged;
+	bool put_failed_logged;
+	bool filter_failed_logged;
+
+	/* Scrape thread only (capture_collect). */
+	struct metric_series **prog_runs;	/* [nprogs] */
+	struct metric_series **prog_ns;		/* [nprogs] */
+	struct metric_series **lost;		/* [ncpus] */
+	uint64_t *lost_values;			/* [ncpus] */
+	uint64_t *sock_lost_values;		/* [ncpus] */
+};
+
+/* --- sock.c --------------------------------------------------------------
+ * The socket side: per-CPU rings and the reader threads.  Main thread
+ * (setup, start, stop) unless said otherwise. */
+
+/* Between open and load: sizes the sock skeleton's maps from the
+ * capture's tuning and creates the per-CPU ring buffers.  0 or -errno
+ * (logged). */
+int sock_bpf_prepare(struct capture *cap);
+/* After load, before attach: puts the rings into the events map. */
+int sock_rings_insert(struct capture *cap);
+/* Closes the rings (after the skeleton is destroyed or never loaded). */
+void sock_rings_free(struct capture *cap);
+/* Starts cap->n_readers reader threads: 0 or -errno (logged). */
+int sock_readers_start(struct capture *cap);
+/* Stops them after they drained their rings (programs detached). */
+void sock_readers_stop(struct capture *cap);
+/* pipeline_conn_forget_fn: drops (tgid, fd) from the kernel's conns map. */
+void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd);
+
+/* --- filter.c ------------------------------------------------------------
+ * Which processes and connections are traced: tap.direction,
+ * tap.ignore_loopback, filters.groups and filters.custom turned into the
+ * sock_config and tgid_filter maps.  Decisions are pure functions of the
+ * configuration and the process; the maps are written by the process
+ * reader thread (tgid_filter) and the main thread (sock_config). */
+
+/* The tgid_filter value for a process: QTAP_TGID_IGNORE, QTAP_TGID_ALLOW,
+ * or 0 (no entry).  conf NULL means the defaults (groups = qpoint). */
+unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
+		       const struct capture_proc_info *info);
+/* The exe (or, without one, the comm) belongs to a group: the
+ * CONF_GROUP_* bit, 0 for none.  CONF_GROUP_QPOINT is never returned (it
+ * is decided by tgid). */
+unsigned filter_group_of(const char *exe, const char *comm);
+/* Writes sock_config from conf (NULL: defaults).  Any thread. */
+int filter_config_write(struct capture *cap, const struct qtap_conf *conf);
+/* Writes or deletes the tgid_filter entry of one process from cap->conf.
+ * Process reader thread. */
+int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info);
+/* Deletes the entry of an exited process.  Process reader thread. */
+void filter_proc_forget(struct capture *cap, uint32_t tgid);
+/* Recomputes every entry from the process table and cap->conf, removing
+ * stale ones.  Process reader thread.  0 or -errno (first failure). */
+int filter_apply_all(struct capture *cap);
 
 /* --- proc_table.c ------------------------------------------------------
  * The process table: tgid -> exe, comm, ppid, start time, in a liburcu
@@ -35,6 +176,11 @@ void proc_table_clear(struct proc_table *t);
 int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret);
 /* Entries in the table; any thread. */
 size_t proc_table_count(struct proc_table *t);
+/* Calls fn for every entry (a copy in *scratch) until fn returns non-zero,
+ * which is returned; 0 after the last entry.  Any RCU-registered thread;
+ * entries added or removed meanwhile may or may not be seen. */
+int proc_table_foreach(struct proc_table *t, struct capture_proc_info *scratch,
+		       int (*fn)(const struct capture_proc_info *info, void *ctx), void *ctx);
 
 /* --- procfs.c ----------------------------------------------------------
  * Seeding the process table from /proc.  No logging: the caller decides. */

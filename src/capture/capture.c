@@ -1,6 +1,7 @@
-/* Capture: the BPF skeleton's lifecycle, the reader thread that drains the
- * process events, the process table they maintain, and the /system/metrics
- * collector for the kernel-side counters. */
+/* Capture: the BPF skeletons' lifecycle (process and socket programs), the
+ * reader thread that drains the process events, the process table they
+ * maintain, the pipeline the socket readers (sock.c) feed, and the
+ * /system/metrics collector for the kernel-side counters. */
 #include "config.h"
 
 #include <errno.h>
@@ -18,9 +19,13 @@
 
 #include "proc.h"
 #include "proc.skel.h"
+#include "sock.h"
+#include "sock.skel.h"
 
 #include "capture/capture-int.h"
+#include "conf/conf.h"
 #include "metrics/metrics.h"
+#include "parse/parse.h"
 #include "util/log.h"
 
 #define TRACEFS_PATH "/sys/kernel/tracing"
@@ -31,47 +36,6 @@
 enum { KIND_FORK, KIND_EXEC, KIND_EXIT, KIND__COUNT };
 static const char *const kind_names[KIND__COUNT] = {
 	"process_fork", "process_exec", "process_exit"
-};
-
-struct capture {
-	/* Written by capture_start() before the reader starts, read-only
-	 * afterwards by every thread. */
-	struct capture_opts opts;
-	struct capture_trace *trace;	/* --bpf-trace, or NULL */
-	struct metrics_store *store;
-	struct proc_bpf *skel;
-	struct ring_buffer *rb;
-	struct proc_table *procs;
-	uint32_t self_tgid;
-	int ncpus;
-	unsigned nprogs;
-	int stats_fd;
-	pthread_t reader;
-	bool reader_started;
-
-	/* Start handshake: the reader writes ready and ready_err (result of
-	 * the /proc scan) under lock, capture_start() waits for them. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool ready;
-	int ready_err;
-
-	/* Written by capture_stop(), read by the reader. */
-	atomic_bool stop;
-
-	/* Reader thread only. */
-	struct metric_series **received;	/* [ncpus][KIND__COUNT] */
-	struct metric_series *tracked;
-	struct capture_proc_info scratch;	/* the entry being put */
-	struct capture_proc_info parent;	/* a forking parent's entry */
-	bool bad_event_logged;
-	bool put_failed_logged;
-
-	/* Scrape thread only (capture_collect). */
-	struct metric_series **prog_runs;	/* [nprogs] */
-	struct metric_series **prog_ns;		/* [nprogs] */
-	struct metric_series **lost;		/* [ncpus] */
-	__u64 *lost_values;			/* [ncpus] */
 };
 
 __attribute__((format(printf, 2, 0)))
@@ -157,6 +121,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 			info->exe[0] = '\0';
 		}
 		proc_table_remove(cap->procs, ev->tgid);
+		filter_proc_forget(cap, ev->tgid);
+		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
 		proc_event_exe(cap, ev, info->exe, sizeof(info->exe));
@@ -170,6 +136,12 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 			log_warn("process table: adding pid %u failed: %s", ev->tgid,
 				 strerror(-err));
 			cap->put_failed_logged = true;
+		}
+		err = filter_proc_apply(cap, info);
+		if (err && !cap->filter_failed_logged) {
+			log_warn("writing the filter entry of pid %u failed: %s", ev->tgid,
+				 strerror(-err));
+			cap->filter_failed_logged = true;
 		}
 	}
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
@@ -230,7 +202,28 @@ static void reader_set_ready(struct capture *cap, int err)
 	pthread_mutex_lock(&cap->lock);
 	cap->ready = true;
 	cap->ready_err = err;
-	pthread_cond_signal(&cap->cond);
+	pthread_cond_broadcast(&cap->cond);
+	pthread_mutex_unlock(&cap->lock);
+}
+
+/* A configuration capture_reconfigure() handed over: apply it. */
+static void reader_reconfigure(struct capture *cap)
+{
+	const struct qtap_conf *next;
+	unsigned long seq;
+
+	pthread_mutex_lock(&cap->lock);
+	next = cap->conf_next;
+	seq = cap->conf_seq;
+	pthread_mutex_unlock(&cap->lock);
+	if (seq == cap->conf_done)
+		return;
+	cap->conf = next;
+	cap->filter_failed_logged = false;
+	filter_apply_all(cap);
+	pthread_mutex_lock(&cap->lock);
+	cap->conf_done = seq;
+	pthread_cond_broadcast(&cap->cond);
 	pthread_mutex_unlock(&cap->lock);
 }
 
@@ -252,8 +245,10 @@ static void *capture_reader_main(void *arg)
 	err = reader_series_init(cap);
 	if (!err)
 		err = procfs_scan("/proc", cap->procs, cap->self_tgid, &seeded);
-	if (!err)
+	if (!err) {
 		metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
+		filter_apply_all(cap);
+	}
 	reader_set_ready(cap, err);
 	if (err)
 		goto out;
@@ -265,10 +260,21 @@ static void *capture_reader_main(void *arg)
 			log_error("reading process events failed: %s", strerror(-n));
 			break;
 		}
+		if (n > 0)
+			pipeline_flush(cap->pipeline, cap->proc_producer);
+		reader_reconfigure(cap);
 	}
 	/* The programs are detached by now: take what they left. */
 	ring_buffer__consume(cap->rb);
+	pipeline_flush(cap->pipeline, cap->proc_producer);
 out:
+	/* The workers look processes up until the pipeline is gone. */
+	pthread_mutex_lock(&cap->lock);
+	cap->drained = true;
+	pthread_cond_broadcast(&cap->cond);
+	while (!cap->pipeline_gone)
+		pthread_cond_wait(&cap->cond, &cap->lock);
+	pthread_mutex_unlock(&cap->lock);
 	proc_table_clear(cap->procs);
 	if (cap->tracked)
 		metrics_gauge_set(cap->tracked, 0);
@@ -299,51 +305,77 @@ static int capture_reader_start(struct capture *cap)
 	return err;
 }
 
-static void capture_reader_stop(struct capture *cap)
+/* Stops the producers, then the pipeline, then the process reader, which
+ * empties the process table the workers used until then. */
+static void capture_readers_stop(struct capture *cap)
 {
-	if (!cap->reader_started)
-		return;
-	atomic_store_explicit(&cap->stop, true, memory_order_release);
-	pthread_join(cap->reader, NULL);
-	cap->reader_started = false;
+	sock_readers_stop(cap);
+	if (cap->reader_started) {
+		atomic_store_explicit(&cap->stop, true, memory_order_release);
+		pthread_mutex_lock(&cap->lock);
+		while (!cap->drained)
+			pthread_cond_wait(&cap->cond, &cap->lock);
+		pthread_mutex_unlock(&cap->lock);
+	}
+	pipeline_free(&cap->pipeline);
+	if (cap->reader_started) {
+		pthread_mutex_lock(&cap->lock);
+		cap->pipeline_gone = true;
+		pthread_cond_broadcast(&cap->cond);
+		pthread_mutex_unlock(&cap->lock);
+		pthread_join(cap->reader, NULL);
+		cap->reader_started = false;
+	}
 }
 
 /* ---- /system/metrics collector (scrape thread) ---------------------- */
 
+/* Run count and time of every program of obj, from series index *i on. */
+static void collect_programs(struct capture *cap, struct metrics_store *store,
+			     struct bpf_object *obj, unsigned *i)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+
+		if (*i == cap->nprogs)
+			break;
+		if (!cap->prog_runs[*i] || !cap->prog_ns[*i]) {
+			const char *values[] = { bpf_program__name(prog) };
+
+			cap->prog_runs[*i] = metrics_series_get(store,
+					M_SYSTEM_BPF_PROGRAM_RUNS_TOTAL, values);
+			cap->prog_ns[*i] = metrics_series_get(store,
+					M_SYSTEM_BPF_PROGRAM_RUN_SECONDS_TOTAL, values);
+		}
+		memset(&info, 0, sizeof(info));
+		if (cap->prog_runs[*i] && cap->prog_ns[*i] &&
+		    !bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
+			metrics_counter_set(cap->prog_runs[*i], info.run_cnt);
+			/* The family's scale is 1e9: nanoseconds are stored. */
+			metrics_counter_set(cap->prog_ns[*i], info.run_time_ns);
+		}
+		(*i)++;
+	}
+}
+
 static void capture_collect(struct metrics_store *store, void *ctx)
 {
 	struct capture *cap = ctx;
-	struct bpf_program *prog;
 	unsigned i = 0;
 	__u32 key = 0;
 	int c;
 
-	bpf_object__for_each_program(prog, cap->skel->obj) {
-		struct bpf_prog_info info;
-		__u32 len = sizeof(info);
+	collect_programs(cap, store, cap->skel->obj, &i);
+	collect_programs(cap, store, cap->sock->obj, &i);
 
-		if (i == cap->nprogs)
-			break;
-		if (!cap->prog_runs[i] || !cap->prog_ns[i]) {
-			const char *values[] = { bpf_program__name(prog) };
-
-			cap->prog_runs[i] = metrics_series_get(store,
-					M_SYSTEM_BPF_PROGRAM_RUNS_TOTAL, values);
-			cap->prog_ns[i] = metrics_series_get(store,
-					M_SYSTEM_BPF_PROGRAM_RUN_SECONDS_TOTAL, values);
-		}
-		memset(&info, 0, sizeof(info));
-		if (cap->prog_runs[i] && cap->prog_ns[i] &&
-		    !bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
-			metrics_counter_set(cap->prog_runs[i], info.run_cnt);
-			/* The family's scale is 1e9: nanoseconds are stored. */
-			metrics_counter_set(cap->prog_ns[i], info.run_time_ns);
-		}
-		i++;
-	}
-
+	/* Losses of both programs' buffers, per CPU. */
 	if (bpf_map__lookup_elem(cap->skel->maps.events_lost, &key, sizeof(key),
-				 cap->lost_values, sizeof(__u64) * cap->ncpus, 0))
+				 cap->lost_values, sizeof(__u64) * cap->ncpus, 0) ||
+	    bpf_map__lookup_elem(cap->sock->maps.events_lost, &key, sizeof(key),
+				 cap->sock_lost_values, sizeof(__u64) * cap->ncpus, 0))
 		return;
 	for (c = 0; c < cap->ncpus; c++) {
 		if (!cap->lost[c]) {
@@ -355,50 +387,118 @@ static void capture_collect(struct metrics_store *store, void *ctx)
 			if (!cap->lost[c])
 				continue;
 		}
-		metrics_counter_set(cap->lost[c], cap->lost_values[c]);
+		metrics_counter_set(cap->lost[c], cap->lost_values[c] + cap->sock_lost_values[c]);
 	}
 }
 
 /* ---- start and stop ------------------------------------------------- */
 
-/* The skeleton's whole lifecycle: open, set rodata (and map sizes, none
- * configurable yet), load, attach.  Feature fallbacks are settled before
- * load: the exit program probes the kernel's group_dead field with CO-RE. */
+/* Both skeletons' whole lifecycle, in one place: open, set rodata and map
+ * sizes, load, then what must exist before the programs run (the per-CPU
+ * rings, the kernel configuration and the agent's own filter entry), then
+ * attach.  Feature fallbacks are settled before load: the exit program
+ * probes the kernel's group_dead field with CO-RE. */
 static int capture_bpf_load(struct capture *cap)
 {
 	struct bpf_program *prog;
-	struct proc_bpf *skel;
+	struct capture_proc_info self = { .tgid = cap->self_tgid };
 	int err;
 
-	skel = proc_bpf__open();
-	if (!skel) {
+	cap->skel = proc_bpf__open();
+	if (!cap->skel) {
 		err = -errno;
 		log_error("opening the BPF object failed: %s", strerror(-err));
 		return err;
 	}
-	skel->rodata->qtap_tgid = cap->self_tgid;
+	cap->sock = sock_bpf__open();
+	if (!cap->sock) {
+		err = -errno;
+		log_error("opening the socket BPF object failed: %s", strerror(-err));
+		return err;
+	}
+	cap->skel->rodata->qtap_tgid = cap->self_tgid;
+	err = sock_bpf_prepare(cap);
+	if (err)
+		return err;
 
-	err = proc_bpf__load(skel);
+	err = proc_bpf__load(cap->skel);
+	if (!err)
+		err = sock_bpf__load(cap->sock);
 	if (err) {
 		log_error("loading BPF programs failed: %s%s", strerror(-err),
 			  err == -EPERM ? " (run as root or with CAP_BPF+CAP_PERFMON)" : "");
-		goto out_destroy;
+		return err;
 	}
-	err = proc_bpf__attach(skel);
+
+	err = sock_rings_insert(cap);
+	if (err)
+		return err;
+	err = filter_config_write(cap, cap->conf);
+	if (err)
+		return err;
+	if (filter_decide(cap->conf, cap->self_tgid, &self)) {
+		__u32 key = cap->self_tgid, value = QTAP_TGID_IGNORE;
+
+		err = bpf_map__update_elem(cap->sock->maps.tgid_filter, &key, sizeof(key),
+					   &value, sizeof(value), BPF_ANY);
+		if (err) {
+			log_error("writing the agent's own filter entry failed: %s",
+				  strerror(-err));
+			return err;
+		}
+	}
+
+	err = proc_bpf__attach(cap->skel);
 	if (err) {
 		log_error("attaching BPF programs to the sched tracepoints failed: %s%s",
 			  strerror(-err),
 			  err == -ENOENT ? " (is tracefs mounted at " TRACEFS_PATH "?)" : "");
-		goto out_destroy;
+		return err;
 	}
-	bpf_object__for_each_program(prog, skel->obj)
+	err = sock_bpf__attach(cap->sock);
+	if (err) {
+		log_error("attaching BPF programs to the syscall tracepoints failed: %s%s",
+			  strerror(-err),
+			  err == -ENOENT ? " (is tracefs mounted at " TRACEFS_PATH "?)" : "");
+		return err;
+	}
+	bpf_object__for_each_program(prog, cap->skel->obj)
 		cap->nprogs++;
-	cap->skel = skel;
+	bpf_object__for_each_program(prog, cap->sock->obj)
+		cap->nprogs++;
 	return 0;
+}
 
-out_destroy:
-	proc_bpf__destroy(skel);
-	return err;
+static int capture_pipeline_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+{
+	return capture_proc_lookup(ctx, tgid, ret);
+}
+
+/* The pipeline: one producer per socket reader, and the process reader. */
+static int capture_pipeline_new(struct capture *cap)
+{
+	const struct qtap_conf *conf = cap->opts.conf;
+	struct pipeline_opts popts = {
+		.n_producers = cap->n_readers + 1,
+		.n_workers = conf ? conf->capture.workers : 0,
+		.queue_bytes = conf ? (size_t)conf->capture.queue_kb * 1024 : 0,
+		.idle_timeout_s = conf ? conf->capture.idle_timeout : 0,
+		.store = cap->store,
+		.proc_lookup = capture_pipeline_lookup,
+		.conn_forget = sock_conn_forget,
+		.ctx = cap,
+		.trace = cap->trace,
+	};
+
+	cap->proc_producer = cap->n_readers;
+	cap->pipeline = pipeline_new(&popts);
+	if (!cap->pipeline) {
+		int err = -errno;
+
+		log_error("starting the parser workers failed: %s", strerror(-err));
+		return err;
+	}
+	return 0;
 }
 
 /* Frees a capture in any state capture_start() can leave it in. */
@@ -406,8 +506,12 @@ static void capture_free(struct capture *cap)
 {
 	if (cap->skel)
 		proc_bpf__detach(cap->skel);
-	capture_reader_stop(cap);
+	if (cap->sock)
+		sock_bpf__detach(cap->sock);
+	capture_readers_stop(cap);
 	ring_buffer__free(cap->rb);
+	sock_rings_free(cap);
+	sock_bpf__destroy(cap->sock);
 	proc_bpf__destroy(cap->skel);
 	proc_table_free(&cap->procs);
 	/* Closing the last run-statistics fd restores the kernel's previous
@@ -419,6 +523,7 @@ static void capture_free(struct capture *cap)
 	free(cap->prog_ns);
 	free(cap->lost);
 	free(cap->lost_values);
+	free(cap->sock_lost_values);
 	capture_trace_free(&cap->trace);
 	pthread_cond_destroy(&cap->cond);
 	pthread_mutex_destroy(&cap->lock);
@@ -439,12 +544,14 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		return NULL;
 	}
 	cap->opts = *opts;
+	cap->conf = opts->conf;
 	cap->store = store;
 	cap->self_tgid = opts->self_tgid > 0 ? (uint32_t)opts->self_tgid : (uint32_t)getpid();
 	cap->stats_fd = -1;
 	pthread_mutex_init(&cap->lock, NULL);
 	pthread_cond_init(&cap->cond, NULL);
 	atomic_init(&cap->stop, false);
+	atomic_init(&cap->sock_stop, false);
 
 	if (opts->bpf_trace) {
 		err = capture_trace_parse(opts->bpf_trace, &cap->trace);
@@ -472,7 +579,9 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	cap->received = calloc((size_t)cap->ncpus * KIND__COUNT, sizeof(*cap->received));
 	cap->lost = calloc(cap->ncpus, sizeof(*cap->lost));
 	cap->lost_values = calloc(cap->ncpus, sizeof(*cap->lost_values));
-	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values) {
+	cap->sock_lost_values = calloc(cap->ncpus, sizeof(*cap->sock_lost_values));
+	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values ||
+	    !cap->sock_lost_values) {
 		err = -ENOMEM;
 		log_error("starting capture failed: %s", strerror(-err));
 		goto out_free;
@@ -505,7 +614,17 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		goto out_free;
 	}
 
+	cap->n_readers = opts->conf && opts->conf->capture.readers ?
+			 opts->conf->capture.readers : (unsigned)cap->ncpus;
+	if (cap->n_readers > (unsigned)cap->ncpus)
+		cap->n_readers = cap->ncpus;
+	err = capture_pipeline_new(cap);
+	if (err)
+		goto out_free;
 	err = capture_reader_start(cap);
+	if (err)
+		goto out_free;
+	err = sock_readers_start(cap);
 	if (err)
 		goto out_free;
 
@@ -515,8 +634,9 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		log_error("registering the BPF statistics collector failed: %s", strerror(-err));
 		goto out_free;
 	}
-	log_info("capture started: %u BPF programs attached, %zu processes tracked",
-		 cap->nprogs, proc_table_count(cap->procs));
+	log_info("capture started: %u BPF programs attached, %u socket readers, "
+		 "%zu processes tracked", cap->nprogs, cap->n_readers,
+		 proc_table_count(cap->procs));
 	return cap;
 
 out_free:
@@ -543,4 +663,22 @@ int capture_proc_lookup(struct capture *cap, uint32_t tgid, struct capture_proc_
 size_t capture_proc_count(struct capture *cap)
 {
 	return proc_table_count(cap->procs);
+}
+
+int capture_reconfigure(struct capture *cap, const struct qtap_conf *conf)
+{
+	unsigned long seq;
+	int err;
+
+	err = filter_config_write(cap, conf);
+	if (err)
+		return err;
+	/* The process reader applies it between two polls. */
+	pthread_mutex_lock(&cap->lock);
+	cap->conf_next = conf;
+	seq = ++cap->conf_seq;
+	while (cap->conf_done != seq && !cap->drained)
+		pthread_cond_wait(&cap->cond, &cap->lock);
+	pthread_mutex_unlock(&cap->lock);
+	return 0;
 }

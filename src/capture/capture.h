@@ -15,6 +15,7 @@
 
 struct metrics_store;
 struct capture;
+struct qtap_conf;
 struct qtap_proc_event;
 
 #define CAPTURE_COMM_LEN 16
@@ -36,6 +37,11 @@ struct capture_proc_info {
  * after the process table applied it (--bpf-trace, tests).  Must not
  * block. */
 typedef void (*capture_proc_event_fn)(const struct qtap_proc_event *ev, void *ctx);
+/* Called on a socket reader thread for every socket event (a struct
+ * qtap_conn_open, qtap_conn_data with its payload, or qtap_conn_close,
+ * size bytes, checked against the ABI) before it goes to the pipeline
+ * (tests).  Several readers may call it at once.  Must not block. */
+typedef void (*capture_sock_event_fn)(const void *ev, size_t size, void *ctx);
 
 struct capture_opts {
 	/* Mount tracefs at /sys/kernel/tracing when it is not mounted. */
@@ -48,6 +54,17 @@ struct capture_opts {
 	/* Optional; see capture_proc_event_fn. */
 	capture_proc_event_fn proc_event_fn;
 	void *proc_event_ctx;
+	/* The configuration: tap.direction, tap.ignore_loopback, the filters
+	 * and the capture.* tuning (readers, workers, ring_buffer_kb,
+	 * queue_kb, idle_timeout).  NULL means the defaults (everything
+	 * traced but the agent itself).  It must stay valid until
+	 * capture_reconfigure() replaced it or capture_stop() returned. */
+	const struct qtap_conf *conf;
+	/* Optional; see capture_sock_event_fn. */
+	capture_sock_event_fn sock_event_fn;
+	void *sock_event_ctx;
+	/* Connections the kernel tracks at once; 0: QTAP_SOCK_MAX_CONNS. */
+	unsigned max_conns;
 };
 
 /* Mounts tracefs if needed, enables BPF run statistics for the agent's life,
@@ -61,6 +78,14 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
  * collector capture_start() registered: call this only once nothing
  * scrapes the store any more (after the HTTP server stopped). */
 void capture_stop(struct capture **cap);
+
+/* Applies a new configuration's tap.direction, tap.ignore_loopback and
+ * filters (the capture.* tuning is start-time only): rewrites the kernel's
+ * sock_config and recomputes every process's filter entry.  Connections
+ * already traced stay traced.  Main thread; returns once the readers use
+ * conf, so the previous one may be freed afterwards: call it before
+ * conf_publish(conf).  0 or -errno (logged). */
+int capture_reconfigure(struct capture *cap, const struct qtap_conf *conf);
 
 /* Mounts tracefs at path when nothing is mounted there; 0 or -errno.
  * Idempotent. */

@@ -167,3 +167,25 @@ size_t proc_table_count(struct proc_table *t)
 {
 	return __atomic_load_n(&t->count, __ATOMIC_RELAXED);
 }
+
+int proc_table_foreach(struct proc_table *t, struct capture_proc_info *scratch,
+		       int (*fn)(const struct capture_proc_info *info, void *ctx), void *ctx)
+{
+	struct cds_lfht_iter iter;
+	struct proc_entry *e;
+	int ret = 0;
+
+	rcu_read_lock();
+	cds_lfht_for_each_entry(t->ht, &iter, e, node) {
+		scratch->tgid = e->tgid;
+		scratch->ppid = e->ppid;
+		scratch->start_time_ns = e->start_time_ns;
+		memcpy(scratch->comm, e->comm, sizeof(scratch->comm));
+		memcpy(scratch->exe, e->exe, strlen(e->exe) + 1);
+		ret = fn(scratch, ctx);
+		if (ret)
+			break;
+	}
+	rcu_read_unlock();
+	return ret;
+}

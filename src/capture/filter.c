@@ -1,0 +1,194 @@
+/* Filters: the configuration's tap.direction, tap.ignore_loopback,
+ * filters.groups and filters.custom turned into the kernel's sock_config
+ * (one entry) and tgid_filter (tgid -> QTAP_TGID_IGNORE or ALLOW) maps,
+ * which bpf/sock.bpf.c checks when it creates a connection.  See the
+ * filter.c section of capture-int.h for the threads. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "sock.h"
+#include "sock.skel.h"
+
+#include "capture/capture-int.h"
+#include "conf/conf.h"
+#include "util/log.h"
+
+/* Executables of a group, matched on the basename: exact names, or
+ * prefixes when they end with '*'. */
+static const char *const kubernetes_names[] = {
+	"kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager",
+	"kube-scheduler", "kubectl", "etcd", "k3s", "k3s-server", "k3s-agent", "k0s",
+	"coredns", "flanneld", "calico-node", "cilium-agent",
+};
+static const char *const runtime_names[] = {
+	"containerd", "containerd-shim*", "dockerd", "docker-proxy", "runc", "crun",
+	"crio", "conmon", "podman",
+};
+
+static bool name_in(const char *name, const char *const *list, size_t n)
+{
+	size_t i, len;
+
+	for (i = 0; i < n; i++) {
+		len = strlen(list[i]);
+		if (list[i][len - 1] == '*') {
+			if (!strncmp(name, list[i], len - 1))
+				return true;
+		} else if (!strcmp(name, list[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+unsigned filter_group_of(const char *exe, const char *comm)
+{
+	const char *name = exe && *exe ? exe : comm;
+	const char *slash;
+
+	if (!name || !*name)
+		return 0;
+	slash = strrchr(name, '/');
+	if (slash)
+		name = slash + 1;
+	if (name_in(name, kubernetes_names, sizeof(kubernetes_names) / sizeof(*kubernetes_names)))
+		return CONF_GROUP_KUBERNETES;
+	if (name_in(name, runtime_names, sizeof(runtime_names) / sizeof(*runtime_names)))
+		return CONF_GROUP_CONTAINER_RUNTIMES;
+	return 0;
+}
+
+static bool conf_allow_list(const struct qtap_conf *conf)
+{
+	size_t i;
+
+	for (i = 0; conf && i < conf->tap.n_filters; i++)
+		if (conf->tap.filters[i].only)
+			return true;
+	return false;
+}
+
+unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
+		       const struct capture_proc_info *info)
+{
+	unsigned groups = conf ? conf->tap.filter_groups : CONF_GROUP_QPOINT;
+
+	if ((groups & CONF_GROUP_QPOINT) && info->tgid == self_tgid)
+		return QTAP_TGID_IGNORE;
+	if (groups & filter_group_of(info->exe, info->comm))
+		return QTAP_TGID_IGNORE;
+	if (!conf)
+		return 0;
+	if (conf_allow_list(conf))
+		/* Not in the map: not traced. */
+		return conf_exe_filtered(conf, info->exe) ? 0 : QTAP_TGID_ALLOW;
+	return conf_exe_filtered(conf, info->exe) ? QTAP_TGID_IGNORE : 0;
+}
+
+int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
+{
+	struct qtap_sock_config cfg = { 0 };
+	__u32 key = 0;
+	int err;
+
+	if (conf) {
+		switch (conf->tap.direction) {
+		case CONF_DIRECTION_ALL:
+			cfg.direction = QTAP_CFG_DIR_ALL;
+			break;
+		case CONF_DIRECTION_INGRESS:
+			cfg.direction = QTAP_CFG_DIR_INGRESS;
+			break;
+		case CONF_DIRECTION_EGRESS:
+			cfg.direction = QTAP_CFG_DIR_EGRESS;
+			break;
+		case CONF_DIRECTION_EGRESS_INTERNAL:
+			cfg.direction = QTAP_CFG_DIR_EGRESS_INTERNAL;
+			break;
+		case CONF_DIRECTION_EGRESS_EXTERNAL:
+			cfg.direction = QTAP_CFG_DIR_EGRESS_EXTERNAL;
+			break;
+		}
+		cfg.ignore_loopback = conf->tap.ignore_loopback;
+		cfg.allow_list = conf_allow_list(conf);
+	}
+	err = bpf_map__update_elem(cap->sock->maps.sock_config, &key, sizeof(key), &cfg,
+				   sizeof(cfg), BPF_ANY);
+	if (err)
+		log_error("writing the kernel's capture configuration failed: %s", strerror(-err));
+	return err;
+}
+
+static int filter_write(struct capture *cap, uint32_t tgid, unsigned action)
+{
+	__u32 key = tgid, value = action;
+	int err;
+
+	if (action)
+		return bpf_map__update_elem(cap->sock->maps.tgid_filter, &key, sizeof(key),
+					    &value, sizeof(value), BPF_ANY);
+	err = bpf_map__delete_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), 0);
+	return err == -ENOENT ? 0 : err;
+}
+
+int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info)
+{
+	return filter_write(cap, info->tgid, filter_decide(cap->conf, cap->self_tgid, info));
+}
+
+void filter_proc_forget(struct capture *cap, uint32_t tgid)
+{
+	if (tgid != cap->self_tgid)
+		filter_write(cap, tgid, 0);
+}
+
+static int apply_one(const struct capture_proc_info *info, void *ctx)
+{
+	struct capture *cap = ctx;
+	int err = filter_proc_apply(cap, info);
+
+	/* Keep going: one full map must not leave the rest undecided. */
+	if (err && !cap->filter_failed_logged) {
+		log_warn("writing the filter entry of pid %u failed: %s", info->tgid,
+			 strerror(-err));
+		cap->filter_failed_logged = true;
+	}
+	return 0;
+}
+
+int filter_apply_all(struct capture *cap)
+{
+	struct capture_proc_info *self = &cap->parent;
+	__u32 key, next, *prev = NULL;
+	int fd = bpf_map__fd(cap->sock->maps.tgid_filter);
+	char path[32];
+	ssize_t n;
+	int err;
+
+	/* The agent is left out of the process table: decided here. */
+	memset(self, 0, sizeof(*self));
+	self->tgid = cap->self_tgid;
+	snprintf(path, sizeof(path), "/proc/%u/exe", cap->self_tgid);
+	n = readlink(path, self->exe, sizeof(self->exe) - 1);
+	self->exe[n > 0 ? n : 0] = '\0';
+	err = filter_proc_apply(cap, self);
+	proc_table_foreach(cap->procs, &cap->scratch, apply_one, cap);
+
+	/* Entries of processes no longer in the table. */
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		if (next != cap->self_tgid &&
+		    proc_table_lookup(cap->procs, next, &cap->scratch) == -ENOENT &&
+		    !bpf_map_delete_elem(fd, &next))
+			continue;	/* next is gone: start over from prev */
+		key = next;
+		prev = &key;
+	}
+	return err;
+}

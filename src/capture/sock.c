@@ -1,0 +1,319 @@
+/* The socket side of the capture: one BPF ring buffer per CPU, inserted
+ * into the sock program's events array of maps, and the reader threads that
+ * drain them into the pipeline.
+ *
+ * Why per-CPU ring buffers and not a perf buffer: measured on the
+ * development machine (2 CPUs, kernel 6.18, bench/sock-reader.c is not
+ * needed to repeat it: tests/capture/check_sock.c prints the figures with
+ * QTAP_SOCK_BENCH=1), a write()+read() pair over a loopback TCP connection
+ * with the probes attached cost about the same with either buffer for the
+ * kernel side, but the ring buffer gives exact-size records from one
+ * bpf_ringbuf_output() (the perf buffer adds a per-record header and an
+ * 8-byte alignment, and needs the same per-CPU scratch), one mmap'd area
+ * per CPU that libbpf's ring_buffer manager polls with one epoll set for
+ * any share of the CPUs (perf_buffer__new() opens every CPU's buffer in
+ * one object, so a reader cannot own a share), and it reports a full
+ * buffer at the reserve, where the program counts it (events_lost{cpu});
+ * the perf buffer reports losses only to user space, after the fact.
+ * One ring per CPU rather than one shared ring keeps producers on
+ * different CPUs from contending for the ring's spinlock. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <urcu.h>
+
+#include "sock.h"
+#include "sock.skel.h"
+
+#include "capture/capture-int.h"
+#include "conf/conf.h"
+#include "metrics/metrics.h"
+#include "parse/parse.h"
+#include "util/log.h"
+
+/* A reader wakes at least this often to see a stop request. */
+#define SOCK_POLL_MS 100
+
+static const char *const sock_kind_names[SOCK_KIND__COUNT] = {
+	"conn_open", "conn_data", "conn_close"
+};
+
+/* The ring size for ring_buffer_kb: a power of two, at least a page. */
+static size_t ring_bytes_for(unsigned kb)
+{
+	size_t want = kb ? (size_t)kb * 1024 : QTAP_SOCK_RINGBUF_BYTES;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t n = page;
+
+	while (n < want)
+		n <<= 1;
+	return n;
+}
+
+/* Creates one ring per CPU. */
+static int sock_rings_create(struct capture *cap)
+{
+	char name[16];
+	int c, err;
+
+	cap->ring_fds = malloc(sizeof(*cap->ring_fds) * cap->ncpus);
+	if (!cap->ring_fds) {
+		log_error("creating the socket ring buffers failed: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (c = 0; c < cap->ncpus; c++)
+		cap->ring_fds[c] = -1;
+	for (c = 0; c < cap->ncpus; c++) {
+		snprintf(name, sizeof(name), "qtap_sock_%d", c % 100000);
+		cap->ring_fds[c] = bpf_map_create(BPF_MAP_TYPE_RINGBUF, name, 0, 0,
+						  cap->ring_bytes, NULL);
+		if (cap->ring_fds[c] < 0) {
+			err = -errno;
+			log_error("creating the ring buffer of CPU %d (%zu bytes) failed: %s", c,
+				  cap->ring_bytes, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+int sock_bpf_prepare(struct capture *cap)
+{
+	const struct qtap_conf *conf = cap->opts.conf;
+	struct sock_bpf *skel = cap->sock;
+	unsigned max_conns = cap->opts.max_conns ? cap->opts.max_conns : QTAP_SOCK_MAX_CONNS;
+	int err;
+
+	cap->ring_bytes = ring_bytes_for(conf ? conf->capture.ring_buffer_kb : 0);
+	err = bpf_map__set_max_entries(skel->maps.events, cap->ncpus);
+	if (!err)
+		err = bpf_map__set_max_entries(skel->maps.scratch, cap->ncpus);
+	if (!err)
+		err = bpf_map__set_max_entries(skel->maps.conns, max_conns);
+	if (err) {
+		log_error("sizing the socket BPF maps failed: %s", strerror(-err));
+		return err;
+	}
+	err = sock_rings_create(cap);
+	if (err)
+		return err;
+	/* The first ring is the inner map's template (libbpf 1.1 cannot
+	 * resize the template it would make from the declaration). */
+	err = bpf_map__set_inner_map_fd(skel->maps.events, cap->ring_fds[0]);
+	if (err)
+		log_error("setting the ring buffer template failed: %s", strerror(-err));
+	return err;
+}
+
+int sock_rings_insert(struct capture *cap)
+{
+	int outer = bpf_map__fd(cap->sock->maps.events);
+	int c, err;
+
+	for (c = 0; c < cap->ncpus; c++) {
+		__u32 key = c;
+
+		if (bpf_map_update_elem(outer, &key, &cap->ring_fds[c], BPF_ANY)) {
+			err = -errno;
+			log_error("inserting the ring buffer of CPU %d failed: %s", c,
+				  strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+void sock_rings_free(struct capture *cap)
+{
+	int c;
+
+	if (!cap->ring_fds)
+		return;
+	for (c = 0; c < cap->ncpus; c++)
+		if (cap->ring_fds[c] >= 0)
+			close(cap->ring_fds[c]);
+	free(cap->ring_fds);
+	cap->ring_fds = NULL;
+}
+
+void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd)
+{
+	struct capture *cap = ctx;
+	__u32 key[2] = { tgid, fd };
+
+	bpf_map__delete_elem(cap->sock->maps.conns, key, sizeof(key), 0);
+}
+
+/* ---- reader threads -------------------------------------------------- */
+
+/* The smallest size of each type's record. */
+static size_t sock_event_min(unsigned type)
+{
+	switch (type) {
+	case QTAP_EVENT_CONN_OPEN:
+		return sizeof(struct qtap_conn_open);
+	case QTAP_EVENT_CONN_DATA:
+		return sizeof(struct qtap_conn_data);
+	case QTAP_EVENT_CONN_CLOSE:
+		return sizeof(struct qtap_conn_close);
+	}
+	return 0;
+}
+
+/* ring_buffer_sample_fn: one socket event. */
+static int sock_handle_event(void *ctx, void *data, size_t size)
+{
+	const struct qtap_event_header *hdr = data;
+	struct sock_reader *r = ctx;
+	struct capture *cap = r->cap;
+	size_t min = size >= sizeof(*hdr) ? sock_event_min(hdr->type) : 0;
+
+	if (!min || hdr->version != QTAP_EVENT_ABI_VERSION || size < min ||
+	    (hdr->type == QTAP_EVENT_CONN_DATA &&
+	     size < min + ((const struct qtap_conn_data *)data)->captured)) {
+		if (!r->bad_event_logged) {
+			log_error("dropping socket events that do not match this agent "
+				  "(size %zu, ABI version %u, type %u; expected version %u)",
+				  size, size >= sizeof(*hdr) ? hdr->version : 0,
+				  size >= sizeof(*hdr) ? hdr->type : 0, QTAP_EVENT_ABI_VERSION);
+			r->bad_event_logged = true;
+		}
+		return 0;
+	}
+	if (hdr->cpu < (unsigned)cap->ncpus)
+		metrics_counter_add(r->received[hdr->cpu * SOCK_KIND__COUNT +
+						 hdr->type - QTAP_EVENT_CONN_OPEN], 1);
+	if (cap->opts.sock_event_fn)
+		cap->opts.sock_event_fn(data, size, cap->opts.sock_event_ctx);
+	/* -ENOBUFS is counted by the pipeline, and the worker sees the gap. */
+	pipeline_submit(cap->pipeline, r->index, data, size);
+	return 0;
+}
+
+static int reader_series_init(struct sock_reader *r)
+{
+	struct capture *cap = r->cap;
+	char cpu[16];
+	int i, k;
+
+	r->received = calloc((size_t)cap->ncpus * SOCK_KIND__COUNT, sizeof(*r->received));
+	if (!r->received)
+		return -ENOMEM;
+	for (i = 0; i < cap->ncpus; i++) {
+		snprintf(cpu, sizeof(cpu), "%d", i);
+		for (k = 0; k < SOCK_KIND__COUNT; k++) {
+			const char *values[] = { cpu, sock_kind_names[k] };
+
+			r->received[i * SOCK_KIND__COUNT + k] =
+				metrics_series_get(cap->store, M_SYSTEM_EVENTS_RECEIVED_TOTAL,
+						   values);
+			if (!r->received[i * SOCK_KIND__COUNT + k])
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void *sock_reader_main(void *arg)
+{
+	struct sock_reader *r = arg;
+	struct capture *cap = r->cap;
+	int n;
+
+	rcu_register_thread();
+	metrics_thread_register(cap->store);
+	while (!atomic_load_explicit(&cap->sock_stop, memory_order_acquire)) {
+		n = ring_buffer__poll(r->rb, SOCK_POLL_MS);
+		if (n < 0 && n != -EINTR) {
+			log_error("reading socket events failed: %s", strerror(-n));
+			break;
+		}
+		if (n > 0)
+			pipeline_flush(cap->pipeline, r->index);
+	}
+	/* The programs are detached by now: take what they left. */
+	ring_buffer__consume(r->rb);
+	pipeline_flush(cap->pipeline, r->index);
+	metrics_thread_unregister(cap->store);
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int sock_readers_start(struct capture *cap)
+{
+	unsigned i;
+	int c, err;
+
+	cap->readers = calloc(cap->n_readers, sizeof(*cap->readers));
+	if (!cap->readers) {
+		log_error("starting the socket readers failed: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (i = 0; i < cap->n_readers; i++) {
+		struct sock_reader *r = &cap->readers[i];
+
+		r->cap = cap;
+		r->index = i;
+		err = reader_series_init(r);
+		if (err) {
+			log_error("starting the socket readers failed: %s", strerror(-err));
+			return err;
+		}
+		for (c = i; c < cap->ncpus; c += cap->n_readers) {
+			if (!r->rb) {
+				r->rb = ring_buffer__new(cap->ring_fds[c], sock_handle_event, r,
+							 NULL);
+				err = r->rb ? 0 : -errno;
+			} else {
+				err = ring_buffer__add(r->rb, cap->ring_fds[c], sock_handle_event,
+						       r);
+			}
+			if (err) {
+				log_error("opening the ring buffer of CPU %d failed: %s", c,
+					  strerror(-err));
+				return err;
+			}
+		}
+	}
+	for (i = 0; i < cap->n_readers; i++) {
+		struct sock_reader *r = &cap->readers[i];
+		char name[16];
+
+		err = pthread_create(&r->thread, NULL, sock_reader_main, r);
+		if (err) {
+			log_error("starting a socket reader thread failed: %s", strerror(err));
+			return -err;
+		}
+		r->started = true;
+		snprintf(name, sizeof(name), "qtap-sock%u", i % 1000000);
+		pthread_setname_np(r->thread, name);
+	}
+	return 0;
+}
+
+void sock_readers_stop(struct capture *cap)
+{
+	unsigned i;
+
+	if (!cap->readers)
+		return;
+	atomic_store_explicit(&cap->sock_stop, true, memory_order_release);
+	for (i = 0; i < cap->n_readers; i++) {
+		struct sock_reader *r = &cap->readers[i];
+
+		if (r->started)
+			pthread_join(r->thread, NULL);
+		ring_buffer__free(r->rb);
+		free(r->received);
+	}
+	free(cap->readers);
+	cap->readers = NULL;
+}

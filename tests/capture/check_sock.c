@@ -1,0 +1,1160 @@
+/* Check suite "sock": the socket programs on the real kernel (run as root:
+ * a machine that cannot load them fails), driven by TCP servers and clients
+ * inside the test on 127.0.0.1 and [::1], through the capture's readers
+ * (sock_event_fn) and the real pipeline; and the filter decisions. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+#include <urcu.h>
+
+#include "proc.h"
+#include "sock.h"
+
+#include "capture/capture-int.h"
+#include "capture/capture.h"
+#include "conf/conf.h"
+#include "metrics/metrics.h"
+#include "util/buf.h"
+
+#include "../check_run.h"
+
+#define PAYLOAD_KEEP 64
+
+/* ---- recording ------------------------------------------------------ */
+
+/* One socket event as the readers handed it over. */
+struct rec_event {
+	uint16_t type;
+	uint64_t conn_id;
+	uint64_t seq;
+	uint32_t tgid;
+	uint32_t fd;
+	/* open */
+	uint16_t family;
+	uint8_t direction;
+	uint8_t oflags;
+	uint16_t lport, rport;
+	uint8_t laddr[16], raddr[16];
+	/* data */
+	uint8_t dir, op;
+	uint16_t dflags;
+	uint32_t len, captured;
+	uint8_t payload[PAYLOAD_KEEP];
+	/* close */
+	uint32_t cflags;
+	uint64_t bytes_sent, bytes_recv, data_events;
+};
+
+/* Written by the reader threads (record_sock), read by the test thread;
+ * under lock. */
+struct recorder {
+	pthread_mutex_t lock;
+	struct rec_event *ev;
+	size_t n, cap;
+	unsigned bad;
+	unsigned exec_seen[64];	/* tgids of exec events */
+	unsigned n_exec;
+};
+
+static struct recorder rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void record_sock(const void *data, size_t size, void *ctx)
+{
+	const struct qtap_event_header *hdr = data;
+	struct recorder *r = ctx;
+	struct rec_event e;
+
+	memset(&e, 0, sizeof(e));
+	e.type = hdr->type;
+	if (hdr->type == QTAP_EVENT_CONN_OPEN) {
+		const struct qtap_conn_open *o = data;
+
+		e.conn_id = o->conn_id;
+		e.seq = o->seq;
+		e.tgid = o->tgid;
+		e.fd = o->fd;
+		e.family = o->family;
+		e.direction = o->direction;
+		e.oflags = o->flags;
+		e.lport = o->lport;
+		e.rport = o->rport;
+		memcpy(e.laddr, o->laddr, 16);
+		memcpy(e.raddr, o->raddr, 16);
+	} else if (hdr->type == QTAP_EVENT_CONN_DATA) {
+		const struct qtap_conn_data *d = data;
+
+		e.conn_id = d->conn_id;
+		e.seq = d->seq;
+		e.tgid = d->tgid;
+		e.fd = d->fd;
+		e.dir = d->dir;
+		e.op = d->op;
+		e.dflags = d->flags;
+		e.len = d->len;
+		e.captured = d->captured;
+		if (sizeof(*d) + d->captured > size)
+			r->bad++;
+		memcpy(e.payload, d->payload, d->captured < PAYLOAD_KEEP ? d->captured : PAYLOAD_KEEP);
+	} else if (hdr->type == QTAP_EVENT_CONN_CLOSE) {
+		const struct qtap_conn_close *c = data;
+
+		e.conn_id = c->conn_id;
+		e.seq = c->seq;
+		e.tgid = c->tgid;
+		e.fd = c->fd;
+		e.cflags = c->flags;
+		e.bytes_sent = c->bytes_sent;
+		e.bytes_recv = c->bytes_recv;
+		e.data_events = c->data_events;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (r->n == r->cap) {
+		size_t ncap = r->cap ? r->cap * 2 : 1024;
+		struct rec_event *nev = realloc(r->ev, ncap * sizeof(*nev));
+
+		if (!nev) {
+			r->bad++;
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+		r->ev = nev;
+		r->cap = ncap;
+	}
+	r->ev[r->n++] = e;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void record_proc(const struct qtap_proc_event *ev, void *ctx)
+{
+	struct recorder *r = ctx;
+
+	pthread_mutex_lock(&r->lock);
+	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXEC && r->n_exec < 64)
+		r->exec_seen[r->n_exec++] = ev->tgid;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void rec_reset(void)
+{
+	pthread_mutex_lock(&rec.lock);
+	rec.n = 0;
+	rec.bad = 0;
+	rec.n_exec = 0;
+	pthread_mutex_unlock(&rec.lock);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The events of the connection (tgid, fd) whose OPEN has these ports
+ * (0: any), copied into out (sorted by seq) from the OPEN on; the
+ * count, 0 when no such OPEN. */
+static size_t conn_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  struct rec_event *out, size_t max)
+{
+	uint64_t id = 0;
+	size_t i, j, n = 0;
+
+	pthread_mutex_lock(&rec.lock);
+	for (i = 0; i < rec.n && !id; i++) {
+		const struct rec_event *e = &rec.ev[i];
+
+		if (e->type == QTAP_EVENT_CONN_OPEN && e->tgid == tgid && e->fd == fd &&
+		    (!lport || e->lport == lport) && (!rport || e->rport == rport))
+			id = e->conn_id;
+	}
+	for (i = 0; id && i < rec.n; i++)
+		if (rec.ev[i].conn_id == id && n < max)
+			out[n++] = rec.ev[i];
+	pthread_mutex_unlock(&rec.lock);
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && out[j - 1].seq > out[j].seq; j--) {
+			struct rec_event t = out[j];
+
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return n;
+}
+
+/* Events of any kind by tgid, or touching one of the ports (lport or
+ * rport of an OPEN). */
+static size_t count_tgid(uint32_t tgid)
+{
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&rec.lock);
+	for (i = 0; i < rec.n; i++)
+		n += rec.ev[i].tgid == tgid;
+	pthread_mutex_unlock(&rec.lock);
+	return n;
+}
+
+static size_t count_port(uint16_t port)
+{
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&rec.lock);
+	for (i = 0; i < rec.n; i++)
+		n += rec.ev[i].type == QTAP_EVENT_CONN_OPEN &&
+		     (rec.ev[i].lport == port || rec.ev[i].rport == port);
+	pthread_mutex_unlock(&rec.lock);
+	return n;
+}
+
+/* Waits until the connection's CLOSE arrived; its events in out. */
+static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  struct rec_event *out, size_t max)
+{
+	size_t n = 0;
+	int waited;
+
+	for (waited = 0; waited < 3000; waited += 10) {
+		n = conn_events(tgid, fd, lport, rport, out, max);
+		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE)
+			return n;
+		sleep_ms(10);
+	}
+	return n;
+}
+
+/* ---- capture -------------------------------------------------------- */
+
+static struct metrics_store *store;
+static struct qtap_conf *conf;
+
+static struct qtap_conf *conf_of(const char *text)
+{
+	struct conf_error err;
+	struct qtap_conf *c = conf_load_string(text, "test", &err);
+	char msg[1200];
+
+	if (!c)
+		conf_error_format(&err, msg, sizeof(msg));
+	ck_assert_msg(c, "configuration: %s", c ? "" : msg);
+	return c;
+}
+
+#define CONF_ALL "tap = { direction = \"all\"; ignore_loopback = false; " \
+	"filters = { groups = []; }; };"
+
+static struct capture *start_text(const char *text)
+{
+	struct capture_opts opts = {
+		.mount_tracefs = true,
+		.proc_event_fn = record_proc,
+		.proc_event_ctx = &rec,
+		.sock_event_fn = record_sock,
+		.sock_event_ctx = &rec,
+	};
+	struct metrics_opts mopts = { 0 };
+	struct capture *cap;
+
+	rcu_register_thread();
+	rec_reset();
+	store = metrics_store_new(&mopts);
+	ck_assert_ptr_nonnull(store);
+	conf = conf_of(text);
+	opts.conf = conf;
+	cap = capture_start(&opts, store);
+	ck_assert_msg(cap, "capture_start failed: %s (this suite needs root and a kernel "
+		      "that loads BPF tracepoint programs)", strerror(errno));
+	return cap;
+}
+
+static void finish(struct capture **cap)
+{
+	capture_stop(cap);
+	metrics_store_free(&store);
+	conf_free(&conf);
+	rcu_unregister_thread();
+}
+
+/* ---- sockets -------------------------------------------------------- */
+
+struct endpoint {
+	int family;
+	uint16_t port;
+	uint8_t addr[16];	/* as the events report it */
+};
+
+static int tcp_listen(int family, struct endpoint *ep)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	memset(ep, 0, sizeof(*ep));
+	ep->family = family;
+	fd = socket(family, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_loopback;
+		len = sizeof(*in6);
+	}
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+	if (family == AF_INET) {
+		ep->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		memcpy(ep->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else {
+		ep->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		memcpy(ep->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	}
+	return fd;
+}
+
+static int tcp_connect(const struct endpoint *srv, uint16_t *ret_lport)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	memset(&ss, 0, sizeof(ss));
+	fd = socket(srv->family, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	if (srv->family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(srv->port);
+		memcpy(&in->sin_addr, srv->addr, 4);
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(srv->port);
+		memcpy(&in6->sin6_addr, srv->addr, 16);
+		len = sizeof(*in6);
+	}
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&ss, len), 0);
+	len = sizeof(ss);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+	*ret_lport = srv->family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) :
+					     ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+}
+
+/* A connected pair: client (connect) and server (accept) fds. */
+struct pair {
+	struct endpoint srv;
+	int lfd, cfd, sfd;
+	uint16_t cport;
+};
+
+static void pair_open(int family, struct pair *p)
+{
+	p->lfd = tcp_listen(family, &p->srv);
+	p->cfd = tcp_connect(&p->srv, &p->cport);
+	p->sfd = accept(p->lfd, NULL, NULL);
+	ck_assert_int_ge(p->sfd, 0);
+}
+
+/* Reads n bytes; the read() calls it took. */
+static unsigned read_exact(int fd, void *buf, size_t n)
+{
+	unsigned calls = 0;
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n) {
+		r = read(fd, (char *)buf + got, n - got);
+		ck_assert_int_gt(r, 0);
+		got += r;
+		calls++;
+	}
+	return calls;
+}
+
+/* What a side of a connection moved, as the test counts it. */
+struct side {
+	uint64_t sent, recv;
+	unsigned calls;		/* data calls that moved bytes */
+};
+
+/* ---- the exchange ---------------------------------------------------- */
+
+static const char request[] = "GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n";
+static const char response[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+/* Moves data both ways with every call the programs trace; counts what
+ * each side sent and received. */
+static void exchange(struct pair *p, struct side *client, struct side *server)
+{
+	char buf[4096], a[300], b[200];
+	struct iovec iov[3];
+	struct msghdr msg;
+	ssize_t n;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	/* write / read */
+	ck_assert_int_eq(write(p->cfd, request, strlen(request)), (ssize_t)strlen(request));
+	client->sent += strlen(request), client->calls++;
+	server->calls += read_exact(p->sfd, buf, strlen(request));
+	server->recv += strlen(request);
+	ck_assert(!memcmp(buf, request, strlen(request)));
+	/* send / recv (sendto / recvfrom) */
+	ck_assert_int_eq(send(p->sfd, response, strlen(response), 0), (ssize_t)strlen(response));
+	server->sent += strlen(response), server->calls++;
+	n = recv(p->cfd, buf, strlen(response), MSG_WAITALL);
+	ck_assert_int_eq(n, (ssize_t)strlen(response));
+	client->recv += n, client->calls++;
+	/* sendmsg / recvmsg */
+	iov[0] = (struct iovec){ a, sizeof(a) };
+	iov[1] = (struct iovec){ b, sizeof(b) };
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	ck_assert_int_eq(sendmsg(p->cfd, &msg, 0), 500);
+	client->sent += 500, client->calls++;
+	iov[0] = (struct iovec){ buf, 100 };
+	iov[1] = (struct iovec){ buf + 100, 400 };
+	msg.msg_iovlen = 2;
+	n = recvmsg(p->sfd, &msg, MSG_WAITALL);
+	ck_assert_int_eq(n, 500);
+	server->recv += n, server->calls++;
+	ck_assert(!memcmp(buf, a, 300) && !memcmp(buf + 300, b, 200));
+	/* writev / readv */
+	iov[0] = (struct iovec){ b, 10 };
+	iov[1] = (struct iovec){ a, 0 };
+	iov[2] = (struct iovec){ a, 90 };
+	ck_assert_int_eq(writev(p->sfd, iov, 3), 100);
+	server->sent += 100, server->calls++;
+	iov[0] = (struct iovec){ buf, 60 };
+	iov[1] = (struct iovec){ buf + 60, 40 };
+	n = 0;
+	while (n < 100) {
+		ssize_t r = readv(p->cfd, iov, 2);
+
+		ck_assert_int_gt(r, 0);
+		n += r;
+		client->calls++;
+		iov[0] = (struct iovec){ buf + n, 100 - n };
+		iov[1] = (struct iovec){ buf, 0 };
+	}
+	client->recv += n;
+}
+
+static bool addr_eq(const uint8_t *got, const struct endpoint *ep)
+{
+	return !memcmp(got, ep->addr, ep->family == AF_INET ? 4 : 16);
+}
+
+/* Checks one side's events: one OPEN with these ports and direction,
+ * contiguous sequence numbers, exact byte totals in data and CLOSE. */
+static void check_side(const struct rec_event *ev, size_t n, uint8_t direction,
+		       const struct endpoint *srv, uint16_t lport, uint16_t rport,
+		       const struct side *want, uint8_t open_flags)
+{
+	uint64_t sent = 0, recv = 0;
+	size_t i, opens = 0, closes = 0;
+
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_eq(ev[0].type, QTAP_EVENT_CONN_OPEN);
+	ck_assert_uint_eq(ev[0].direction, direction);
+	ck_assert_uint_eq(ev[0].oflags, open_flags);
+	ck_assert_uint_eq(ev[0].family, srv->family);
+	ck_assert_uint_eq(ev[0].lport, lport);
+	ck_assert_uint_eq(ev[0].rport, rport);
+	ck_assert(addr_eq(ev[0].laddr, srv));
+	ck_assert(addr_eq(ev[0].raddr, srv));
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(ev[i].seq, i);
+		opens += ev[i].type == QTAP_EVENT_CONN_OPEN;
+		closes += ev[i].type == QTAP_EVENT_CONN_CLOSE;
+		if (ev[i].type != QTAP_EVENT_CONN_DATA)
+			continue;
+		ck_assert_uint_le(ev[i].captured, ev[i].len);
+		if (ev[i].dir == QTAP_DATA_SEND)
+			sent += ev[i].len;
+		else
+			recv += ev[i].len;
+	}
+	ck_assert_uint_eq(opens, 1);
+	ck_assert_uint_eq(closes, 1);
+	ck_assert_uint_eq(ev[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(sent, want->sent);
+	ck_assert_uint_eq(recv, want->recv);
+	ck_assert_uint_eq(ev[n - 1].bytes_sent, want->sent);
+	ck_assert_uint_eq(ev[n - 1].bytes_recv, want->recv);
+	ck_assert_uint_eq(ev[n - 1].data_events, n - 2);
+	if (want->calls)
+		ck_assert_uint_eq(n - 2, want->calls);
+}
+
+#define MAXEV 4096
+static struct rec_event evs[MAXEV];
+
+static void run_exchange(int family)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct capture *cap;
+	struct pair p;
+	uint32_t self = getpid();
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	pair_open(family, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+
+	/* The client: egress, from its ephemeral port to the server's. */
+	n = wait_closed(self, p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
+	/* Its first data event carries the request, written with write(). */
+	ck_assert_uint_eq(evs[1].op, QTAP_OP_WRITE);
+	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
+	ck_assert_uint_eq(evs[1].len, strlen(request));
+	ck_assert_uint_eq(evs[1].captured, strlen(request));
+	ck_assert_uint_eq(evs[1].dflags, 0);
+	ck_assert(!memcmp(evs[1].payload, request, PAYLOAD_KEEP < strlen(request) ?
+			  PAYLOAD_KEEP : strlen(request)));
+	ck_assert_uint_eq(evs[2].op, QTAP_OP_RECVFROM);
+	ck_assert_uint_eq(evs[3].op, QTAP_OP_SENDMSG);
+	ck_assert_uint_eq(evs[3].captured, 500);
+	ck_assert(!memcmp(evs[3].payload, "aaaa", 4));
+	ck_assert_uint_eq(evs[4].op, QTAP_OP_READV);
+
+	/* The server: ingress, on the accepted fd. */
+	n = wait_closed(self, p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &server, 0);
+	ck_assert_uint_eq(evs[1].op, QTAP_OP_READ);
+	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_RECV);
+	ck_assert(!memcmp(evs[1].payload, request, 32));
+	ck_assert_uint_eq(evs[2].op, QTAP_OP_SENDTO);
+	ck_assert_uint_eq(evs[2].captured, strlen(response));
+	ck_assert(!memcmp(evs[2].payload, response, 32));
+	ck_assert_uint_eq(evs[3].op, QTAP_OP_RECVMSG);
+	ck_assert_uint_eq(evs[3].captured, 500);
+	ck_assert(!memcmp(evs[3].payload, "aaaa", 4));
+	ck_assert_uint_eq(evs[4].op, QTAP_OP_WRITEV);
+	ck_assert_uint_eq(evs[4].captured, 100);
+	ck_assert(!memcmp(evs[4].payload, "bbbbbbbbbbaaaa", 14));
+	/* The listening socket is no connection. */
+	ck_assert_uint_eq(conn_events(self, p.lfd, 0, 0, evs, MAXEV), 0);
+	ck_assert_uint_eq(rec.bad, 0);
+	finish(&cap);
+}
+
+START_TEST(test_exchange_ipv4)
+{
+	run_exchange(AF_INET);
+}
+END_TEST
+
+START_TEST(test_exchange_ipv6)
+{
+	run_exchange(AF_INET6);
+}
+END_TEST
+
+/* Renders /system/metrics and adds up the samples of family whose label
+ * part contains label (NULL: any); *ret_n gets the number of samples. */
+static double system_sum(const char *family, const char *label, unsigned *ret_n)
+{
+	struct buf out = BUF_INIT;
+	double sum = 0;
+	unsigned n = 0;
+	size_t flen = strlen(family);
+	char *line, *save = NULL;
+
+	ck_assert_int_eq(metrics_render(store, METRICS_ENDPOINT_SYSTEM, METRICS_FORMAT_TEXT,
+					&out), 0);
+	ck_assert_int_eq(buf_append_char(&out, '\0'), 0);
+	for (line = strtok_r(out.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *value;
+
+		if (strncmp(line, family, flen) || (line[flen] != '{' && line[flen] != ' '))
+			continue;
+		value = strrchr(line, ' ');
+		if (label && (!strstr(line, label) || strstr(line, label) > value))
+			continue;
+		sum += strtod(value + 1, NULL);
+		n++;
+	}
+	buf_free(&out);
+	if (ret_n)
+		*ret_n = n;
+	return sum;
+}
+
+/* Counters and one reader for both CPUs' rings. */
+START_TEST(test_metrics_one_reader)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct capture *cap;
+	struct pair p;
+	unsigned ns, i;
+	double v;
+	size_t n;
+
+	cap = start_text("tap = { filters = { groups = []; }; direction = \"all\"; "
+			 "ignore_loopback = false; };\n"
+			 "capture = { readers = 1; };");
+	for (i = 0; i < 5; i++) {
+		pair_open(AF_INET, &p);
+		exchange(&p, &client, &server);
+		close(p.cfd);
+		close(p.sfd);
+		close(p.lfd);
+		n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+		ck_assert_uint_ge(n, 2);
+		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	}
+	v = system_sum("qtap_system_events_received_total", "type=\"conn_open\"", &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
+	ck_assert_msg(v >= 10, "conn_open events received: %g", v);
+	v = system_sum("qtap_system_events_received_total", "type=\"conn_close\"", NULL);
+	ck_assert_msg(v >= 10, "conn_close events received: %g", v);
+	v = system_sum("qtap_system_events_received_total", "type=\"conn_data\"", NULL);
+	ck_assert_msg(v >= client.calls + server.calls, "conn_data received: %g", v);
+	v = system_sum("qtap_system_events_lost_total", NULL, &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
+	ck_assert_msg(v == 0, "events lost: %g", v);
+	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"sock_exit_read\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	ck_assert_msg(v >= 5, "sock_exit_read runs: %g", v);
+	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"sock_exit_accept4\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	finish(&cap);
+}
+END_TEST
+
+START_TEST(test_ignore_loopback)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct qtap_conf *next;
+	struct capture *cap;
+	struct pair p, q;
+	size_t n, n2;
+
+	cap = start_text("tap = { ignore_loopback = true; filters = { groups = []; }; };");
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	pair_open(AF_INET6, &q);
+	exchange(&q, &client, &server);
+	close(q.cfd);
+	close(q.sfd);
+	close(q.lfd);
+
+	/* Then loopback again, through a reload: now it is seen. */
+	next = conf_of(CONF_ALL);
+	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
+	conf_free(&conf);
+	conf = next;
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(count_port(q.srv.port), 0);
+	ck_assert_uint_eq(count_port(q.cport), 0);
+	n2 = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_ge(n2, 2);
+	/* Everything recorded belongs to the last pair. */
+	ck_assert_uint_eq(count_tgid(getpid()), n + n2);
+	finish(&cap);
+}
+END_TEST
+
+START_TEST(test_direction_egress)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct capture *cap;
+	struct pair p;
+	size_t n;
+
+	cap = start_text("tap = { direction = \"egress\"; ignore_loopback = false; "
+			 "filters = { groups = []; }; };");
+	pair_open(AF_INET6, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
+	ck_assert_uint_eq(conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV), 0);
+	ck_assert_uint_eq(count_tgid(getpid()), n);
+	finish(&cap);
+}
+END_TEST
+
+/* egress-external leaves loopback out, egress-internal keeps it. */
+START_TEST(test_direction_internal_external)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct capture *cap;
+	struct qtap_conf *next;
+	struct pair p;
+	size_t n;
+
+	cap = start_text("tap = { direction = \"egress-external\"; "
+			 "ignore_loopback = false; filters = { groups = []; }; };");
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	next = conf_of("tap = { direction = \"egress-internal\"; "
+		       "ignore_loopback = false; filters = { groups = []; }; };");
+	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
+	conf_free(&conf);
+	conf = next;
+	ck_assert_uint_eq(count_tgid(getpid()), 0);
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_eq(count_tgid(getpid()), n);
+	finish(&cap);
+}
+END_TEST
+
+/* A process the custom filters ignore (bash, after its exec) is not seen;
+ * the server side in this process is. */
+START_TEST(test_tgid_ignored)
+{
+	struct capture *cap;
+	struct endpoint srv;
+	char cmd[256], buf[16];
+	int lfd, sfd, in[2], status, waited;
+	bool seen = false;
+	pid_t child;
+	size_t n, i;
+
+	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
+			 "custom = ( { exe = \"/bash\"; "
+			 "strategy = \"suffix\"; } ); }; };");
+	lfd = tcp_listen(AF_INET, &srv);
+	snprintf(cmd, sizeof(cmd), "read x; exec 3<>/dev/tcp/127.0.0.1/%u; printf hello >&3",
+		 srv.port);
+	ck_assert_int_eq(pipe(in), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		dup2(in[0], 0);
+		close(in[1]);
+		execl("/bin/bash", "bash", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	/* The filter entry is written before the exec event is handed over. */
+	for (waited = 0; waited < 3000 && !seen; waited += 10) {
+		pthread_mutex_lock(&rec.lock);
+		for (i = 0; i < rec.n_exec; i++)
+			seen = seen || rec.exec_seen[i] == (unsigned)child;
+		pthread_mutex_unlock(&rec.lock);
+		if (!seen)
+			sleep_ms(10);
+	}
+	ck_assert_msg(seen, "no exec event for the child");
+	ck_assert_int_eq(write(in[1], "\n", 1), 1);
+	close(in[1]);
+	sfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(sfd, 0);
+	read_exact(sfd, buf, 5);
+	ck_assert(!memcmp(buf, "hello", 5));
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(sfd);
+	close(lfd);
+	n = wait_closed(getpid(), sfd, srv.port, 0, evs, MAXEV);
+	ck_assert_uint_ge(n, 3);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[n - 1].bytes_recv, 5);
+	ck_assert_uint_eq(count_tgid(child), 0);
+	finish(&cap);
+}
+END_TEST
+
+/* A connection opened before the capture is learned on its first data. */
+START_TEST(test_preexisting)
+{
+	struct side client = { 0 }, server = { 0 };
+	struct capture *cap;
+	struct pair p;
+	size_t n;
+
+	pair_open(AF_INET6, &p);
+	cap = start_text(CONF_ALL);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_UNKNOWN, &p.srv, p.cport, p.srv.port, &client,
+		   QTAP_CONN_F_PREEXISTING);
+	ck_assert_uint_eq(evs[1].len, strlen(request));
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_UNKNOWN, &p.srv, p.srv.port, p.cport, &server,
+		   QTAP_CONN_F_PREEXISTING);
+	finish(&cap);
+}
+END_TEST
+
+/* close() then a new socket on the same fd number: CLOSE then a new OPEN.
+ * dup2() of another socket over a traced fd (no close): CLOSE replaced,
+ * then the new socket learned on its data. */
+START_TEST(test_fd_reuse)
+{
+	struct capture *cap;
+	struct endpoint srv;
+	uint16_t port1, port2, port3;
+	int lfd, c1, c2, c3, s1, s2, s3;
+	uint64_t id1, id2;
+	char buf[16];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	lfd = tcp_listen(AF_INET, &srv);
+	c1 = tcp_connect(&srv, &port1);
+	s1 = accept(lfd, NULL, NULL);
+	ck_assert_int_eq(write(c1, "one", 3), 3);
+	read_exact(s1, buf, 3);
+	close(c1);
+	c2 = tcp_connect(&srv, &port2);
+	ck_assert_int_eq(c2, c1);
+	s2 = accept(lfd, NULL, NULL);
+	ck_assert_int_eq(write(c2, "two!", 4), 4);
+	read_exact(s2, buf, 4);
+
+	n = wait_closed(getpid(), c1, port1, srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[2].cflags, 0);
+	ck_assert_uint_eq(evs[2].bytes_sent, 3);
+	id1 = evs[0].conn_id;
+
+	/* dup2 a third connection over c2. */
+	c3 = tcp_connect(&srv, &port3);
+	s3 = accept(lfd, NULL, NULL);
+	ck_assert_int_eq(dup2(c3, c2), c2);
+	ck_assert_int_eq(write(c2, "three", 5), 5);
+	read_exact(s3, buf, 5);
+	n = wait_closed(getpid(), c2, port2, srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	id2 = evs[0].conn_id;
+	ck_assert_uint_ne(id1, id2);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(evs[1].len, 4);
+	ck_assert_uint_eq(evs[2].cflags, QTAP_CLOSE_F_REPLACED);
+	ck_assert_uint_eq(evs[2].bytes_sent, 4);
+	/* The dup'd socket, on fd c2: learned on its data, closed below. */
+	close(c2);
+	n = wait_closed(getpid(), c2, port3, srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[0].oflags, QTAP_CONN_F_PREEXISTING);
+	ck_assert_uint_ne(evs[0].conn_id, id2);
+	ck_assert_uint_eq(evs[1].len, 5);
+	ck_assert_uint_eq(evs[2].cflags, 0);
+	ck_assert_uint_eq(evs[2].bytes_sent, 5);
+	/* c3 itself is another fd on the same socket: its own connection,
+	 * opened by connect(). */
+	close(c3);
+	n = wait_closed(getpid(), c3, port3, srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	close(s1);
+	close(s2);
+	close(s3);
+	close(lfd);
+	finish(&cap);
+}
+END_TEST
+
+struct drain_arg {
+	int fd;
+	size_t want;
+	size_t got;
+};
+
+static void *drain_main(void *arg)
+{
+	struct drain_arg *d = arg;
+	static char buf[65536];
+	ssize_t n;
+
+	while (d->got < d->want) {
+		n = read(d->fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		d->got += n;
+	}
+	return NULL;
+}
+
+/* One 1 MiB write: one data event with the full length and at most
+ * QTAP_DATA_MAX bytes of payload; the receiver's reads add up. */
+START_TEST(test_large_write)
+{
+	static char big[1 << 20];
+	struct drain_arg d;
+	struct capture *cap;
+	pthread_t thread;
+	struct pair p;
+	uint64_t recv = 0;
+	size_t n, i;
+
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "POST /upload HTTP/1.1\r\n", 23);
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	d = (struct drain_arg){ p.sfd, sizeof(big), 0 };
+	ck_assert_int_eq(pthread_create(&thread, NULL, drain_main, &d), 0);
+	ck_assert_int_eq(write(p.cfd, big, sizeof(big)), (ssize_t)sizeof(big));
+	pthread_join(thread, NULL);
+	ck_assert_uint_eq(d.got, sizeof(big));
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[1].len, sizeof(big));
+	ck_assert_uint_eq(evs[1].captured, QTAP_DATA_MAX);
+	ck_assert_uint_eq(evs[1].dflags, QTAP_DATA_F_TRUNCATED);
+	ck_assert(!memcmp(evs[1].payload, big, PAYLOAD_KEEP));
+	ck_assert_uint_eq(evs[2].bytes_sent, sizeof(big));
+
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_ge(n, 3);
+	for (i = 1; i + 1 < n; i++) {
+		ck_assert_uint_eq(evs[i].seq, i);
+		ck_assert_uint_le(evs[i].captured, QTAP_DATA_MAX);
+		recv += evs[i].len;
+	}
+	ck_assert_uint_eq(recv, sizeof(big));
+	ck_assert_uint_eq(evs[n - 1].bytes_recv, sizeof(big));
+	ck_assert_uint_eq(evs[n - 1].data_events, n - 2);
+	finish(&cap);
+}
+END_TEST
+
+/* Classes: a TLS record gets QTAP_TLS_HELLO_BYTES per direction, then
+ * counts only; anything else gets its first event per direction. */
+START_TEST(test_payload_classes)
+{
+	static char tls[6000], other[3000], buf[8192];
+	struct capture *cap;
+	struct pair p, q;
+	uint64_t captured = 0;
+	size_t n, i;
+
+	memset(tls, 0x42, sizeof(tls));
+	tls[0] = 0x16, tls[1] = 0x03, tls[2] = 0x01;
+	memset(other, 'z', sizeof(other));
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	for (i = 0; i < 3; i++) {	/* 18000 bytes from the client */
+		ck_assert_int_eq(write(p.cfd, tls, sizeof(tls)), (ssize_t)sizeof(tls));
+		read_exact(p.sfd, buf, sizeof(tls));
+	}
+	ck_assert_int_eq(write(p.sfd, "\x16\x03\x03hello", 8), 8);
+	read_exact(p.cfd, buf, 8);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 6);
+	for (i = 1; i <= 3; i++) {
+		ck_assert_uint_eq(evs[i].len, sizeof(tls));
+		captured += evs[i].captured;
+	}
+	ck_assert_uint_eq(evs[1].captured, sizeof(tls));
+	ck_assert_uint_eq(evs[2].captured, QTAP_TLS_HELLO_BYTES - sizeof(tls));
+	ck_assert_uint_eq(evs[2].dflags, QTAP_DATA_F_TRUNCATED);
+	ck_assert_uint_eq(evs[3].captured, 0);
+	ck_assert_uint_eq(evs[3].dflags, QTAP_DATA_F_NO_PAYLOAD);
+	ck_assert_uint_eq(captured, QTAP_TLS_HELLO_BYTES);
+	ck_assert_uint_eq(evs[4].dir, QTAP_DATA_RECV);
+	ck_assert_uint_eq(evs[4].captured, 8);	/* the other direction's own budget */
+
+	pair_open(AF_INET, &q);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(write(q.cfd, other, sizeof(other)), (ssize_t)sizeof(other));
+		read_exact(q.sfd, buf, sizeof(other));
+	}
+	close(q.cfd);
+	close(q.sfd);
+	close(q.lfd);
+	n = wait_closed(getpid(), q.cfd, q.cport, q.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_uint_eq(evs[1].captured, sizeof(other));
+	ck_assert(!memcmp(evs[1].payload, "zzzz", 4));
+	ck_assert_uint_eq(evs[2].captured, 0);
+	ck_assert_uint_eq(evs[2].dflags, QTAP_DATA_F_NO_PAYLOAD);
+	ck_assert_uint_eq(evs[3].captured, 0);
+	ck_assert_uint_eq(evs[4].bytes_sent, 3 * sizeof(other));
+	finish(&cap);
+}
+END_TEST
+
+/* ---- filter decisions ------------------------------------------------- */
+
+static unsigned decide(const struct qtap_conf *c, uint32_t tgid, const char *exe,
+		       const char *comm)
+{
+	struct capture_proc_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.tgid = tgid;
+	snprintf(info.exe, sizeof(info.exe), "%s", exe);
+	snprintf(info.comm, sizeof(info.comm), "%s", comm);
+	return filter_decide(c, 100, &info);
+}
+
+START_TEST(test_filter_decide)
+{
+	struct qtap_conf *c;
+
+	ck_assert_uint_eq(filter_group_of("/usr/bin/kubelet", "kubelet"), CONF_GROUP_KUBERNETES);
+	ck_assert_uint_eq(filter_group_of("/usr/local/bin/kube-proxy", ""), CONF_GROUP_KUBERNETES);
+	ck_assert_uint_eq(filter_group_of("/usr/bin/containerd-shim-runc-v2", ""),
+			  CONF_GROUP_CONTAINER_RUNTIMES);
+	ck_assert_uint_eq(filter_group_of("", "conmon"), CONF_GROUP_CONTAINER_RUNTIMES);
+	ck_assert_uint_eq(filter_group_of("/usr/sbin/nginx", "nginx"), 0);
+	ck_assert_uint_eq(filter_group_of("/usr/bin/runcx", "runcx"), 0);
+
+	/* Defaults: only the agent. */
+	ck_assert_uint_eq(decide(NULL, 100, "/usr/sbin/qtap", "qtap"), QTAP_TGID_IGNORE);
+	ck_assert_uint_eq(decide(NULL, 101, "/usr/bin/curl", "curl"), 0);
+
+	c = conf_of("tap = { filters = { groups = [ \"qpoint\", \"container-runtimes\" ]; "
+		    "custom = ( { exe = \"/usr/bin/ssh\"; strategy = \"exact\"; } ); }; };");
+	ck_assert_uint_eq(decide(c, 100, "", ""), QTAP_TGID_IGNORE);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/dockerd", "dockerd"), QTAP_TGID_IGNORE);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/kubelet", "kubelet"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/ssh", "ssh"), QTAP_TGID_IGNORE);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/curl", "curl"), 0);
+	conf_free(&c);
+
+	/* Allow-list mode. */
+	c = conf_of("tap = { filters = { groups = [ \"kubernetes\" ]; custom = ( "
+		    "{ exe = \"/usr/bin/curl\"; strategy = \"exact\"; only = true; }, "
+		    "{ exe = \"kube\"; strategy = \"contains\"; only = true; } ); }; };");
+	ck_assert_uint_eq(decide(c, 100, "/usr/sbin/qtap", "qtap"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/curl", "curl"), QTAP_TGID_ALLOW);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/wget", "wget"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/kubelet", "kubelet"), QTAP_TGID_IGNORE);
+	conf_free(&c);
+}
+END_TEST
+
+/* Allow-list mode in the kernel: this process is not on the list, so its
+ * connections are not traced; after a reload that lists it, they are. */
+START_TEST(test_allow_list)
+{
+	struct side client = { 0 }, server = { 0 };
+	char exe[4096], text[8192];
+	struct qtap_conf *next;
+	struct capture *cap;
+	struct pair p;
+	ssize_t len;
+	size_t n;
+
+	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	ck_assert_int_gt(len, 0);
+	exe[len] = '\0';
+	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
+			 "custom = ( { exe = \"/nonexistent\"; "
+			 "strategy = \"exact\"; only = true; } ); }; };");
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	snprintf(text, sizeof(text), "tap = { ignore_loopback = false; filters = { groups = []; "
+		 "custom = ( { exe = \"%s\"; "
+		 "strategy = \"exact\"; only = true; } ); }; };", exe);
+	next = conf_of(text);
+	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
+	conf_free(&conf);
+	conf = next;
+	ck_assert_uint_eq(count_tgid(getpid()), 0);
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_ge(n, 3);
+	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	finish(&cap);
+}
+END_TEST
+
+static Suite *sock_suite(void)
+{
+	Suite *s = suite_create("sock");
+	TCase *tc;
+
+	tc = tcase_create("bpf");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_exchange_ipv4);
+	tcase_add_test(tc, test_exchange_ipv6);
+	tcase_add_test(tc, test_metrics_one_reader);
+	tcase_add_test(tc, test_ignore_loopback);
+	tcase_add_test(tc, test_direction_egress);
+	tcase_add_test(tc, test_direction_internal_external);
+	tcase_add_test(tc, test_tgid_ignored);
+	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_fd_reuse);
+	tcase_add_test(tc, test_large_write);
+	tcase_add_test(tc, test_payload_classes);
+	tcase_add_test(tc, test_allow_list);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("filter");
+	tcase_add_test(tc, test_filter_decide);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return check_run(sock_suite());
+}
