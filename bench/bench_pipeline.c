@@ -26,6 +26,7 @@
 
 #include <urcu.h>
 
+#include "metrics/metrics-int.h"
 #include "metrics/metrics.h"
 #include "parse/parse.h"
 #include "sock.h"
@@ -177,6 +178,8 @@ static void *producer_main(void *arg)
 }
 
 /* One run: events processed per second per worker. */
+static uint64_t conns_started;
+
 static double run(struct metrics_store *store, unsigned workers, uint64_t events,
 		  uint64_t *ret_retries)
 {
@@ -209,9 +212,33 @@ static double run(struct metrics_store *store, unsigned workers, uint64_t events
 		pthread_join(th[i], NULL);
 		total += pr[i].events;
 		*ret_retries += pr[i].retries;
+		conns_started += pr[i].next_id - 1;
 	}
 	pipeline_free(&p);
 	return (double)total / ((double)(now_ns() - t0) / 1e9) / workers;
+}
+
+/* Connections opened and closed so far (every peer), and gaps: what the
+ * workers did must match what the producers submitted. */
+static void totals(struct metrics_store *store, uint64_t *ret_open, uint64_t *ret_close,
+		   uint64_t *ret_gaps)
+{
+	uint64_t v[METRICS_MAX_BUCKETS + 2];
+	unsigned peer;
+
+	*ret_open = *ret_close = 0;
+	for (peer = 0; peer < 256; peer++) {
+		char addr[32];
+		const char *values[3] = { "egress", addr, "443" };
+
+		snprintf(addr, sizeof(addr), "10.1.0.%u", peer);
+		metrics_series_read(store, metrics_series_get(store, M_CONNECTION_OPEN_TOTAL, values), v);
+		*ret_open += v[0];
+		metrics_series_read(store, metrics_series_get(store, M_CONNECTION_CLOSE_TOTAL, values), v);
+		*ret_close += v[0];
+	}
+	metrics_series_read(store, metrics_series_get(store, M_SYSTEM_SEQUENCE_GAPS_TOTAL, NULL), v);
+	*ret_gaps = v[0];
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -241,11 +268,19 @@ int main(int argc, char **argv)
 	       (unsigned long long)events);
 	for (workers = 1; workers <= 2; workers++) {
 		double r[RUNS];
-		uint64_t retries = 0;
+		uint64_t retries = 0, open, close, gaps;
 		unsigned i;
 
 		for (i = 0; i < RUNS; i++)
 			r[i] = run(store, workers, events, &retries);
+		totals(store, &open, &close, &gaps);
+		if (open != conns_started || close != conns_started || gaps) {
+			fprintf(stderr, "mismatch: %llu connections started, %llu opened, %llu "
+				"closed, %llu gaps\n", (unsigned long long)conns_started,
+				(unsigned long long)open, (unsigned long long)close,
+				(unsigned long long)gaps);
+			return 1;
+		}
 		qsort(r, RUNS, sizeof(r[0]), cmp_double);
 		printf("workers=%u: %.0f events/s per worker (median of %u; min %.0f, max %.0f), "
 		       "%.2f x the 2,000,000 target; producer waits on full queues: %llu\n",
