@@ -40,7 +40,6 @@ char LICENSE[] SEC("license") = "GPL";
  * before it is taken as "other". */
 #define SOCK_UNKNOWN_EVENTS_MAX 4
 /* Threads inside a traced socket call at once. */
-#define SOCK_INFLIGHT_MAX 16384
 #define SOCK_TGID_FILTER_MAX 65536
 #define SOCK_SKIPPED_MAX 16384
 
@@ -68,6 +67,7 @@ struct conn_key {
 struct conn_state {
 	__u64 conn_id;
 	__u64 sk;		/* the struct sock the fd pointed to */
+	__u64 file;		/* and its struct file: the fast check */
 	__u64 seq;		/* next sequence number */
 	__u64 bytes_sent;
 	__u64 bytes_recv;
@@ -77,16 +77,20 @@ struct conn_state {
 	__u8 unknown_events;
 };
 
-/* A data call between sys_enter and sys_exit. */
+/* A socket call between sys_enter and sys_exit, in the thread's task
+ * storage (no hashing, nothing to delete: op 0 means none pending). */
 struct sock_args {
 	__u64 ptr;		/* buffer, iovec array or msghdr */
 	__u64 iovcnt;
 	__u64 sk;
+	__u64 file;
 	__u32 fd;
-	__u8 op;		/* QTAP_OP_* */
+	__u8 op;		/* QTAP_OP_*, or SOCK_OP_CONNECT; 0: none */
 	__u8 kind;		/* ARGS_* */
 	__u8 dir;		/* QTAP_DATA_* */
 };
+
+#define SOCK_OP_CONNECT 0xff
 
 /* A data event being built: struct qtap_conn_data, then the payload.
  * Twice the cap so that the verifier can see every copy stays inside. */
@@ -118,6 +122,11 @@ struct {
 		__uint(max_entries, QTAP_SOCK_RINGBUF_BYTES);
 	});
 } events SEC(".maps");
+
+/* Set by the agent before load: a ring holding this many bytes wakes its
+ * reader; below it the reader finds the records on its next timed poll.
+ * A wakeup per record would cost more than the rest of the program. */
+const volatile __u64 wakeup_bytes = 0;
 
 /* Ring buffer write failures, per CPU (key 0); read by the agent. */
 struct {
@@ -154,9 +163,9 @@ struct {
 } skipped SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SOCK_INFLIGHT_MAX);
-	__type(key, __u64);	/* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct sock_args);
 } inflight SEC(".maps");
 
@@ -198,7 +207,13 @@ static __always_inline void emit(void *data, __u64 size)
 	__u32 cpu = bpf_get_smp_processor_id();
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
 
-	if (!rb || bpf_ringbuf_output(rb, data, size, 0))
+	if (!rb) {
+		count_lost();
+		return;
+	}
+	if (bpf_ringbuf_output(rb, data, size,
+			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
 		count_lost();
 }
 
@@ -212,23 +227,28 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 
 /* ---- sockets ----------------------------------------------------------- */
 
-/* The TCP (IPv4 or IPv6) sock behind fd in the current task, or NULL. */
-static __always_inline struct sock *fd_tcp_sock(__u32 fd)
+/* The struct file behind fd in the current task, or NULL.  Direct loads
+ * through the task's BTF pointers, one probe read for the fd array slot. */
+static __always_inline struct file *fd_file(struct task_struct *task, __u32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
+	struct fdtable *fdt = task->files->fdt;
 	struct file *file;
+
+	if (fd >= fdt->max_fds)
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
+		return NULL;
+	return file;
+}
+
+/* The TCP (IPv4 or IPv6) sock of file, or NULL. */
+static __always_inline struct sock *file_tcp_sock(struct file *file)
+{
 	struct socket *sock;
 	struct sock *sk;
 	__u16 family;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return NULL;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	sock = BPF_CORE_READ(file, private_data);
 	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
@@ -366,26 +386,27 @@ static __always_inline __u64 conn_id_next(void)
 	return (__u64)bpf_get_smp_processor_id() << 56 | *n;
 }
 
-/* The connection of key whose socket is sk, created (OPEN emitted) when
- * new; a connection of key on another socket is closed as replaced first.
- * NULL when the filters leave it out or a map is full. */
-static __always_inline struct conn_state *conn_get(struct conn_key *key, struct sock *sk,
-						   __u8 direction, __u8 flags, __u64 pid_tgid,
-						   bool is_new)
+/* The connection of key whose fd points to file (socket sk), created
+ * (OPEN emitted) when new; a connection of key on another file is closed
+ * as replaced first.  NULL when the filters leave it out or a map is
+ * full. */
+static __always_inline struct conn_state *conn_get(struct conn_key *key, struct file *file,
+						   struct sock *sk, __u8 direction, __u8 flags,
+						   __u64 pid_tgid, bool is_new)
 {
 	struct conn_state *st, init = {};
 	struct qtap_conn_open ev;
-	__u64 *skipped_sk;
+	__u64 *skipped_file;
 
 	st = bpf_map_lookup_elem(&conns, key);
 	if (st) {
-		if (st->sk == (__u64)sk && !is_new)
+		if (st->file == (__u64)file && !is_new)
 			return st;
 		conn_close(key, st, pid_tgid, QTAP_CLOSE_F_REPLACED);
 		bpf_map_delete_elem(&conns, key);
 	} else if (!is_new) {
-		skipped_sk = bpf_map_lookup_elem(&skipped, key);
-		if (skipped_sk && *skipped_sk == (__u64)sk)
+		skipped_file = bpf_map_lookup_elem(&skipped, key);
+		if (skipped_file && *skipped_file == (__u64)file)
 			return NULL;
 	}
 
@@ -400,7 +421,7 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 	sock_addrs(sk, &ev);
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
 	if (!conn_wanted(&ev)) {
-		__u64 v = (__u64)sk;
+		__u64 v = (__u64)file;
 
 		bpf_map_update_elem(&skipped, key, &v, BPF_ANY);
 		return NULL;
@@ -410,6 +431,7 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 
 	init.conn_id = conn_id_next();
 	init.sk = (__u64)sk;
+	init.file = (__u64)file;
 	init.seq = 1;
 	if (bpf_map_update_elem(&conns, key, &init, BPF_NOEXIST))
 		/* Another thread created it meanwhile (or the map is full). */
@@ -518,25 +540,75 @@ static __always_inline __u32 copy_payload(__u8 *buf, struct sock_args *a, __u32 
 
 /* ---- the tracepoints ----------------------------------------------------- */
 
-static __always_inline int data_enter(__u32 fd, __u64 ptr, __u64 iovcnt, __u8 op, __u8 kind,
+/* The socket (TCP) behind fd, with its file: from the connection when
+ * the fd still points to the same file, else by walking the file.  NULL
+ * for anything else, and for a socket the filters left out. */
+static __always_inline struct sock *enter_sock(struct task_struct *task, __u32 fd,
+					       struct file **ret_file)
+{
+	struct conn_key key = { .tgid = task->tgid, .fd = fd };
+	struct conn_state *st;
+	struct file *file;
+	__u64 *skipped_file;
+
+	file = fd_file(task, fd);
+	if (!file)
+		return NULL;
+	*ret_file = file;
+	st = bpf_map_lookup_elem(&conns, &key);
+	if (st) {
+		if (st->file == (__u64)file)
+			return (struct sock *)st->sk;
+	} else {
+		skipped_file = bpf_map_lookup_elem(&skipped, &key);
+		if (skipped_file && *skipped_file == (__u64)file)
+			return NULL;
+	}
+	return file_tcp_sock(file);
+}
+
+/* Stashes a socket call's arguments in the thread's storage. */
+static __always_inline int call_enter(__u32 fd, __u64 ptr, __u64 iovcnt, __u8 op, __u8 kind,
 				      __u8 dir)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct sock_args a;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *file = NULL;
+	struct sock_args *a;
 	struct sock *sk;
 
-	sk = fd_tcp_sock(fd);
-	if (!sk)
+	sk = enter_sock(task, fd, &file);
+	if (!sk) {
+		/* Nothing pending (normally there is not anyway). */
+		a = bpf_task_storage_get(&inflight, task, 0, 0);
+		if (a)
+			a->op = 0;
 		return 0;
-	a.ptr = ptr;
-	a.iovcnt = iovcnt;
-	a.sk = (__u64)sk;
-	a.fd = fd;
-	a.op = op;
-	a.kind = kind;
-	a.dir = dir;
-	bpf_map_update_elem(&inflight, &pid_tgid, &a, BPF_ANY);
+	}
+	a = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a)
+		return 0;
+	a->ptr = ptr;
+	a->iovcnt = iovcnt;
+	a->sk = (__u64)sk;
+	a->file = (__u64)file;
+	a->fd = fd;
+	a->op = op;
+	a->kind = kind;
+	a->dir = dir;
 	return 0;
+}
+
+/* Takes the stashed call of op: false when none. */
+static __always_inline bool call_take(__u8 op, struct sock_args *ret)
+{
+	struct sock_args *a;
+
+	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->op || (op == SOCK_OP_CONNECT) != (a->op == SOCK_OP_CONNECT))
+		return false;
+	*ret = *a;
+	a->op = 0;
+	return true;
 }
 
 static __always_inline int data_exit(long ret)
@@ -546,24 +618,19 @@ static __always_inline int data_exit(long ret)
 	struct qtap_conn_data *ev;
 	struct conn_state *st;
 	struct conn_key key;
-	struct sock_args *ap, a;
+	struct sock_args a;
 	__u32 cpu, len, limit, n = 0;
 	__u8 dir;
 
-	ap = bpf_map_lookup_elem(&inflight, &pid_tgid);
-	if (!ap)
-		return 0;
-	a = *ap;
-	bpf_map_delete_elem(&inflight, &pid_tgid);
-	if (ret <= 0)
+	if (!call_take(0, &a) || ret <= 0)
 		return 0;
 	dir = a.dir & 1;
 	len = ret > 0xffffffffl ? 0xffffffffu : (__u32)ret;
 
 	key.tgid = pid_tgid >> 32;
 	key.fd = a.fd;
-	st = conn_get(&key, (struct sock *)a.sk, QTAP_DIR_UNKNOWN, QTAP_CONN_F_PREEXISTING,
-		      pid_tgid, false);
+	st = conn_get(&key, (struct file *)a.file, (struct sock *)a.sk, QTAP_DIR_UNKNOWN,
+		      QTAP_CONN_F_PREEXISTING, pid_tgid, false);
 	if (!st)
 		return 0;
 
@@ -639,54 +706,54 @@ count:
 
 ENTER(read)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_READ, ARGS_BUF, QTAP_DATA_RECV);
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_READ, ARGS_BUF, QTAP_DATA_RECV);
 }
 
 ENTER(write)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_WRITE, ARGS_BUF, QTAP_DATA_SEND);
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_WRITE, ARGS_BUF, QTAP_DATA_SEND);
 }
 
 ENTER(recvfrom)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVFROM, ARGS_BUF,
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVFROM, ARGS_BUF,
 			  QTAP_DATA_RECV);
 }
 
 ENTER(sendto)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDTO, ARGS_BUF,
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDTO, ARGS_BUF,
 			  QTAP_DATA_SEND);
 }
 
 ENTER(readv)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_READV, ARGS_IOV,
+	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_READV, ARGS_IOV,
 			  QTAP_DATA_RECV);
 }
 
 ENTER(writev)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_WRITEV, ARGS_IOV,
+	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_WRITEV, ARGS_IOV,
 			  QTAP_DATA_SEND);
 }
 
 ENTER(recvmsg)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVMSG, ARGS_MSG,
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVMSG, ARGS_MSG,
 			  QTAP_DATA_RECV);
 }
 
 ENTER(sendmsg)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDMSG, ARGS_MSG,
+	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDMSG, ARGS_MSG,
 			  QTAP_DATA_SEND);
 }
 
 /* sendfile64(out_fd, in_fd, offset, count): bytes sent on out_fd. */
 ENTER(sendfile64)
 {
-	return data_enter(ctx->args[0], 0, 0, QTAP_OP_SENDFILE, ARGS_NONE, QTAP_DATA_SEND);
+	return call_enter(ctx->args[0], 0, 0, QTAP_OP_SENDFILE, ARGS_NONE, QTAP_DATA_SEND);
 }
 
 EXIT(read) { return data_exit(ctx->ret); }
@@ -701,55 +768,42 @@ EXIT(sendfile64) { return data_exit(ctx->ret); }
 
 ENTER(connect)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 fd = ctx->args[0];
-	struct sock_args a = {};
-	struct sock *sk;
-
-	sk = fd_tcp_sock(fd);
-	if (!sk)
-		return 0;
-	a.sk = (__u64)sk;
-	a.fd = fd;
-	a.kind = ARGS_NONE;
-	bpf_map_update_elem(&inflight, &pid_tgid, &a, BPF_ANY);
-	return 0;
+	return call_enter(ctx->args[0], 0, 0, SOCK_OP_CONNECT, ARGS_NONE, 0);
 }
 
 EXIT(connect)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct conn_key key;
-	struct sock_args *ap;
-	struct sock *sk;
+	struct sock_args a;
 
-	ap = bpf_map_lookup_elem(&inflight, &pid_tgid);
-	if (!ap)
+	if (!call_take(SOCK_OP_CONNECT, &a))
 		return 0;
-	key.tgid = pid_tgid >> 32;
-	key.fd = ap->fd;
-	sk = (struct sock *)ap->sk;
-	bpf_map_delete_elem(&inflight, &pid_tgid);
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
-	conn_get(&key, sk, QTAP_DIR_EGRESS, 0, pid_tgid, true);
+	key.tgid = pid_tgid >> 32;
+	key.fd = a.fd;
+	conn_get(&key, (struct file *)a.file, (struct sock *)a.sk, QTAP_DIR_EGRESS, 0,
+		 pid_tgid, true);
 	return 0;
 }
 
 static __always_inline int accept_exit(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct file *file;
 	struct conn_key key;
 	struct sock *sk;
 
 	if (ret < 0)
 		return 0;
-	sk = fd_tcp_sock(ret);
+	file = fd_file(bpf_get_current_task_btf(), ret);
+	sk = file_tcp_sock(file);
 	if (!sk)
 		return 0;
 	key.tgid = pid_tgid >> 32;
 	key.fd = ret;
-	conn_get(&key, sk, QTAP_DIR_INGRESS, 0, pid_tgid, true);
+	conn_get(&key, file, sk, QTAP_DIR_INGRESS, 0, pid_tgid, true);
 	return 0;
 }
 
