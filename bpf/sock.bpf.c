@@ -3,8 +3,10 @@
  * connect, accept, accept4, close and the data calls (read, write, readv,
  * writev, sendto, recvfrom, sendmsg, recvmsg; sendfile64 for byte counts).
  *
- * sys_enter of a data call finds the socket behind the fd (CO-RE reads of
- * the task's fd table) and stashes the arguments per thread; sys_exit turns
+ * sys_enter of a data call finds the socket behind the fd (the task's fd
+ * table; the socket walk is skipped when the fd still points to the file
+ * of a known connection) and stashes the arguments in the thread's task
+ * storage; sys_exit turns
  * a successful call into a struct qtap_conn_data with the first bytes it
  * moved.  Connections are kept in the conns hash map keyed by (tgid, fd);
  * one seen first on data (open before the agent) is learned then, with an
@@ -33,6 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define MSG_PEEK 2
 
 /* iovecs looked at for payload (readv, writev, sendmsg, recvmsg). */
 #define SOCK_IOV_MAX 8
@@ -567,6 +570,17 @@ static __always_inline struct sock *enter_sock(struct task_struct *task, __u32 f
 	return file_tcp_sock(file);
 }
 
+/* Forgets a stashed call (normally there is none). */
+static __always_inline int call_clear(void)
+{
+	struct sock_args *a;
+
+	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (a)
+		a->op = 0;
+	return 0;
+}
+
 /* Stashes a socket call's arguments in the thread's storage. */
 static __always_inline int call_enter(__u32 fd, __u64 ptr, __u64 iovcnt, __u8 op, __u8 kind,
 				      __u8 dir)
@@ -577,13 +591,8 @@ static __always_inline int call_enter(__u32 fd, __u64 ptr, __u64 iovcnt, __u8 op
 	struct sock *sk;
 
 	sk = enter_sock(task, fd, &file);
-	if (!sk) {
-		/* Nothing pending (normally there is not anyway). */
-		a = bpf_task_storage_get(&inflight, task, 0, 0);
-		if (a)
-			a->op = 0;
-		return 0;
-	}
+	if (!sk)
+		return call_clear();
 	a = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!a)
 		return 0;
@@ -714,8 +723,12 @@ ENTER(write)
 	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_WRITE, ARGS_BUF, QTAP_DATA_SEND);
 }
 
+/* recvfrom(fd, buf, len, flags, ...): a MSG_PEEK read leaves the bytes
+ * queued; they are counted when read for real. */
 ENTER(recvfrom)
 {
+	if (ctx->args[3] & MSG_PEEK)
+		return call_clear();
 	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVFROM, ARGS_BUF,
 			  QTAP_DATA_RECV);
 }
@@ -740,6 +753,8 @@ ENTER(writev)
 
 ENTER(recvmsg)
 {
+	if (ctx->args[2] & MSG_PEEK)
+		return call_clear();
 	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVMSG, ARGS_MSG,
 			  QTAP_DATA_RECV);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -106,8 +107,9 @@ static void record_sock(const void *data, size_t size, void *ctx)
 		e.dflags = d->flags;
 		e.len = d->len;
 		e.captured = d->captured;
+		/* The reader checked it: count it as bad here if not. */
 		if (sizeof(*d) + d->captured > size)
-			r->bad++;
+			e.type = 0;
 		memcpy(e.payload, d->payload, d->captured < PAYLOAD_KEEP ? d->captured : PAYLOAD_KEEP);
 	} else if (hdr->type == QTAP_EVENT_CONN_CLOSE) {
 		const struct qtap_conn_close *c = data;
@@ -122,6 +124,8 @@ static void record_sock(const void *data, size_t size, void *ctx)
 		e.data_events = c->data_events;
 	}
 	pthread_mutex_lock(&r->lock);
+	if (!e.type)
+		r->bad++;
 	if (r->n == r->cap) {
 		size_t ncap = r->cap ? r->cap * 2 : 1024;
 		struct rec_event *nev = realloc(r->ev, ncap * sizeof(*nev));
@@ -1033,6 +1037,52 @@ START_TEST(test_payload_classes)
 }
 END_TEST
 
+/* sendfile() counts bytes without payload; MSG_PEEK reads count nothing;
+ * accept4() opens the ingress side. */
+START_TEST(test_sendfile_peek_accept4)
+{
+	char path[] = "/tmp/qtap-sendfile-XXXXXX", buf[10000];
+	struct capture *cap;
+	struct endpoint srv;
+	uint16_t cport;
+	off_t off = 0;
+	int lfd, cfd, sfd, file;
+	size_t n;
+
+	memset(buf, 'f', sizeof(buf));
+	file = mkstemp(path);
+	ck_assert_int_ge(file, 0);
+	unlink(path);
+	ck_assert_int_eq(write(file, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	cap = start_text(CONF_ALL);
+	lfd = tcp_listen(AF_INET, &srv);
+	cfd = tcp_connect(&srv, &cport);
+	sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(sfd, 0);
+	ck_assert_int_eq(sendfile(sfd, file, &off, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(recv(cfd, buf, 10, MSG_PEEK | MSG_WAITALL), 10);
+	read_exact(cfd, buf, sizeof(buf));
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	close(file);
+
+	n = wait_closed(getpid(), sfd, srv.port, cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[1].op, QTAP_OP_SENDFILE);
+	ck_assert_uint_eq(evs[1].len, sizeof(buf));
+	ck_assert_uint_eq(evs[1].captured, 0);
+	ck_assert_uint_eq(evs[1].dflags, QTAP_DATA_F_NO_PAYLOAD);
+	ck_assert_uint_eq(evs[2].bytes_sent, sizeof(buf));
+	n = wait_closed(getpid(), cfd, cport, srv.port, evs, MAXEV);
+	ck_assert_uint_ge(n, 3);
+	ck_assert_uint_eq(evs[1].op, QTAP_OP_READ);
+	ck_assert_uint_eq(evs[n - 1].bytes_recv, sizeof(buf));
+	finish(&cap);
+}
+END_TEST
+
 /* ---- filter decisions ------------------------------------------------- */
 
 static unsigned decide(const struct qtap_conf *c, uint32_t tgid, const char *exe,
@@ -1146,6 +1196,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_large_write);
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
+	tcase_add_test(tc, test_sendfile_peek_accept4);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("filter");
