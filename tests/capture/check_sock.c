@@ -224,7 +224,9 @@ static size_t count_port(uint16_t port)
 	return n;
 }
 
-/* Waits until the connection's CLOSE arrived; its events in out. */
+/* Waits until the connection's CLOSE and every event numbered before it
+ * arrived (events of one connection come through several CPUs' rings, in
+ * any order); its events in out. */
 static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
 			  struct rec_event *out, size_t max)
 {
@@ -233,11 +235,18 @@ static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 
 	for (waited = 0; waited < 3000; waited += 10) {
 		n = conn_events(tgid, fd, lport, rport, out, max);
-		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE)
+		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE && out[n - 1].seq + 1 == n)
 			return n;
 		sleep_ms(10);
 	}
 	return n;
+}
+
+/* Before asserting that something did not come: long enough for every
+ * reader to have drained its rings (they poll every 10 ms). */
+static void settle(void)
+{
+	sleep_ms(200);
 }
 
 /* ---- capture -------------------------------------------------------- */
@@ -693,6 +702,7 @@ START_TEST(test_ignore_loopback)
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	ck_assert_uint_ge(n, 2);
 	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	settle();
 	ck_assert_uint_eq(count_port(q.srv.port), 0);
 	ck_assert_uint_eq(count_port(q.cport), 0);
 	n2 = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
@@ -719,6 +729,7 @@ START_TEST(test_direction_egress)
 	close(p.lfd);
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
+	settle();
 	ck_assert_uint_eq(conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV), 0);
 	ck_assert_uint_eq(count_tgid(getpid()), n);
 	finish(&cap);
@@ -746,6 +757,7 @@ START_TEST(test_direction_internal_external)
 	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
 	conf_free(&conf);
 	conf = next;
+	settle();
 	ck_assert_uint_eq(count_tgid(getpid()), 0);
 	pair_open(AF_INET, &p);
 	exchange(&p, &client, &server);
@@ -811,6 +823,7 @@ START_TEST(test_tgid_ignored)
 	ck_assert_uint_ge(n, 3);
 	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
 	ck_assert_uint_eq(evs[n - 1].bytes_recv, 5);
+	settle();
 	ck_assert_uint_eq(count_tgid(child), 0);
 	finish(&cap);
 }
@@ -1164,6 +1177,7 @@ START_TEST(test_allow_list)
 	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
 	conf_free(&conf);
 	conf = next;
+	settle();
 	ck_assert_uint_eq(count_tgid(getpid()), 0);
 	pair_open(AF_INET, &p);
 	exchange(&p, &client, &server);
