@@ -6,16 +6,16 @@
  * sys_enter of a data call finds the socket behind the fd (the task's fd
  * table; the socket walk is skipped when the fd still points to the file
  * of a known connection) and stashes the arguments in the thread's task
- * storage; sys_exit turns
- * a successful call into a struct qtap_conn_data with the first bytes it
- * moved.  Connections are kept in the conns hash map keyed by (tgid, fd);
+ * storage; sys_exit turns a successful call into a struct qtap_conn_data
+ * with the first bytes it moved.  Connections are kept in the conns hash map keyed by (tgid, fd);
  * one seen first on data (open before the agent) is learned then, with an
  * OPEN of unknown direction.  Filters (sock_config, tgid_filter) are
  * applied once, when a connection is created; connections they leave out
  * are remembered in the skipped LRU map so later calls cost one lookup.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
- * filled by the agent before attach).  Data events are built in a per-CPU
+ * filled by the agent before attach); a reader is woken only once its ring
+ * holds wakeup_bytes (see src/capture/sock.c for the measurements).  Data events are built in a per-CPU
  * scratch slot and written with bpf_ringbuf_output() at their exact size
  * (header + captured bytes): bpf_ringbuf_reserve() needs a constant size,
  * and reserving the 16 KiB maximum for every event would fill the ring
@@ -42,7 +42,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Events of a connection whose first bytes were too few to classify
  * before it is taken as "other". */
 #define SOCK_UNKNOWN_EVENTS_MAX 4
-/* Threads inside a traced socket call at once. */
+/* Processes with a filter entry; sockets remembered as left out. */
 #define SOCK_TGID_FILTER_MAX 65536
 #define SOCK_SKIPPED_MAX 16384
 
