@@ -11,7 +11,8 @@
  * one seen first on data (open before the agent) is learned then, with an
  * OPEN of unknown direction.  Filters (sock_config, tgid_filter) are
  * applied once, when a connection is created; connections they leave out
- * are remembered in the skipped LRU map so later calls cost one lookup.
+ * are remembered in the skipped LRU map so later calls cost two lookups,
+ * and decided again if the process's filter entry changes.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
@@ -78,6 +79,17 @@ struct conn_state {
 	__u8 class;		/* CLASS_* */
 	__u8 seen[2];		/* a data event went out in this direction */
 	__u8 unknown_events;
+};
+
+/* A socket the filters left out, under the process's filter entry then:
+ * decided again when the fd points to another file or the entry changed
+ * (a process marked just after its exec, a reload), with the direction it
+ * was created with. */
+struct skip_state {
+	__u64 file;
+	__u32 action;		/* tgid_filter value then, 0 for none */
+	__u8 direction;		/* QTAP_DIR_* */
+	__u8 pad[3];
 };
 
 /* A socket call between sys_enter and sys_exit, in the thread's task
@@ -156,13 +168,12 @@ struct {
 	__type(value, struct conn_state);
 } conns SEC(".maps");
 
-/* Sockets the filters left out (key -> sk): decided again when the fd
- * points to another socket; an evicted entry is just decided again. */
+/* Sockets the filters left out; an evicted entry is just decided again. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SOCK_SKIPPED_MAX);
 	__type(key, struct conn_key);
-	__type(value, __u64);
+	__type(value, struct skip_state);
 } skipped SEC(".maps");
 
 struct {
@@ -328,19 +339,27 @@ static __always_inline bool addr_internal(const struct qtap_conn_open *ev)
 	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
 }
 
-/* Whether a new connection described by ev is traced. */
-static __always_inline bool conn_wanted(const struct qtap_conn_open *ev)
+static __always_inline __u32 tgid_action(__u32 tgid)
+{
+	__u32 *action = bpf_map_lookup_elem(&tgid_filter, &tgid);
+
+	return action ? *action : 0;
+}
+
+/* Whether a new connection described by ev is traced; *ret_action gets
+ * the process's filter entry. */
+static __always_inline bool conn_wanted(const struct qtap_conn_open *ev, __u32 *ret_action)
 {
 	struct qtap_sock_config *cfg;
-	__u32 key = 0, *action;
+	__u32 key = 0, action;
 
+	action = *ret_action = tgid_action(ev->tgid);
 	cfg = bpf_map_lookup_elem(&sock_config, &key);
 	if (!cfg)
 		return false;
-	action = bpf_map_lookup_elem(&tgid_filter, &ev->tgid);
-	if (action && *action == QTAP_TGID_IGNORE)
+	if (action == QTAP_TGID_IGNORE)
 		return false;
-	if (cfg->allow_list && (!action || *action != QTAP_TGID_ALLOW))
+	if (cfg->allow_list && action != QTAP_TGID_ALLOW)
 		return false;
 	if (cfg->ignore_loopback && addr_loopback(ev))
 		return false;
@@ -399,7 +418,8 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 {
 	struct conn_state *st, init = {};
 	struct qtap_conn_open ev;
-	__u64 *skipped_file;
+	struct skip_state *skip;
+	__u32 action;
 
 	st = bpf_map_lookup_elem(&conns, key);
 	if (st) {
@@ -408,9 +428,14 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 		conn_close(key, st, pid_tgid, QTAP_CLOSE_F_REPLACED);
 		bpf_map_delete_elem(&conns, key);
 	} else if (!is_new) {
-		skipped_file = bpf_map_lookup_elem(&skipped, key);
-		if (skipped_file && *skipped_file == (__u64)file)
-			return NULL;
+		skip = bpf_map_lookup_elem(&skipped, key);
+		if (skip && skip->file == (__u64)file) {
+			if (skip->action == tgid_action(key->tgid))
+				return NULL;
+			/* Decided again: it keeps the direction it was
+			 * created with. */
+			direction = skip->direction;
+		}
 	}
 
 	header_fill(&ev.hdr, QTAP_EVENT_CONN_OPEN);
@@ -423,8 +448,10 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 	ev.pad = 0;
 	sock_addrs(sk, &ev);
 	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
-	if (!conn_wanted(&ev)) {
-		__u64 v = (__u64)file;
+	if (!conn_wanted(&ev, &action)) {
+		struct skip_state v = {
+			.file = (__u64)file, .action = action, .direction = direction,
+		};
 
 		bpf_map_update_elem(&skipped, key, &v, BPF_ANY);
 		return NULL;
@@ -550,9 +577,9 @@ static __always_inline struct sock *enter_sock(struct task_struct *task, __u32 f
 					       struct file **ret_file)
 {
 	struct conn_key key = { .tgid = task->tgid, .fd = fd };
+	struct skip_state *skip;
 	struct conn_state *st;
 	struct file *file;
-	__u64 *skipped_file;
 
 	file = fd_file(task, fd);
 	if (!file)
@@ -563,8 +590,8 @@ static __always_inline struct sock *enter_sock(struct task_struct *task, __u32 f
 		if (st->file == (__u64)file)
 			return (struct sock *)st->sk;
 	} else {
-		skipped_file = bpf_map_lookup_elem(&skipped, &key);
-		if (skipped_file && *skipped_file == (__u64)file)
+		skip = bpf_map_lookup_elem(&skipped, &key);
+		if (skip && skip->file == (__u64)file && skip->action == tgid_action(key.tgid))
 			return NULL;
 	}
 	return file_tcp_sock(file);

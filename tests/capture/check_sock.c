@@ -1148,14 +1148,15 @@ START_TEST(test_filter_decide)
 END_TEST
 
 /* Allow-list mode in the kernel: this process is not on the list, so its
- * connections are not traced; after a reload that lists it, they are. */
+ * connections are not traced; after a reload that lists it, they are, new
+ * ones and those it had left out. */
 START_TEST(test_allow_list)
 {
-	struct side client = { 0 }, server = { 0 };
+	struct side client = { 0 }, server = { 0 }, rclient, rserver;
 	char exe[4096], text[8192];
 	struct qtap_conf *next;
 	struct capture *cap;
-	struct pair p;
+	struct pair p, r;
 	ssize_t len;
 	size_t n;
 
@@ -1170,6 +1171,9 @@ START_TEST(test_allow_list)
 	close(p.cfd);
 	close(p.sfd);
 	close(p.lfd);
+	/* Left out now; seen once the process is on the list. */
+	pair_open(AF_INET, &r);
+	exchange(&r, &client, &server);
 	snprintf(text, sizeof(text), "tap = { ignore_loopback = false; filters = { groups = []; "
 		 "custom = ( { exe = \"%s\"; "
 		 "strategy = \"exact\"; only = true; } ); }; };", exe);
@@ -1187,6 +1191,21 @@ START_TEST(test_allow_list)
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	ck_assert_uint_ge(n, 3);
 	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+
+	/* The earlier connection: learned on its next data, with the
+	 * direction it was opened with, and only the later bytes. */
+	memset(&rclient, 0, sizeof(rclient));
+	memset(&rserver, 0, sizeof(rserver));
+	exchange(&r, &rclient, &rserver);
+	close(r.cfd);
+	close(r.sfd);
+	close(r.lfd);
+	n = wait_closed(getpid(), r.cfd, r.cport, r.srv.port, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_EGRESS, &r.srv, r.cport, r.srv.port, &rclient,
+		   QTAP_CONN_F_PREEXISTING);
+	n = wait_closed(getpid(), r.sfd, r.srv.port, r.cport, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &r.srv, r.srv.port, r.cport, &rserver,
+		   QTAP_CONN_F_PREEXISTING);
 	finish(&cap);
 }
 END_TEST
