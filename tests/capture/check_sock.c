@@ -73,12 +73,29 @@ struct recorder {
 
 static struct recorder rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* While set, the reader that hands over an event waits (a full ring). */
+static pthread_mutex_t stall_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stall_cond = PTHREAD_COND_INITIALIZER;
+static bool stall;
+
+static void stall_set(bool on)
+{
+	pthread_mutex_lock(&stall_lock);
+	stall = on;
+	pthread_cond_broadcast(&stall_cond);
+	pthread_mutex_unlock(&stall_lock);
+}
+
 static void record_sock(const void *data, size_t size, void *ctx)
 {
 	const struct qtap_event_header *hdr = data;
 	struct recorder *r = ctx;
 	struct rec_event e;
 
+	pthread_mutex_lock(&stall_lock);
+	while (stall)
+		pthread_cond_wait(&stall_cond, &stall_lock);
+	pthread_mutex_unlock(&stall_lock);
 	memset(&e, 0, sizeof(e));
 	e.type = hdr->type;
 	if (hdr->type == QTAP_EVENT_CONN_OPEN) {
@@ -1096,6 +1113,66 @@ START_TEST(test_sendfile_peek_accept4)
 }
 END_TEST
 
+/* A full ring: the events that did not fit are counted per CPU, their
+ * sequence numbers are missing, and the CLOSE still has the totals. */
+START_TEST(test_ring_full)
+{
+	static char msg[1000];
+	struct capture *cap;
+	struct drain_arg d;
+	pthread_t thread;
+	struct pair p;
+	uint64_t seen = 0, prev = 0;
+	size_t n = 0, i;
+	int waited;
+	double lost;
+
+	memset(msg, 'm', sizeof(msg));
+	memcpy(msg, "PUT /x HTTP/1.1\r\n", 17);
+	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; }; };\n"
+			 "capture = { readers = 1; ring_buffer_kb = 64; };");
+	pair_open(AF_INET, &p);
+	for (waited = 0; waited < 3000 && !conn_events(getpid(), p.cfd, p.cport, p.srv.port,
+							 evs, MAXEV); waited += 10)
+		sleep_ms(10);
+	d = (struct drain_arg){ p.sfd, 500 * sizeof(msg), 0 };
+	ck_assert_int_eq(pthread_create(&thread, NULL, drain_main, &d), 0);
+	/* The reader stops at the first event, so the 64 KiB rings fill. */
+	stall_set(true);
+	for (i = 0; i < 500; i++)
+		ck_assert_int_eq(write(p.cfd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	pthread_join(thread, NULL);
+	ck_assert_uint_eq(d.got, 500 * sizeof(msg));
+	stall_set(false);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+
+	for (waited = 0; waited < 3000; waited += 10) {
+		n = conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		if (n && evs[n - 1].type == QTAP_EVENT_CONN_CLOSE)
+			break;
+		sleep_ms(10);
+	}
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[n - 1].data_events, 500);
+	ck_assert_uint_eq(evs[n - 1].seq, 501);
+	ck_assert_uint_eq(evs[n - 1].bytes_sent, 500 * sizeof(msg));
+	for (i = 1; i + 1 < n; i++) {
+		ck_assert_uint_gt(evs[i].seq, prev);	/* each number once */
+		ck_assert_uint_eq(evs[i].len, sizeof(msg));
+		prev = evs[i].seq;
+		seen++;
+	}
+	ck_assert_msg(seen < 500, "all %u data events fit in the rings", (unsigned)seen);
+	lost = system_sum("qtap_system_events_lost_total", NULL, NULL);
+	ck_assert_msg(lost >= 500 - seen, "events lost %g, missing here %u", lost,
+		      (unsigned)(500 - seen));
+	finish(&cap);
+}
+END_TEST
+
 /* ---- filter decisions ------------------------------------------------- */
 
 static unsigned decide(const struct qtap_conf *c, uint32_t tgid, const char *exe,
@@ -1230,6 +1307,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_sendfile_peek_accept4);
+	tcase_add_test(tc, test_ring_full);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("filter");
