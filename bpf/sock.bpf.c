@@ -202,8 +202,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SOCK_TGID_FILTER_MAX);
 	__type(key, __u32);
-	__type(value, __u32);	/* QTAP_TGID_* */
+	__type(value, struct qtap_tgid_filter);
 } tgid_filter SEC(".maps");
+
+/* tgid -> exec generation (see struct qtap_tgid_filter); absent is 0.
+ * Written here at exec and fork, deleted by the agent at exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCK_TGID_FILTER_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} exec_gen SEC(".maps");
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -339,11 +348,55 @@ static __always_inline bool addr_internal(const struct qtap_conn_open *ev)
 	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
 }
 
+static __always_inline __u32 tgid_gen(__u32 tgid)
+{
+	__u32 *gen = bpf_map_lookup_elem(&exec_gen, &tgid);
+
+	return gen ? *gen : 0;
+}
+
+/* The process's filter entry if it holds for the image it runs, else 0
+ * (undecided). */
 static __always_inline __u32 tgid_action(__u32 tgid)
 {
-	__u32 *action = bpf_map_lookup_elem(&tgid_filter, &tgid);
+	struct qtap_tgid_filter *f = bpf_map_lookup_elem(&tgid_filter, &tgid);
 
-	return action ? *action : 0;
+	if (!f || f->gen != tgid_gen(tgid))
+		return 0;
+	return f->action;
+}
+
+/* A new image: every decision taken for the old one is stale. */
+SEC("tracepoint/sched/sched_process_exec")
+int sock_exec(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, gen = tgid_gen(tgid) + 1;
+
+	bpf_map_update_elem(&exec_gen, &tgid, &gen, BPF_ANY);
+	return 0;
+}
+
+/* A new process runs its parent's image: it inherits the parent's valid
+ * decision at once, before the agent hears of the fork. */
+SEC("raw_tp/sched_process_fork")
+int sock_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	struct qtap_tgid_filter f = { 0 };
+	__u32 ptgid, ctgid, zero = 0;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;	/* a thread */
+	ptgid = BPF_CORE_READ(parent, tgid);
+	ctgid = BPF_CORE_READ(child, tgid);
+	f.action = tgid_action(ptgid);
+	bpf_map_update_elem(&exec_gen, &ctgid, &zero, BPF_ANY);
+	if (f.action)
+		bpf_map_update_elem(&tgid_filter, &ctgid, &f, BPF_ANY);
+	else
+		bpf_map_delete_elem(&tgid_filter, &ctgid);
+	return 0;
 }
 
 /* Whether a new connection described by ev is traced; *ret_action gets
@@ -358,8 +411,6 @@ static __always_inline bool conn_wanted(const struct qtap_conn_open *ev, __u32 *
 	if (!cfg)
 		return false;
 	if (action == QTAP_TGID_IGNORE)
-		return false;
-	if (cfg->allow_list && action != QTAP_TGID_ALLOW)
 		return false;
 	if (cfg->ignore_loopback && addr_loopback(ev))
 		return false;
@@ -458,6 +509,8 @@ static __always_inline struct conn_state *conn_get(struct conn_key *key, struct 
 	}
 	if (is_new)
 		bpf_map_delete_elem(&skipped, key);
+	if (action != QTAP_TGID_ALLOW)
+		ev.flags |= QTAP_CONN_F_UNDECIDED;
 
 	init.conn_id = conn_id_next();
 	init.sk = (__u64)sk;

@@ -31,6 +31,10 @@
 
 /* qtap_conn_open.flags */
 #define QTAP_CONN_F_PREEXISTING (1u << 0)	/* learned on its first data */
+/* The process had no tgid_filter entry yet (it was just forked or exec'd
+ * and the agent has not classified it): the connection is traced and user
+ * space decides, so that nothing of an allowed process is missed. */
+#define QTAP_CONN_F_UNDECIDED (1u << 1)
 
 /* qtap_conn_data.dir */
 #define QTAP_DATA_SEND 0
@@ -117,13 +121,26 @@ struct qtap_conn_close {
 struct qtap_sock_config {
 	__u32 direction;	/* QTAP_CFG_DIR_* */
 	__u32 ignore_loopback;	/* 1: connections to 127/8 and ::1 are ignored */
-	__u32 allow_list;	/* 1: only tgids marked QTAP_TGID_ALLOW are traced */
+	__u32 reserved;		/* 0 */
 	__u32 pad;
 };
 
 /* Values of the tgid_filter hash map (tgid -> action), written by the
- * agent from the process table and the configuration's filters. */
+ * agent from the process table and the configuration's filters: every
+ * process it has classified has one (allow-list or not), so a missing
+ * entry means "not classified yet" (see QTAP_CONN_F_UNDECIDED). */
 #define QTAP_TGID_IGNORE 1
 #define QTAP_TGID_ALLOW 2
+
+/* A tgid_filter entry holds for the image the process ran when it was
+ * decided: gen is the process's exec generation then (the exec_gen map,
+ * which the kernel bumps at every exec).  An entry whose gen is not the
+ * current one is stale, i.e. undecided, so a decision that races with an
+ * exec can never apply to the new image.  At fork the kernel copies the
+ * parent's valid entry to the child itself. */
+struct qtap_tgid_filter {
+	__u32 action;		/* QTAP_TGID_* */
+	__u32 gen;
+};
 
 #endif

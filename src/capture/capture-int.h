@@ -94,6 +94,7 @@ struct capture {
 	bool bad_event_logged;
 	bool put_failed_logged;
 	bool filter_failed_logged;
+	struct capture_proc_info filter_scratch; /* filter_proc_apply() */
 
 	/* Scrape thread only (capture_collect). */
 	struct metric_series **prog_runs;	/* [nprogs] */
@@ -131,6 +132,11 @@ void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd);
 
 /* The tgid_filter value for a process: QTAP_TGID_IGNORE, QTAP_TGID_ALLOW,
  * or 0 (no entry).  conf NULL means the defaults (groups = qpoint). */
+/* pipeline_conn_wanted_fn (ctx: the capture): the same decision, for a
+ * connection the kernel marked undecided, with the running configuration
+ * and the image the process runs now (/proc/PID/exe; exe when the process
+ * is gone).  Worker threads. */
+bool filter_conn_wanted(void *ctx, uint32_t tgid, const char *exe, const char *comm);
 unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
 		       const struct capture_proc_info *info);
 /* The exe (or, without one, the comm) belongs to a group: the

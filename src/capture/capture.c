@@ -436,8 +436,13 @@ static int capture_bpf_load(struct capture *cap)
 	err = filter_config_write(cap, cap->conf);
 	if (err)
 		return err;
-	if (filter_decide(cap->conf, cap->self_tgid, &self)) {
-		__u32 key = cap->self_tgid, value = QTAP_TGID_IGNORE;
+	{
+		/* Before attach, so the agent's own calls are decided from the
+		 * first one; its exec generation is 0 (no exec seen). */
+		struct qtap_tgid_filter value = {
+			.action = filter_decide(cap->conf, cap->self_tgid, &self),
+		};
+		__u32 key = cap->self_tgid;
 
 		err = bpf_map__update_elem(cap->sock->maps.tgid_filter, &key, sizeof(key),
 					   &value, sizeof(value), BPF_ANY);
@@ -486,6 +491,7 @@ static int capture_pipeline_new(struct capture *cap)
 		.store = cap->store,
 		.proc_lookup = capture_pipeline_lookup,
 		.conn_forget = sock_conn_forget,
+		.conn_wanted = filter_conn_wanted,
 		.ctx = cap,
 		.trace = cap->trace,
 	};

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <urcu.h>
 
 #include "sock.h"
 #include "sock.skel.h"
@@ -65,31 +67,46 @@ unsigned filter_group_of(const char *exe, const char *comm)
 	return 0;
 }
 
-static bool conf_allow_list(const struct qtap_conf *conf)
-{
-	size_t i;
-
-	for (i = 0; conf && i < conf->tap.n_filters; i++)
-		if (conf->tap.filters[i].only)
-			return true;
-	return false;
-}
-
 unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
 		       const struct capture_proc_info *info)
 {
 	unsigned groups = conf ? conf->tap.filter_groups : CONF_GROUP_QPOINT;
 
+	/* Always an explicit answer: a process without an entry is one not
+	 * classified yet, whose connections the kernel marks undecided. */
 	if ((groups & CONF_GROUP_QPOINT) && info->tgid == self_tgid)
 		return QTAP_TGID_IGNORE;
 	if (groups & filter_group_of(info->exe, info->comm))
 		return QTAP_TGID_IGNORE;
-	if (!conf)
-		return 0;
-	if (conf_allow_list(conf))
-		/* Not in the map: not traced. */
-		return conf_exe_filtered(conf, info->exe) ? 0 : QTAP_TGID_ALLOW;
-	return conf_exe_filtered(conf, info->exe) ? QTAP_TGID_IGNORE : 0;
+	if (conf && conf_exe_filtered(conf, info->exe))
+		return QTAP_TGID_IGNORE;
+	return QTAP_TGID_ALLOW;
+}
+
+bool filter_conn_wanted(void *ctx, uint32_t tgid, const char *exe, const char *comm)
+{
+	/* Per worker thread: an exe path is too large for a worker's stack. */
+	static __thread struct capture_proc_info info;
+	struct capture *cap = ctx;
+	unsigned action;
+	char path[32];
+	ssize_t n;
+
+	memset(&info, 0, offsetof(struct capture_proc_info, exe));
+	info.tgid = tgid;
+	snprintf(info.comm, sizeof(info.comm), "%s", comm ? comm : "");
+	/* The image the process runs now: the process table may still hold
+	 * the one it forked from, its exec not yet processed. */
+	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
+	n = readlink(path, info.exe, sizeof(info.exe) - 1);
+	if (n > 0)
+		info.exe[n] = '\0';
+	else
+		snprintf(info.exe, sizeof(info.exe), "%s", exe ? exe : "");
+	rcu_read_lock();
+	action = filter_decide(conf_current(), cap->self_tgid, &info);
+	rcu_read_unlock();
+	return action != QTAP_TGID_IGNORE;
 }
 
 int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
@@ -117,7 +134,6 @@ int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
 			break;
 		}
 		cfg.ignore_loopback = conf->tap.ignore_loopback;
-		cfg.allow_list = conf_allow_list(conf);
 	}
 	err = bpf_map__update_elem(cap->sock->maps.sock_config, &key, sizeof(key), &cfg,
 				   sizeof(cfg), BPF_ANY);
@@ -126,9 +142,10 @@ int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
 	return err;
 }
 
-static int filter_write(struct capture *cap, uint32_t tgid, unsigned action)
+static int filter_write(struct capture *cap, uint32_t tgid, unsigned action, uint32_t gen)
 {
-	__u32 key = tgid, value = action;
+	struct qtap_tgid_filter value = { .action = action, .gen = gen };
+	__u32 key = tgid;
 	int err;
 
 	if (action)
@@ -138,15 +155,45 @@ static int filter_write(struct capture *cap, uint32_t tgid, unsigned action)
 	return err == -ENOENT ? 0 : err;
 }
 
+/* The process's exec generation as the kernel has it now (0: none). */
+static uint32_t filter_gen(struct capture *cap, uint32_t tgid)
+{
+	__u32 key = tgid, gen = 0;
+
+	if (bpf_map__lookup_elem(cap->sock->maps.exec_gen, &key, sizeof(key), &gen,
+				 sizeof(gen), 0))
+		return 0;
+	return gen;
+}
+
 int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info)
 {
-	return filter_write(cap, info->tgid, filter_decide(cap->conf, cap->self_tgid, info));
+	/* The generation first, the image after: should the process exec
+	 * in between, the entry is written for a generation that is already
+	 * past, and the kernel takes it as undecided. */
+	uint32_t gen = filter_gen(cap, info->tgid);
+	struct capture_proc_info *now = &cap->filter_scratch;
+	char path[32];
+	ssize_t n;
+
+	*now = *info;
+	snprintf(path, sizeof(path), "/proc/%u/exe", info->tgid);
+	n = readlink(path, now->exe, sizeof(now->exe) - 1);
+	if (n > 0)
+		now->exe[n] = '\0';
+	else
+		memcpy(now->exe, info->exe, sizeof(now->exe));
+	return filter_write(cap, info->tgid, filter_decide(cap->conf, cap->self_tgid, now), gen);
 }
 
 void filter_proc_forget(struct capture *cap, uint32_t tgid)
 {
-	if (tgid != cap->self_tgid)
-		filter_write(cap, tgid, 0);
+	__u32 key = tgid;
+
+	if (tgid == cap->self_tgid)
+		return;
+	filter_write(cap, tgid, 0, 0);
+	bpf_map__delete_elem(cap->sock->maps.exec_gen, &key, sizeof(key), 0);
 }
 
 static int apply_one(const struct capture_proc_info *info, void *ctx)

@@ -82,6 +82,7 @@ struct conn_tracker_opts {
 	uint64_t idle_timeout_ns;	/* 0: 300 s */
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
+	pipeline_conn_wanted_fn conn_wanted;
 	void *ctx;
 	const struct capture_trace *trace;
 	/* Where /proc/net/tcp{,6} are looked for (tests); NULL: "/proc". */

@@ -98,6 +98,13 @@ typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid,
  * still hold (process exited, idle timeout), so its kernel entry can be
  * dropped.  Worker threads. */
 typedef void (*pipeline_conn_forget_fn)(void *ctx, uint32_t tgid, uint32_t fd);
+/* Whether connections of this process are traced, for the connections the
+ * kernel could not decide (the process was not classified yet, or the
+ * connection was open before the agent).  exe is NULL when the process
+ * table does not know it yet.  Worker threads, inside no RCU read-side
+ * section. */
+typedef bool (*pipeline_conn_wanted_fn)(void *ctx, uint32_t tgid, const char *exe,
+					const char *comm);
 
 struct pipeline_opts {
 	unsigned n_producers;		/* capture readers, >= 1 */
@@ -108,7 +115,8 @@ struct pipeline_opts {
 	struct metrics_store *store;
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
-	void *ctx;			/* for the two callbacks */
+	pipeline_conn_wanted_fn conn_wanted;	/* NULL: every connection is */
+	void *ctx;			/* for the callbacks */
 	const struct capture_trace *trace; /* --bpf-trace, or NULL */
 };
 

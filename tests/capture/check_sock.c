@@ -1199,26 +1199,27 @@ START_TEST(test_filter_decide)
 	ck_assert_uint_eq(filter_group_of("/usr/sbin/nginx", "nginx"), 0);
 	ck_assert_uint_eq(filter_group_of("/usr/bin/runcx", "runcx"), 0);
 
-	/* Defaults: only the agent. */
+	/* Every decision is explicit (no entry means "not classified yet").
+	 * Defaults: only the agent is left out. */
 	ck_assert_uint_eq(decide(NULL, 100, "/usr/sbin/qtap", "qtap"), QTAP_TGID_IGNORE);
-	ck_assert_uint_eq(decide(NULL, 101, "/usr/bin/curl", "curl"), 0);
+	ck_assert_uint_eq(decide(NULL, 101, "/usr/bin/curl", "curl"), QTAP_TGID_ALLOW);
 
 	c = conf_of("tap = { filters = { groups = [ \"qpoint\", \"container-runtimes\" ]; "
 		    "custom = ( { exe = \"/usr/bin/ssh\"; strategy = \"exact\"; } ); }; };");
 	ck_assert_uint_eq(decide(c, 100, "", ""), QTAP_TGID_IGNORE);
 	ck_assert_uint_eq(decide(c, 7, "/usr/bin/dockerd", "dockerd"), QTAP_TGID_IGNORE);
-	ck_assert_uint_eq(decide(c, 7, "/usr/bin/kubelet", "kubelet"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/kubelet", "kubelet"), QTAP_TGID_ALLOW);
 	ck_assert_uint_eq(decide(c, 7, "/usr/bin/ssh", "ssh"), QTAP_TGID_IGNORE);
-	ck_assert_uint_eq(decide(c, 7, "/usr/bin/curl", "curl"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/curl", "curl"), QTAP_TGID_ALLOW);
 	conf_free(&c);
 
 	/* Allow-list mode. */
 	c = conf_of("tap = { filters = { groups = [ \"kubernetes\" ]; custom = ( "
 		    "{ exe = \"/usr/bin/curl\"; strategy = \"exact\"; only = true; }, "
 		    "{ exe = \"kube\"; strategy = \"contains\"; only = true; } ); }; };");
-	ck_assert_uint_eq(decide(c, 100, "/usr/sbin/qtap", "qtap"), 0);
+	ck_assert_uint_eq(decide(c, 100, "/usr/sbin/qtap", "qtap"), QTAP_TGID_IGNORE);
 	ck_assert_uint_eq(decide(c, 7, "/usr/bin/curl", "curl"), QTAP_TGID_ALLOW);
-	ck_assert_uint_eq(decide(c, 7, "/usr/bin/wget", "wget"), 0);
+	ck_assert_uint_eq(decide(c, 7, "/usr/bin/wget", "wget"), QTAP_TGID_IGNORE);
 	ck_assert_uint_eq(decide(c, 7, "/usr/bin/kubelet", "kubelet"), QTAP_TGID_IGNORE);
 	conf_free(&c);
 }
