@@ -59,6 +59,9 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 #define PEER_BUCKETS 4096
 #define PEER_MAX 16384
 #define IDLE_SCAN_NS NS_PER_S
+/* How long the connections of an exited process wait for their own close,
+ * which the socket readers may still hold (they drain every few ms). */
+#define EXIT_GRACE_NS NS_PER_S
 
 #define INITIAL_BUCKETS 1024
 
@@ -115,6 +118,9 @@ struct conn {
 	uint64_t open_ns, last_ns;	/* CLOCK_MONOTONIC */
 	uint64_t bytes_sent, bytes_recv, data_events;
 	uint64_t wait_since;		/* earliest arrival among pending */
+	uint64_t exit_at;		/* when its process's exit was heard (now_ns),
+					 * 0 while it runs */
+	uint64_t exit_ts;		/* that exit's kernel timestamp */
 	uint32_t tgid, pid, fd;
 	uint16_t family, lport, rport;
 	uint8_t direction;		/* QTAP_DIR_* */
@@ -164,6 +170,7 @@ struct conn_tracker {
 	struct metric_series *proto[L7_OTHER + 1];
 	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
 	uint64_t last_idle_scan;
+	bool exiting;			/* some connection has exit_at set */
 	struct buf report;
 };
 
@@ -549,6 +556,12 @@ static bool port_listening(struct conn_tracker *t, uint16_t port, uint64_t now)
 	return listening;
 }
 
+/* The process filters, for a connection the kernel could not decide. */
+static bool conn_wanted(struct conn_tracker *t, const struct conn *c)
+{
+	return !t->o.conn_wanted || t->o.conn_wanted(t->o.ctx, c->tgid, c->exe, c->comm);
+}
+
 /* Direction and configuration filters of a connection learned on its
  * first data (the kernel filters the ones it sees open).  true: keep. */
 static bool preexisting_resolve(struct conn_tracker *t, struct conn *c, uint64_t now)
@@ -580,11 +593,9 @@ static bool preexisting_resolve(struct conn_tracker *t, struct conn *c, uint64_t
 		}
 		if (keep && conf->tap.ignore_loopback && addr_is_loopback(c->family, c->raddr))
 			keep = false;
-		if (keep && c->exe && conf_exe_filtered(conf, c->exe))
-			keep = false;
 	}
 	rcu_read_unlock();
-	return keep;
+	return keep && conn_wanted(t, c);
 }
 
 /* ---- the events ------------------------------------------------------- */
@@ -650,6 +661,13 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 		}
 	} else if (o->flags & QTAP_CONN_F_PREEXISTING) {
 		op = "learned";
+	}
+	if ((o->flags & QTAP_CONN_F_UNDECIDED) && !conn_wanted(t, c)) {
+		/* A filtered process caught before the agent classified it:
+		 * its events are dropped until the close.  The kernel entry
+		 * stays, or the next call would learn the connection again. */
+		c->ignored = true;
+		return;
 	}
 	c->counted = true;
 	conn_series_get(t, c);
@@ -1062,8 +1080,40 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	return true;
 }
 
-static void close_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
+/* A process exited: the kernel closes its sockets without a close(2), so
+ * its connections are closed here.  Not at once: the exit comes through
+ * the process reader, which can be ahead of the socket readers still
+ * holding the connection's last data and its close.  The connections are
+ * marked and closed by the housekeeping once EXIT_GRACE_NS passed without
+ * their own close coming in. */
+static void exit_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
 {
+	size_t i;
+
+	for (i = 0; i < ((size_t)1 << t->bits); i++) {
+		struct conn *c;
+
+		for (c = t->buckets[i]; c; c = c->hnext) {
+			if (c->exit_at)
+				continue;
+			if (!c->known || c->tgid != tgid) {
+				if (c->known || !c->n_pend)
+					continue;
+				/* not learned yet: is it that process's? */
+				if (((const struct qtap_conn_data *)c->pend[0].rec)->tgid != tgid)
+					continue;
+			}
+			c->exit_at = now ? now : 1;
+			c->exit_ts = ts;
+			t->exiting = true;
+		}
+	}
+}
+
+/* Closes the connections whose process exited EXIT_GRACE_NS ago. */
+static void exit_reap(struct conn_tracker *t, uint64_t now)
+{
+	bool more = false;
 	size_t i;
 
 	for (i = 0; i < ((size_t)1 << t->bits); i++) {
@@ -1071,12 +1121,11 @@ static void close_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint6
 
 		for (; c; c = next) {
 			next = c->hnext;
-			if (!c->known || c->tgid != tgid) {
-				if (c->known || !c->n_pend)
-					continue;
-				/* not learned yet: is it that process's? */
-				if (((const struct qtap_conn_data *)c->pend[0].rec)->tgid != tgid)
-					continue;
+			if (!c->exit_at)
+				continue;
+			if (c->exit_at + EXIT_GRACE_NS > now) {
+				more = true;
+				continue;
 			}
 			/* what waits to be processed happened before the exit */
 			if (!conn_flush(t, c, now))
@@ -1086,9 +1135,11 @@ static void close_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint6
 			if (c->ignored)
 				conn_destroy(t, c);
 			else
-				conn_finish(t, c, CLOSE_PROCESS_EXIT, ts > c->last_ns ? ts : c->last_ns);
+				conn_finish(t, c, CLOSE_PROCESS_EXIT,
+					    c->exit_ts > c->last_ns ? c->exit_ts : c->last_ns);
 		}
 	}
+	t->exiting = more;
 }
 
 static size_t record_min_size(unsigned type)
@@ -1118,7 +1169,7 @@ int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uin
 	if (h->type == PIPELINE_EVENT_EXIT) {
 		const struct pipeline_exit_event *x = rec;
 
-		close_tgid(t, x->tgid, x->timestamp_ns, now_ns);
+		exit_tgid(t, x->tgid, x->timestamp_ns, now_ns);
 		return 0;
 	}
 	/* conn_id and seq sit at the same place in the three records */
@@ -1153,6 +1204,8 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 	struct conn *c, *next;
 
 	refresh_wall_offset(t);
+	if (t->exiting)
+		exit_reap(t, now_ns);
 	for (c = t->waiting; c; c = next) {
 		bool alive = true;
 
@@ -1229,6 +1282,10 @@ void conn_tracker_free(struct conn_tracker **tp, uint64_t now_ns)
 	if (!tp || !*tp)
 		return;
 	t = *tp;
+	/* Connections whose process exited are closed by that exit, however
+	 * little of the grace has passed. */
+	if (t->exiting)
+		exit_reap(t, UINT64_MAX - EXIT_GRACE_NS);
 	for (i = 0; i < ((size_t)1 << t->bits); i++) {
 		struct conn *c;
 
