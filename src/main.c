@@ -89,11 +89,22 @@ static void apply_conf(struct metrics_store *store, const struct qtap_conf *conf
 	metrics_store_set_http_enabled(store, conf_http_metrics(conf));
 }
 
-static void reload(const struct cli_args *args, struct metrics_store *store)
+/* Start-time settings that a reload cannot change: say so rather than
+ * pretend. */
+static void warn_start_only(const struct qtap_conf *old, const struct qtap_conf *conf)
+{
+	if (memcmp(&old->capture, &conf->capture, sizeof(conf->capture)))
+		log_warn("capture.* settings take effect at the next start; "
+			 "the running values stay");
+}
+
+static void reload(const struct cli_args *args, struct metrics_store *store,
+		   struct capture *cap)
 {
 	static const char *const ok[] = { "success" }, *const failed[] = { "failure" };
 	struct conf_error err;
 	struct qtap_conf *conf;
+	int rc;
 
 	notify_send("RELOADING=1");
 	conf = conf_load(args->config_path, &err);
@@ -103,12 +114,27 @@ static void reload(const struct cli_args *args, struct metrics_store *store)
 		conf_error_format(&err, msg, sizeof(msg));
 		log_error("reload refused, keeping the running configuration: %s", msg);
 		metrics_add(store, M_SYSTEM_CONFIG_RELOADS_TOTAL, failed, 1);
-	} else {
-		apply_conf(store, conf);
-		conf_publish(conf);
-		log_info("configuration reloaded from %s", args->config_path);
-		metrics_add(store, M_SYSTEM_CONFIG_RELOADS_TOTAL, ok, 1);
+		goto out;
 	}
+	rcu_read_lock();
+	warn_start_only(conf_current(), conf);
+	rcu_read_unlock();
+	/* The capture switches first: once it returns, nothing uses the
+	 * running configuration but RCU readers, which conf_publish() waits
+	 * for before freeing it. */
+	rc = capture_reconfigure(cap, conf);
+	if (rc) {
+		log_error("reload refused, keeping the running configuration: "
+			  "applying it to the capture failed: %s", strerror(-rc));
+		conf_free(&conf);
+		metrics_add(store, M_SYSTEM_CONFIG_RELOADS_TOTAL, failed, 1);
+		goto out;
+	}
+	apply_conf(store, conf);
+	conf_publish(conf);
+	log_info("configuration reloaded from %s", args->config_path);
+	metrics_add(store, M_SYSTEM_CONFIG_RELOADS_TOTAL, ok, 1);
+out:
 	notify_send("READY=1");
 }
 
@@ -129,6 +155,9 @@ static int run(const struct cli_args *args)
 		return errno == ENOMEM ? QTAP_EXIT_FAILURE : QTAP_EXIT_CONFIG;
 	mopts.series_limit = conf->metrics.series_limit;
 	mopts.http_enabled = conf_http_metrics(conf);
+	/* Published, so freed by the next conf_publish(), which a reload calls
+	 * only after capture_reconfigure() moved the capture off it. */
+	copts.conf = conf;
 	conf_publish(conf);
 
 	/* Block the signals we wait for before any thread exists, so that
@@ -176,7 +205,7 @@ static int run(const struct cli_args *args)
 			break;
 		}
 		if (sig == SIGHUP) {
-			reload(args, store);
+			reload(args, store, cap);
 			continue;
 		}
 		log_info("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

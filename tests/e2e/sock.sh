@@ -60,15 +60,18 @@ reload() {
 	return 1
 }
 
-# settle: let the events of what just ran reach the workers, then wait
-# until no connection of ours is active any more, at most 5 s.
+# settle E I: wait until E egress and I ingress connections of ours have
+# been closed (the events flow asynchronously), at most 10 s; then a
+# little longer, so that anything more would show too.
 settle() {
-	sleep 0.3
 	i=0
-	while [ $i -lt 50 ]; do
-		a=$(m "qtap_connection_active_total{$EGRESS}")
-		b=$(m "qtap_connection_active_total{$INGRESS}")
-		[ "$a" = 0 ] && [ "$b" = 0 ] && return 0
+	while [ $i -lt 100 ]; do
+		a=$(m "qtap_connection_close_total{$EGRESS}")
+		b=$(m "qtap_connection_close_total{$INGRESS}")
+		if [ "$a" -ge "$1" ] && [ "$b" -ge "$2" ]; then
+			sleep 0.3
+			return 0
+		fi
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -105,7 +108,9 @@ PYCODE
 # them is: it comes from 127.0.0.44).
 "$SCRAPE" -s --interface 127.0.0.44 -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small"
 
-settle; ok $? "every connection closed (active back to 0)"
+settle 5 5; ok $? "every connection closed"
+test "$(m "qtap_connection_active_total{$EGRESS}")" = 0 && test "$(m "qtap_connection_active_total{$INGRESS}")" = 0
+ok $? "active back to 0 on both sides"
 
 sent=$(awk '{ s += $1 } END { print s }' "$TMP/curl.w")
 recv=$(awk '{ s += $2 + $3 } END { print s }' "$TMP/curl.w")
@@ -138,7 +143,7 @@ for path in small big; do
 		-w '%{size_request} %{size_header} %{size_download}\n' \
 		"http://$SERVER_ADDR:$HTTP_PORT/$path" >>"$TMP/curl2.w"
 done
-settle
+settle 7 7
 sent2=$(awk '{ s += $1 } END { print s }' "$TMP/curl2.w")
 recv2=$(awk '{ s += $2 + $3 } END { print s }' "$TMP/curl2.w")
 d_sent=$(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - b_sent))
@@ -154,7 +159,11 @@ curl -sk --interface "$CLIENT_ADDR" --resolve "test.example:$TLS_PORT:$SERVER_AD
 	--tlsv1.3 -o /dev/null "https://test.example:$TLS_PORT/small"
 curl -sk --http1.1 --interface "$CLIENT_ADDR" --resolve "test.example:$TLS_PORT:$SERVER_ADDR" \
 	--tlsv1.2 --tls-max 1.2 -o /dev/null "https://test.example:$TLS_PORT/small"
-sleep 0.5
+i=0
+while [ $i -lt 100 ] && [ "$(m 'qtap_connection_protocol_total{protocol="tls"}')" -lt 4 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
 T_EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$TLS_PORT\",sni=\"test.example\""
 T_INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\",sni=\"test.example\""
 test "$(m "qtap_connection_tls_handshake_total{$T_EGRESS,version=\"TLSv1.3\"}")" = 1
@@ -166,28 +175,42 @@ ok $? "ingress (nginx) TLSv1.3 handshake"
 test "$(m "qtap_connection_tls_handshake_total{$T_INGRESS,version=\"TLSv1.2\"}")" = 1
 ok $? "ingress (nginx) TLSv1.2 handshake"
 test "$(m 'qtap_connection_protocol_total{protocol="tls"}')" = 4; ok $? "4 connections spoke tls"
+"$CURL" -s "$BASE/metrics" | grep -E '^qtap_connection_(tls|protocol)' | diag
 
 # --- settings, through SIGHUP: each value of direction, ignore_loopback.
-# one_request: one curl connection; prints "EGRESS_DELTA INGRESS_DELTA".
+# one_request "E I": one curl connection; prints "EGRESS_DELTA
+# INGRESS_DELTA" of the connections opened, once they reached E I (at most
+# 10 s), or after 1.5 s when none is expected.
 one_request() {
 	e0=$(m "qtap_connection_open_total{$EGRESS}")
 	i0=$(m "qtap_connection_open_total{$INGRESS}")
 	curl -s --interface "$CLIENT_ADDR" -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small"
-	settle
+	i=0
+	while [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+		got="$(($(m "qtap_connection_open_total{$EGRESS}") - e0)) $(($(m "qtap_connection_open_total{$INGRESS}") - i0))"
+		if [ "$1" = "0 0" ]; then
+			[ $i -ge 15 ] && break
+		elif [ "$got" = "$1" ]; then
+			sleep 0.3
+			break
+		fi
+	done
 	echo "$(($(m "qtap_connection_open_total{$EGRESS}") - e0)) $(($(m "qtap_connection_open_total{$INGRESS}") - i0))"
 }
 reload all true; ok $? "reload: ignore_loopback = true"
-test "$(one_request)" = "0 0"; ok $? "ignore_loopback = true: loopback connections not seen"
+test "$(one_request "0 0")" = "0 0"; ok $? "ignore_loopback = true: loopback connections not seen"
 reload ingress false; ok $? "reload: direction = ingress"
-test "$(one_request)" = "0 1"; ok $? "direction = ingress: only nginx's side"
+test "$(one_request "0 1")" = "0 1"; ok $? "direction = ingress: only nginx's side"
 reload egress false; ok $? "reload: direction = egress"
-test "$(one_request)" = "1 0"; ok $? "direction = egress: only curl's side"
+test "$(one_request "1 0")" = "1 0"; ok $? "direction = egress: only curl's side"
 reload egress-internal false; ok $? "reload: direction = egress-internal"
-test "$(one_request)" = "1 0"; ok $? "direction = egress-internal: loopback is internal"
+test "$(one_request "1 0")" = "1 0"; ok $? "direction = egress-internal: loopback is internal"
 reload egress-external false; ok $? "reload: direction = egress-external"
-test "$(one_request)" = "0 0"; ok $? "direction = egress-external: loopback is not external"
+test "$(one_request "0 0")" = "0 0"; ok $? "direction = egress-external: loopback is not external"
 reload all false; ok $? "reload: direction = all"
-test "$(one_request)" = "1 1"; ok $? "direction = all: both sides again"
+test "$(one_request "1 1")" = "1 1"; ok $? "direction = all: both sides again"
 
 # --- nothing lost on the way.
 lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
