@@ -95,6 +95,8 @@ struct capture {
 	bool put_failed_logged;
 	bool filter_failed_logged;
 	struct capture_proc_info filter_scratch; /* filter_proc_apply() */
+	/* The cgroup2 mount, found at start; "" when there is none. */
+	char cgroup2_root[256];
 
 	/* Scrape thread only (capture_collect). */
 	struct metric_series **prog_runs;	/* [nprogs] */
@@ -201,6 +203,23 @@ struct proc_stat {
 	char comm[CAPTURE_COMM_LEN];
 };
 
+/* The container id in a cgroup path: the last run of exactly 64 lower-case
+ * hex digits between non-hex characters ("/docker/<id>",
+ * ".../docker-<id>.scope", "cri-containerd-<id>.scope", "crio-<id>",
+ * "libpod-<id>", kubepods pod paths).  0, or -ENOENT (out untouched). */
+int procfs_container_id(const char *path, char *out, size_t n);
+/* Where the unified (v2) cgroup hierarchy is mounted, from a mountinfo
+ * file ("/proc/self/mountinfo"): /sys/fs/cgroup, or /sys/fs/cgroup/unified
+ * on hybrid hosts.  0, -ENOENT when none is mounted, or -errno. */
+int procfs_cgroup2_root(const char *mountinfo, char *out, size_t n);
+/* Fills info->cgroup_id (the inode of cgroup2_root/PATH for the unified
+ * "0::PATH" line, which is what bpf_get_current_cgroup_id() returns) and
+ * info->container_id (from any hierarchy's path) from
+ * proc_root/PID/cgroup; 0 and "" when the process is gone or they are
+ * unknown.  cgroup2_root may be NULL (no id). */
+void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
+			struct capture_proc_info *info);
+
 /* Parses the text of /proc/PID/stat (NUL-terminated): 0 or -EINVAL. */
 int procfs_stat_parse(const char *text, struct proc_stat *ret);
 /* Puts every user-space process found under proc_root (normally "/proc")
@@ -208,7 +227,7 @@ int procfs_stat_parse(const char *text, struct proc_stat *ret);
  * during the scan, and skip_tgid (0: none).  Writer thread of t.
  * 0 or -errno when proc_root cannot be read; *ret_count gets the number
  * of processes put. */
-int procfs_scan(const char *proc_root, struct proc_table *t, uint32_t skip_tgid,
-		size_t *ret_count);
+int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
+		uint32_t skip_tgid, size_t *ret_count);
 
 #endif

@@ -61,6 +61,12 @@ static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, 
 /* ---- events (reader thread) ----------------------------------------
  * fork and exec put the process in the table, exit takes it out. */
 
+/* The cgroup2 mount for the process table's cgroup ids, or NULL. */
+static const char *cgroup2_root(const struct capture *cap)
+{
+	return cap->cgroup2_root[0] ? cap->cgroup2_root : NULL;
+}
+
 /* The exe of ev's process: /proc/PID/exe while the process lives (the
  * resolved path, as the /proc scan sees it); else, for an exec, the name
  * given to execve(); for a fork, the parent's.  "" when none is known. */
@@ -131,6 +137,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		info->start_time_ns = ev->start_time_ns;
 		memcpy(info->comm, ev->comm, sizeof(info->comm));
 		info->comm[sizeof(info->comm) - 1] = '\0';
+		procfs_cgroup_fill("/proc", cgroup2_root(cap), info);
 		err = proc_table_put(cap->procs, info);
 		if (err && !cap->put_failed_logged) {
 			log_warn("process table: adding pid %u failed: %s", ev->tgid,
@@ -244,7 +251,7 @@ static void *capture_reader_main(void *arg)
 
 	err = reader_series_init(cap);
 	if (!err)
-		err = procfs_scan("/proc", cap->procs, cap->self_tgid, &seeded);
+		err = procfs_scan("/proc", cgroup2_root(cap), cap->procs, cap->self_tgid, &seeded);
 	if (!err) {
 		metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
 		filter_apply_all(cap);
@@ -554,6 +561,9 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	cap->store = store;
 	cap->self_tgid = opts->self_tgid > 0 ? (uint32_t)opts->self_tgid : (uint32_t)getpid();
 	cap->stats_fd = -1;
+	if (procfs_cgroup2_root("/proc/self/mountinfo", cap->cgroup2_root,
+				sizeof(cap->cgroup2_root)))
+		cap->cgroup2_root[0] = '\0';	/* no cgroup ids, containers still */
 	pthread_mutex_init(&cap->lock, NULL);
 	pthread_cond_init(&cap->cond, NULL);
 	atomic_init(&cap->stop, false);

@@ -20,6 +20,7 @@ struct qtap_proc_event;
 
 #define CAPTURE_COMM_LEN 16
 #define CAPTURE_EXE_LEN 4096
+#define CAPTURE_CONTAINER_ID_LEN 65
 
 /* A process table entry, as copied out by capture_proc_lookup(). */
 struct capture_proc_info {
@@ -31,6 +32,12 @@ struct capture_proc_info {
 	 * execve() (a process that exited at once), or for a fork the
 	 * parent's exe; "" when none of them is known. */
 	char exe[CAPTURE_EXE_LEN];
+	/* The process's cgroup (v2): its id (the inode of its directory, as
+	 * bpf_get_current_cgroup_id() gives it) and the container id its
+	 * path carries (64 hex digits: docker, containerd, CRI-O, podman,
+	 * kubepods); 0 and "" when unknown or none. */
+	uint64_t cgroup_id;
+	char container_id[CAPTURE_CONTAINER_ID_LEN];
 };
 
 /* Called on the reader thread for each process event (fork, exec, exit),

@@ -17,8 +17,22 @@ struct proc_entry {
 	uint32_t ppid;
 	uint64_t start_time_ns;
 	char comm[CAPTURE_COMM_LEN];
+	uint64_t cgroup_id;
+	char container_id[CAPTURE_CONTAINER_ID_LEN];
 	char exe[];		/* NUL-terminated, allocated to size */
 };
+
+/* Copies a published entry out (an RCU read-side section is held). */
+static void entry_copy_out(const struct proc_entry *e, struct capture_proc_info *ret)
+{
+	ret->tgid = e->tgid;
+	ret->ppid = e->ppid;
+	ret->start_time_ns = e->start_time_ns;
+	memcpy(ret->comm, e->comm, sizeof(ret->comm));
+	ret->cgroup_id = e->cgroup_id;
+	memcpy(ret->container_id, e->container_id, sizeof(ret->container_id));
+	memcpy(ret->exe, e->exe, strlen(e->exe) + 1);
+}
 
 /* ht: written by the one writer thread, read by RCU-registered readers.
  * count: written by the writer only (so its own plain reads are exact),
@@ -92,6 +106,9 @@ int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
 	e->start_time_ns = info->start_time_ns;
 	memcpy(e->comm, info->comm, sizeof(e->comm));
 	e->comm[sizeof(e->comm) - 1] = '\0';
+	e->cgroup_id = info->cgroup_id;
+	memcpy(e->container_id, info->container_id, sizeof(e->container_id));
+	e->container_id[sizeof(e->container_id) - 1] = '\0';
 	memcpy(e->exe, info->exe, exe_len);
 	e->exe[exe_len] = '\0';
 
@@ -152,11 +169,7 @@ int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_i
 	node = cds_lfht_iter_get_node(&iter);
 	if (node) {
 		e = caa_container_of(node, struct proc_entry, node);
-		ret->tgid = e->tgid;
-		ret->ppid = e->ppid;
-		ret->start_time_ns = e->start_time_ns;
-		memcpy(ret->comm, e->comm, sizeof(ret->comm));
-		memcpy(ret->exe, e->exe, strlen(e->exe) + 1);
+		entry_copy_out(e, ret);
 		err = 0;
 	}
 	rcu_read_unlock();
@@ -177,11 +190,7 @@ int proc_table_foreach(struct proc_table *t, struct capture_proc_info *scratch,
 
 	rcu_read_lock();
 	cds_lfht_for_each_entry(t->ht, &iter, e, node) {
-		scratch->tgid = e->tgid;
-		scratch->ppid = e->ppid;
-		scratch->start_time_ns = e->start_time_ns;
-		memcpy(scratch->comm, e->comm, sizeof(scratch->comm));
-		memcpy(scratch->exe, e->exe, strlen(e->exe) + 1);
+		entry_copy_out(e, scratch);
 		ret = fn(scratch, ctx);
 		if (ret)
 			break;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "capture/capture-int.h"
@@ -123,8 +124,91 @@ out_close:
 	return err;
 }
 
-int procfs_scan(const char *proc_root, struct proc_table *t, uint32_t skip_tgid,
-		size_t *ret_count)
+int procfs_container_id(const char *path, char *out, size_t n)
+{
+	const char *p = path, *found = NULL;
+
+	while (*p) {
+		size_t run = strspn(p, "0123456789abcdef");
+
+		if (run == 64)
+			found = p;
+		p += run ? run : 1;
+	}
+	if (!found || n < 65)
+		return -ENOENT;
+	memcpy(out, found, 64);
+	out[64] = '\0';
+	return 0;
+}
+
+int procfs_cgroup2_root(const char *mountinfo, char *out, size_t n)
+{
+	char line[4096];
+	int err = -ENOENT;
+	FILE *f = fopen(mountinfo, "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - TYPE ... */
+		char *sep = strstr(line, " - "), *mnt;
+		int field;
+
+		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+			continue;
+		mnt = line;
+		for (field = 0; field < 4 && mnt; field++) {
+			mnt = strchr(mnt, ' ');
+			if (mnt)
+				mnt++;
+		}
+		if (!mnt || !strchr(mnt, ' ') || (size_t)(strchr(mnt, ' ') - mnt) >= n)
+			continue;
+		*strchr(mnt, ' ') = '\0';
+		snprintf(out, n, "%s", mnt);
+		err = 0;
+		break;
+	}
+	fclose(f);
+	return err;
+}
+
+void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
+			struct capture_proc_info *info)
+{
+	char path[64], line[4096];
+	struct stat st;
+	FILE *f;
+
+	info->cgroup_id = 0;
+	info->container_id[0] = '\0';
+	snprintf(path, sizeof(path), "%s/%u/cgroup", proc_root, info->tgid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char full[4200], *cg = strchr(line, ':');
+
+		line[strcspn(line, "\n")] = '\0';
+		if (!cg || !(cg = strchr(cg + 1, ':')))
+			continue;
+		cg++;
+		/* Any hierarchy may carry the runtime's path (cgroup v1 hosts
+		 * keep it in the controllers'); the unified one gives the id. */
+		if (!info->container_id[0])
+			procfs_container_id(cg, info->container_id, sizeof(info->container_id));
+		if (strncmp(line, "0::", 3) || !cgroup2_root)
+			continue;
+		snprintf(full, sizeof(full), "%s%s", cgroup2_root, cg);
+		if (!stat(full, &st))
+			info->cgroup_id = st.st_ino;
+	}
+	fclose(f);
+}
+
+int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
+		uint32_t skip_tgid, size_t *ret_count)
 {
 	struct capture_proc_info *info;
 	uint64_t ns_per_tick;
@@ -155,6 +239,7 @@ int procfs_scan(const char *proc_root, struct proc_table *t, uint32_t skip_tgid,
 			continue;
 		if (scan_one(dirfd(dir), de->d_name, ns_per_tick, info))
 			continue;	/* gone, kernel thread or zombie */
+		procfs_cgroup_fill(proc_root, cgroup2_root, info);
 		err = proc_table_put(t, info);
 		if (err)
 			goto out_closedir;

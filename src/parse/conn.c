@@ -133,6 +133,8 @@ struct conn {
 	uint8_t laddr[16], raddr[16];
 	char comm[QTAP_COMM_LEN];
 	char *exe;			/* NULL: unknown, comm stands in */
+	uint64_t cgroup_id;		/* 0: unknown */
+	char container_id[CAPTURE_CONTAINER_ID_LEN]; /* "" when none */
 	struct conn_series m;
 	struct pending *pend;		/* sorted by seq */
 	unsigned n_pend, cap_pend;
@@ -621,6 +623,10 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 	if (!t->o.proc_lookup(t->o.ctx, tgid, info) && info->exe[0]) {
 		size_t n = strnlen(info->exe, sizeof(info->exe) - 1);
 
+		c->cgroup_id = info->cgroup_id;
+		memcpy(c->container_id, info->container_id, sizeof(c->container_id));
+		c->container_id[sizeof(c->container_id) - 1] = '\0';
+
 		c->exe = conn_malloc_hook(n + 1);
 		if (c->exe) {
 			memcpy(c->exe, info->exe, n);
@@ -853,6 +859,8 @@ static void report_write(struct conn_tracker *t, struct conn *c, enum close_reas
 	err |= buf_append_json_str(b, conn_exe(c));
 	err |= buf_append_str(b, ",\"comm\":");
 	err |= buf_append_json_str(b, c->comm);
+	err |= buf_printf(b, ",\"cgroupId\":%" PRIu64 ",\"containerId\":", c->cgroup_id);
+	err |= buf_append_json_str(b, c->container_id);
 	err |= buf_printf(b, ",\"openTime\":\"%s\",\"closeTime\":\"%s\",\"durationMs\":%" PRIu64
 			  ".%03u,\"closeReason\":\"%s\"}", open_s, close_s, dur_us / 1000,
 			  (unsigned)(dur_us % 1000), close_reason_names[why]);

@@ -71,10 +71,13 @@ struct pipeline_exit_event {
 };
 
 /* Reorder bounds of one connection, and how long a missing event is
- * waited for before it is counted as a gap. */
+ * waited for before it is counted as a gap.  The wait covers a reader
+ * thread that a loaded host leaves unscheduled for a while (an event sits
+ * in another CPU's ring until its reader runs): a real loss is rare and is
+ * also seen in the kernel's own count, so waiting long costs little. */
 #define CONN_REORDER_MAX_EVENTS 64
 #define CONN_REORDER_MAX_BYTES (256u << 10)
-#define CONN_REORDER_WAIT_NS (200ull * 1000 * 1000)
+#define CONN_REORDER_WAIT_NS (1000ull * 1000 * 1000)
 
 struct conn_tracker_opts {
 	struct metrics_store *store;

@@ -504,6 +504,108 @@ END_TEST
 
 /* ---- /proc parser and process table --------------------------------- */
 
+/* Container ids in the cgroup paths of the common runtimes, and a cgroup
+ * read from a fake /proc and cgroup tree. */
+START_TEST(test_cgroup)
+{
+	static const char id[] =
+		"4f0a3c7e9b1d2e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b";
+	char root[] = "/tmp/check_capture.XXXXXX", path[512], out[65];
+	struct capture_proc_info info;
+	struct stat st;
+	FILE *f;
+
+	ck_assert_int_eq(procfs_container_id("/system.slice/docker-4f0a3c7e9b1d2e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b.scope", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, id);
+	ck_assert_int_eq(procfs_container_id("/docker/4f0a3c7e9b1d2e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, id);
+	ck_assert_int_eq(procfs_container_id("/kubepods.slice/kubepods-pod1234.slice/cri-containerd-4f0a3c7e9b1d2e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b.scope", out, sizeof(out)), 0);
+	ck_assert_str_eq(out, id);
+	strcpy(out, "untouched");
+	ck_assert_int_eq(procfs_container_id("/user.slice/user-0.slice/session-1.scope", out, sizeof(out)), -ENOENT);
+	/* 65 hex digits is not an id */
+	ck_assert_int_eq(procfs_container_id("/x/4f0a3c7e9b1d2e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b0", out, sizeof(out)), -ENOENT);
+	ck_assert_str_eq(out, "untouched");
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/4242", root);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/cg", root);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/cg/docker-%s.scope", root, id);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/4242/cgroup", root);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "0::/docker-%s.scope\n", id);
+	fclose(f);
+	memset(&info, 0, sizeof(info));
+	info.tgid = 4242;
+	snprintf(path, sizeof(path), "%s/cg", root);
+	procfs_cgroup_fill(root, path, &info);
+	ck_assert_uint_eq(info.cgroup_id, st.st_ino);
+	ck_assert_str_eq(info.container_id, id);
+	/* a process that is gone: nothing */
+	info.tgid = 4243;
+	procfs_cgroup_fill(root, path, &info);
+	ck_assert_uint_eq(info.cgroup_id, 0);
+	ck_assert_str_eq(info.container_id, "");
+	/* this process, for real: the id BPF gives its cgroup */
+	{
+		char cg2[256], self_path[1400], line[1024];
+		struct stat cst;
+		FILE *sf;
+
+		ck_assert_int_eq(procfs_cgroup2_root("/proc/self/mountinfo", cg2, sizeof(cg2)), 0);
+		sf = fopen("/proc/self/cgroup", "r");
+		ck_assert_ptr_nonnull(sf);
+		self_path[0] = '\0';
+		while (fgets(line, sizeof(line), sf))
+			if (!strncmp(line, "0::", 3)) {
+				line[strcspn(line, "\n")] = '\0';
+				snprintf(self_path, sizeof(self_path), "%s%s", cg2, line + 3);
+			}
+		fclose(sf);
+		ck_assert_int_eq(stat(self_path, &cst), 0);
+		info.tgid = (uint32_t)getpid();
+		procfs_cgroup_fill("/proc", cg2, &info);
+		ck_assert_uint_eq(info.cgroup_id, cst.st_ino);
+	}
+	/* mountinfo of a hybrid host: the cgroup2 line wins */
+	snprintf(path, sizeof(path), "%s/mountinfo", root);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("25 22 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
+	      "26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n"
+	      "27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n", f);
+	fclose(f);
+	ck_assert_int_eq(procfs_cgroup2_root(path, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "/sys/fs/cgroup/unified");
+	unlink(path);
+	/* a container id in a v1 controller's line, none in the unified one */
+	snprintf(path, sizeof(path), "%s/4242/cgroup", root);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "4:memory:/docker/%s\n0::/\n", id);
+	fclose(f);
+	info.tgid = 4242;
+	procfs_cgroup_fill(root, NULL, &info);
+	ck_assert_str_eq(info.container_id, id);
+	ck_assert_uint_eq(info.cgroup_id, 0);
+
+	snprintf(path, sizeof(path), "%s/4242/cgroup", root);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/4242", root);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/cg/docker-%s.scope", root, id);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/cg", root);
+	rmdir(path);
+	rmdir(root);
+}
+END_TEST
+
 START_TEST(test_stat_parse)
 {
 	struct proc_stat st;
@@ -591,7 +693,7 @@ START_TEST(test_scan_fake_proc)
 
 	t = proc_table_new();
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(procfs_scan(root, t, 104, &count), 0);
+	ck_assert_int_eq(procfs_scan(root, NULL, t, 104, &count), 0);
 	ck_assert_uint_eq(count, 1);
 	ck_assert_uint_eq(proc_table_count(t), 1);
 	ck_assert_int_eq(proc_table_lookup(t, 100, &info), 0);
@@ -603,7 +705,7 @@ START_TEST(test_scan_fake_proc)
 	ck_assert_int_eq(proc_table_lookup(t, 101, &info), -ENOENT);
 	ck_assert_int_eq(proc_table_lookup(t, 104, &info), -ENOENT);
 
-	ck_assert_int_eq(procfs_scan("/nonexistent/proc", t, 0, &count), -ENOENT);
+	ck_assert_int_eq(procfs_scan("/nonexistent/proc", NULL, t, 0, &count), -ENOENT);
 	ck_assert_uint_eq(count, 1);	/* untouched on failure */
 
 	proc_table_clear(t);
@@ -683,6 +785,7 @@ static Suite *capture_suite(void)
 
 	tc = tcase_create("proc");
 	tcase_add_test(tc, test_stat_parse);
+	tcase_add_test(tc, test_cgroup);
 	tcase_add_test(tc, test_scan_fake_proc);
 	tcase_add_test(tc, test_table_put_replace_remove);
 	suite_add_tcase(s, tc);

@@ -79,7 +79,8 @@ settle() {
 }
 
 conf all false
-start_agent --config "$TMP/qtap.conf"
+start_agent --config "$TMP/qtap.conf" --log-level debug --log-encoding json \
+	--bpf-trace syscall,exe=python3
 ok $? "agent starts"
 
 # --- plain HTTP/1.1: three curl processes, one keep-alive curl with three
@@ -150,6 +151,44 @@ d_sent=$(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - b_sent))
 d_recv=$(($(m "qtap_connection_bytes_recv_total{$EGRESS}") - b_recv))
 test "$d_sent" = "$sent2"; ok $? "egress bytes sent = curl's size_request ($d_sent, $sent2)"
 test "$d_recv" = "$recv2"; ok $? "egress bytes received = curl's size_header + size_download ($d_recv, $recv2)"
+
+# The connection report of python3's connection (JSON, at debug level).
+$PY - "$TMP/agent.log" >"$TMP/report.out" 2>&1 <<'PYCODE'
+import json, sys
+reports = []
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if o.get("msg") == "connection closed":
+        reports.append(o["record"])
+py = [r for r in reports if r["comm"] == "python3" and r["direction"] == "egress"]
+assert len(py) == 1, "python3 egress reports: %d" % len(py)
+r = py[0]
+checks = {
+    "l7Protocol": r["l7Protocol"] == "http1",
+    "gotProtocolEvent": r["gotProtocolEvent"] is True,
+    "gotTLSClientHelloEvent": r["gotTLSClientHelloEvent"] is False,
+    "dataEventCount": r["dataEventCount"] > 0,
+    "bytesSent": r["bytesSent"] > 0,
+    "bytesReceived": r["bytesReceived"] > 2 * 100 + 1048576,
+    "exe": r["exe"].startswith("/usr/bin/python3"),
+    "cgroupId": r["cgroupId"] > 0,
+    "closeReason": r["closeReason"] == "close",
+    "destination": r["destination"].startswith("127.0.0.42:"),
+    "source": r["source"].startswith("127.0.0.43:"),
+}
+bad = [k for k, v in checks.items() if not v]
+print("report:", json.dumps(r))
+assert not bad, "wrong fields: %s" % bad
+PYCODE
+ok $? "the connection report of python3's connection has its fields right"
+diag <"$TMP/report.out"
+grep -q 'bpf-trace module=syscall op=connect .*comm=python3' "$TMP/agent.log" &&
+	grep -q 'bpf-trace module=syscall op=sendto .*comm=python3.*decision=http1' "$TMP/agent.log"
+ok $? "--bpf-trace syscall,exe=python3 logs python3's connect and sends"
+! grep -q 'bpf-trace module=syscall .*comm=curl' "$TMP/agent.log"; ok $? "--bpf-trace exe=python3 leaves curl out"
 
 http1=$(m 'qtap_connection_protocol_total{protocol="http1"}')
 test "$http1" = 15; ok $? "15 connections spoke http1 (7 egress + 8 ingress; got $http1)"

@@ -385,7 +385,9 @@ START_TEST(test_gap_and_lost_bytes)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.3", "80"), 0);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.3", "80"), 100);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
-	conn_tracker_housekeep(t, T0 + 215 * MS);
+	conn_tracker_housekeep(t, T0 + 10 * MS + CONN_REORDER_WAIT_NS - 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_housekeep(t, T0 + 10 * MS + CONN_REORDER_WAIT_NS);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.3", "80"), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.3", "80"), 150);
@@ -393,9 +395,9 @@ START_TEST(test_gap_and_lost_bytes)
 	ck_assert_uint_eq(dur_sum("egress", "10.0.0.3", "80"), 50000);
 	/* the lost event turning up late changes nothing */
 	mk_data(&r, 9, 2, 100, QTAP_DATA_RECV, 700, "late", 4, T0 + 2);
-	feed(t, &r, T0 + 300 * MS);
+	feed(t, &r, T0 + 100 * MS + CONN_REORDER_WAIT_NS);
 	ck_assert_uint_eq(conn_tracker_count(t), 0);
-	conn_tracker_free(&t, T0 + 400 * MS);
+	conn_tracker_free(&t, T0 + 200 * MS + CONN_REORDER_WAIT_NS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.3", "80"), 760);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
 }
@@ -448,10 +450,10 @@ START_TEST(test_open_late_and_lost)
 	feed(t, &r, T0 + 100 * MS);
 	mk_close(&r, 22, 2, 100, 37, 0, T0 + 2);
 	feed(t, &r, T0 + 110 * MS);
-	conn_tracker_housekeep(t, T0 + 200 * MS);
+	conn_tracker_housekeep(t, T0 + 99 * MS + CONN_REORDER_WAIT_NS);
 	ck_assert_uint_eq(conn_tracker_count(t), 1);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
-	conn_tracker_housekeep(t, T0 + 301 * MS);
+	conn_tracker_housekeep(t, T0 + 101 * MS + CONN_REORDER_WAIT_NS);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
 	ck_assert_uint_eq(conn_tracker_count(t), 0);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
