@@ -9,6 +9,7 @@
 #include <urcu/rculfhash.h>
 
 #include "capture/capture-int.h"
+#include "util/tsan.h"
 
 struct proc_entry {
 	struct cds_lfht_node node;
@@ -25,6 +26,7 @@ struct proc_entry {
 /* Copies a published entry out (an RCU read-side section is held). */
 static void entry_copy_out(const struct proc_entry *e, struct capture_proc_info *ret)
 {
+	tsan_acquire(e);
 	ret->tgid = e->tgid;
 	ret->ppid = e->ppid;
 	ret->start_time_ns = e->start_time_ns;
@@ -113,6 +115,7 @@ int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
 	e->exe[exe_len] = '\0';
 
 	rcu_read_lock();
+	tsan_release(e);
 	old = cds_lfht_add_replace(t->ht, tgid_hash(e->tgid), entry_match, &e->tgid,
 				   &e->node);
 	rcu_read_unlock();

@@ -12,6 +12,7 @@
 
 #include "metrics/metrics.h"
 #include "metrics/metrics-int.h"
+#include "util/tsan.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -167,19 +168,6 @@ static int key_match(struct cds_lfht_node *node, const void *arg)
 	return s->family == k->family && s->labels_len == k->len &&
 	       !memcmp(s->labels, k->text, k->len);
 }
-
-/* The hash table publishes a series with rcu_assign_pointer() and finds it
- * with rcu_dereference(): ordered on every CPU, but inside liburcu, which
- * ThreadSanitizer does not see.  Under TSan the same order is stated to it
- * explicitly; otherwise these cost nothing. */
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#define tsan_release(p) __tsan_release(p)
-#define tsan_acquire(p) __tsan_acquire(p)
-#else
-#define tsan_release(p) ((void)(p))
-#define tsan_acquire(p) ((void)(p))
-#endif
 
 static struct metric_series *ht_lookup(struct metrics_store *store, const struct key *k,
 				       uint64_t hash)
