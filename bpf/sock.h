@@ -110,6 +110,21 @@ struct qtap_conn_close {
 	__u64 data_events;	/* data events numbered (written or lost) */
 };
 
+/* The smallest size of a record of this type; 0 for a type not here.
+ * The readers and the workers check every record against it. */
+static inline __u32 qtap_sock_record_min(__u32 type)
+{
+	switch (type) {
+	case QTAP_EVENT_CONN_OPEN:
+		return sizeof(struct qtap_conn_open);
+	case QTAP_EVENT_CONN_DATA:
+		return sizeof(struct qtap_conn_data);
+	case QTAP_EVENT_CONN_CLOSE:
+		return sizeof(struct qtap_conn_close);
+	}
+	return 0;
+}
+
 /* The kernel-side configuration (array map sock_config, key 0), written by
  * the agent at start and on reload. */
 #define QTAP_CFG_DIR_ALL 0

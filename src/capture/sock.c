@@ -165,27 +165,13 @@ void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd)
 
 /* ---- reader threads -------------------------------------------------- */
 
-/* The smallest size of each type's record. */
-static size_t sock_event_min(unsigned type)
-{
-	switch (type) {
-	case QTAP_EVENT_CONN_OPEN:
-		return sizeof(struct qtap_conn_open);
-	case QTAP_EVENT_CONN_DATA:
-		return sizeof(struct qtap_conn_data);
-	case QTAP_EVENT_CONN_CLOSE:
-		return sizeof(struct qtap_conn_close);
-	}
-	return 0;
-}
-
 /* ring_buffer_sample_fn: one socket event. */
 static int sock_handle_event(void *ctx, void *data, size_t size)
 {
 	const struct qtap_event_header *hdr = data;
 	struct sock_reader *r = ctx;
 	struct capture *cap = r->cap;
-	size_t min = size >= sizeof(*hdr) ? sock_event_min(hdr->type) : 0;
+	size_t min = size >= sizeof(*hdr) ? qtap_sock_record_min(hdr->type) : 0;
 
 	if (!min || hdr->version != QTAP_EVENT_ABI_VERSION || size < min ||
 	    (hdr->type == QTAP_EVENT_CONN_DATA &&

@@ -1152,18 +1152,9 @@ static void exit_reap(struct conn_tracker *t, uint64_t now)
 
 static size_t record_min_size(unsigned type)
 {
-	switch (type) {
-	case QTAP_EVENT_CONN_OPEN:
-		return sizeof(struct qtap_conn_open);
-	case QTAP_EVENT_CONN_DATA:
-		return sizeof(struct qtap_conn_data);
-	case QTAP_EVENT_CONN_CLOSE:
-		return sizeof(struct qtap_conn_close);
-	case PIPELINE_EVENT_EXIT:
+	if (type == PIPELINE_EVENT_EXIT)
 		return sizeof(struct pipeline_exit_event);
-	default:
-		return SIZE_MAX;
-	}
+	return qtap_sock_record_min(type) ? qtap_sock_record_min(type) : SIZE_MAX;
 }
 
 int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uint64_t now_ns)

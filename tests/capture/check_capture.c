@@ -30,6 +30,7 @@
 #include "metrics/metrics.h"
 #include "util/buf.h"
 
+#include "../check_metrics.h"
 #include "../check_run.h"
 
 #define N_TRUE 20
@@ -160,37 +161,6 @@ static struct metrics_store *store_new(void)
 	return store;
 }
 
-/* Renders /system/metrics and adds up the samples of family whose label
- * part contains label (NULL: any).  *ret_n gets the number of samples. */
-static double system_sum(struct metrics_store *store, const char *family, const char *label,
-			 unsigned *ret_n)
-{
-	struct buf out = BUF_INIT;
-	double sum = 0;
-	unsigned n = 0;
-	size_t flen = strlen(family);
-	char *line, *save = NULL;
-
-	ck_assert_int_eq(metrics_render(store, METRICS_ENDPOINT_SYSTEM, METRICS_FORMAT_TEXT,
-					&out), 0);
-	ck_assert_int_eq(buf_append_char(&out, '\0'), 0);
-	for (line = strtok_r(out.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *value;
-
-		if (strncmp(line, family, flen) || (line[flen] != '{' && line[flen] != ' '))
-			continue;
-		value = strrchr(line, ' ');
-		if (label && (!strstr(line, label) || strstr(line, label) > value))
-			continue;
-		sum += strtod(value + 1, NULL);
-		n++;
-	}
-	buf_free(&out);
-	if (ret_n)
-		*ret_n = n;
-	return sum;
-}
-
 /* The ids of the BPF programs this process holds through its fds (the
  * programs themselves and the links or perf events they are attached by),
  * and the number of such BPF fds. */
@@ -309,7 +279,7 @@ START_TEST(test_exec_exit_exact)
 	ck_assert_msg(strlen(info.exe) >= 6 && !strcmp(info.exe + strlen(info.exe) - 6, "/sleep"),
 		      "exe of the sleeper: %s", info.exe);
 	ck_assert_uint_gt(info.start_time_ns, 0);
-	v = system_sum(store, "qtap_system_processes_tracked", NULL, &ns);
+	v = check_metrics_sum(store, "qtap_system_processes_tracked", NULL, &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= 1, "processes_tracked %g while the sleeper runs", v);
 	reap(sleeper);
@@ -348,26 +318,26 @@ START_TEST(test_exec_exit_exact)
 	pthread_mutex_unlock(&rec.lock);
 
 	/* The counters, through the /system/metrics collector. */
-	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_exec\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"process_exec\"", &ns);
 	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v >= N_TRUE + 1, "process_exec events received: %g", v);
-	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_exit\"", NULL);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"process_exit\"", NULL);
 	ck_assert_msg(v >= N_TRUE + 2, "process_exit events received: %g", v);
-	v = system_sum(store, "qtap_system_events_received_total", "type=\"process_fork\"", NULL);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"process_fork\"", NULL);
 	ck_assert_msg(v >= N_TRUE + 2, "process_fork events received: %g", v);
-	v = system_sum(store, "qtap_system_events_lost_total", NULL, &ns);
+	v = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, &ns);
 	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= N_TRUE + 1, "proc_exec runs: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exit\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exit\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= N_TRUE + 2, "proc_exit runs: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_fork\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_fork\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= N_TRUE + 2, "proc_fork runs: %g", v);
-	v = system_sum(store, "qtap_system_bpf_program_run_seconds_total", "program=\"proc_exec\"",
+	v = check_metrics_sum(store, "qtap_system_bpf_program_run_seconds_total", "program=\"proc_exec\"",
 		       NULL);
 	ck_assert_msg(v > 0, "proc_exec run time: %g s", v);
 

@@ -31,6 +31,7 @@
 #include "metrics/metrics.h"
 #include "util/buf.h"
 
+#include "../check_metrics.h"
 #include "../check_run.h"
 
 #define PAYLOAD_KEEP 64
@@ -612,36 +613,6 @@ START_TEST(test_exchange_ipv6)
 }
 END_TEST
 
-/* Renders /system/metrics and adds up the samples of family whose label
- * part contains label (NULL: any); *ret_n gets the number of samples. */
-static double system_sum(const char *family, const char *label, unsigned *ret_n)
-{
-	struct buf out = BUF_INIT;
-	double sum = 0;
-	unsigned n = 0;
-	size_t flen = strlen(family);
-	char *line, *save = NULL;
-
-	ck_assert_int_eq(metrics_render(store, METRICS_ENDPOINT_SYSTEM, METRICS_FORMAT_TEXT,
-					&out), 0);
-	ck_assert_int_eq(buf_append_char(&out, '\0'), 0);
-	for (line = strtok_r(out.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *value;
-
-		if (strncmp(line, family, flen) || (line[flen] != '{' && line[flen] != ' '))
-			continue;
-		value = strrchr(line, ' ');
-		if (label && (!strstr(line, label) || strstr(line, label) > value))
-			continue;
-		sum += strtod(value + 1, NULL);
-		n++;
-	}
-	buf_free(&out);
-	if (ret_n)
-		*ret_n = n;
-	return sum;
-}
-
 /* Counters and one reader for both CPUs' rings. */
 START_TEST(test_metrics_one_reader)
 {
@@ -665,22 +636,22 @@ START_TEST(test_metrics_one_reader)
 		ck_assert_uint_ge(n, 2);
 		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
 	}
-	v = system_sum("qtap_system_events_received_total", "type=\"conn_open\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"conn_open\"", &ns);
 	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v >= 10, "conn_open events received: %g", v);
-	v = system_sum("qtap_system_events_received_total", "type=\"conn_close\"", NULL);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"conn_close\"", NULL);
 	ck_assert_msg(v >= 10, "conn_close events received: %g", v);
-	v = system_sum("qtap_system_events_received_total", "type=\"conn_data\"", NULL);
+	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"conn_data\"", NULL);
 	ck_assert_msg(v >= client.calls + server.calls, "conn_data received: %g", v);
-	v = system_sum("qtap_system_events_lost_total", NULL, &ns);
+	v = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, &ns);
 	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
-	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"sock_exit_read\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_exit_read\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= 5, "sock_exit_read runs: %g", v);
-	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"sock_exit_accept4\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_exit_accept4\"", &ns);
 	ck_assert_uint_eq(ns, 1);
-	v = system_sum("qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	finish(&cap);
 }
@@ -1166,7 +1137,7 @@ START_TEST(test_ring_full)
 		seen++;
 	}
 	ck_assert_msg(seen < 500, "all %u data events fit in the rings", (unsigned)seen);
-	lost = system_sum("qtap_system_events_lost_total", NULL, NULL);
+	lost = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, NULL);
 	ck_assert_msg(lost >= 500 - seen, "events lost %g, missing here %u", lost,
 		      (unsigned)(500 - seen));
 	finish(&cap);
