@@ -481,9 +481,36 @@ static int capture_bpf_load(struct capture *cap)
 	return 0;
 }
 
+/* pipeline_proc_lookup_fn: the process table, else /proc itself: the
+ * process's fork or exec event may still be on its way to the table when
+ * its first connection reaches a worker. */
 static int capture_pipeline_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
 {
-	return capture_proc_lookup(ctx, tgid, ret);
+	struct capture *cap = ctx;
+	char path[40];
+	ssize_t n;
+	FILE *f;
+
+	if (!capture_proc_lookup(cap, tgid, ret))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
+	n = readlink(path, ret->exe, sizeof(ret->exe) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	ret->exe[n] = '\0';
+	ret->tgid = tgid;
+	ret->ppid = 0;
+	ret->start_time_ns = 0;
+	ret->comm[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%u/comm", tgid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(ret->comm, sizeof(ret->comm), f))
+			ret->comm[strcspn(ret->comm, "\n")] = '\0';
+		fclose(f);
+	}
+	procfs_cgroup_fill("/proc", cgroup2_root(cap), ret);
+	return 0;
 }
 
 /* The pipeline: one producer per socket reader, and the process reader. */
