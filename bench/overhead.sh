@@ -6,7 +6,7 @@
 # lost on the way (must be 0).
 #
 #   make bench-overhead        (from the build directory, as root)
-#   ROUNDS=5 DURATION=5 bench/overhead.sh
+#   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto bench/overhead.sh
 #
 # Needs nginx, wrk and curl.  Target: qtap keeps at least 90% of the
 # no-agent figure.

@@ -109,7 +109,8 @@ metric_sum() {
 SERVER_ADDR=127.0.0.42
 CLIENT_ADDR=127.0.0.43
 
-# start_nginx: nginx in the foreground (master + one worker) with plain
+# start_nginx: nginx in the foreground (master + NGINX_WORKERS workers,
+# default one; "auto" for one per CPU) with plain
 # HTTP/1.1 on $HTTP_PORT and TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the
 # name test.example, serving $TMP/www.  Files: /small (100 bytes), /big
 # (1 MiB).
@@ -124,7 +125,7 @@ start_nginx() {
 		-keyout "$TMP/nginx/key.pem" -out "$TMP/nginx/cert.pem" >/dev/null 2>&1 || return 1
 	cat >"$TMP/nginx/nginx.conf" <<CONF
 user root;
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
 daemon off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log warn;
