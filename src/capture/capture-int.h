@@ -95,6 +95,14 @@ struct capture {
 	bool put_failed_logged;
 	bool filter_failed_logged;
 	struct capture_proc_info filter_scratch; /* filter_proc_apply() */
+	/* Exited processes waiting out proc_linger_ms before they leave the
+	 * process table, oldest first (the process reader only). */
+	struct proc_exit {
+		uint32_t tgid;
+		uint64_t start_time_ns;
+		uint64_t due_ns;	/* CLOCK_MONOTONIC */
+	} *exits;
+	size_t exits_head, exits_len, exits_cap;
 	/* The cgroup2 mount, found at start; "" when there is none. */
 	char cgroup2_root[256];
 
@@ -178,6 +186,9 @@ void proc_table_free(struct proc_table **t);
 int proc_table_put(struct proc_table *t, const struct capture_proc_info *info);
 /* 0, or -ENOENT when tgid is not in the table.  Writer. */
 int proc_table_remove(struct proc_table *t, uint32_t tgid);
+/* The same, only if the entry is still the process that started at
+ * start_time_ns (the pid may have been reused since).  Writer. */
+int proc_table_remove_if(struct proc_table *t, uint32_t tgid, uint64_t start_time_ns);
 /* Removes every entry.  Writer. */
 void proc_table_clear(struct proc_table *t);
 /* Copies the entry of tgid into *ret: 0, or -ENOENT (ret untouched). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -112,6 +113,72 @@ static void proc_event_trace(const struct qtap_proc_event *ev, unsigned kind,
 			 ev->hdr.cpu, ev->tgid, ev->ppid, info->comm, info->exe);
 }
 
+#define PROC_LINGER_MS_DEFAULT 5000
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Processes in the table that still run (the exited ones linger). */
+static size_t procs_running(const struct capture *cap)
+{
+	return proc_table_count(cap->procs) - (cap->exits_len - cap->exits_head);
+}
+
+/* An exited process leaves the table proc_linger_ms later: the events of
+ * its connections may still be in the socket rings and queues, and the
+ * workers name the process from the table.  When the list cannot grow,
+ * at once. */
+static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *ev)
+{
+	unsigned linger = cap->opts.proc_linger_ms ? cap->opts.proc_linger_ms :
+		PROC_LINGER_MS_DEFAULT;
+
+	if (cap->exits_len == cap->exits_cap) {
+		size_t n = cap->exits_cap ? cap->exits_cap * 2 : 64;
+		struct proc_exit *p;
+
+		if (cap->exits_head) {	/* reuse the reaped front first */
+			memmove(cap->exits, cap->exits + cap->exits_head,
+				(cap->exits_len - cap->exits_head) * sizeof(*cap->exits));
+			cap->exits_len -= cap->exits_head;
+			cap->exits_head = 0;
+		}
+		if (cap->exits_len == cap->exits_cap) {
+			p = realloc(cap->exits, n * sizeof(*p));
+			if (!p) {
+				proc_table_remove_if(cap->procs, ev->tgid, ev->start_time_ns);
+				return;
+			}
+			cap->exits = p;
+			cap->exits_cap = n;
+		}
+	}
+	cap->exits[cap->exits_len++] = (struct proc_exit){
+		.tgid = ev->tgid,
+		.start_time_ns = ev->start_time_ns,
+		.due_ns = mono_ns() + (uint64_t)linger * 1000000u,
+	};
+}
+
+/* Takes the exited processes whose linger is over out of the table. */
+static void proc_exits_reap(struct capture *cap)
+{
+	uint64_t now = mono_ns();
+
+	while (cap->exits_head < cap->exits_len && cap->exits[cap->exits_head].due_ns <= now) {
+		const struct proc_exit *x = &cap->exits[cap->exits_head++];
+
+		proc_table_remove_if(cap->procs, x->tgid, x->start_time_ns);
+	}
+	if (cap->exits_head == cap->exits_len)
+		cap->exits_head = cap->exits_len = 0;
+}
+
 static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *ev)
 {
 	struct capture_proc_info *info = &cap->scratch;
@@ -126,7 +193,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 			info->comm[sizeof(info->comm) - 1] = '\0';
 			info->exe[0] = '\0';
 		}
-		proc_table_remove(cap->procs, ev->tgid);
+		proc_exit_defer(cap, ev);
 		filter_proc_forget(cap, ev->tgid);
 		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid);
 	} else {
@@ -153,7 +220,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 	}
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
-	metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
+	metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
 	if (capture_trace_wants(cap->trace, CAPTURE_TRACE_PROCESS, info->comm, info->exe))
 		proc_event_trace(ev, kind, info);
 	if (cap->opts.proc_event_fn)
@@ -269,6 +336,10 @@ static void *capture_reader_main(void *arg)
 		}
 		if (n > 0)
 			pipeline_flush(cap->pipeline, cap->proc_producer);
+		if (cap->exits_len) {
+			proc_exits_reap(cap);
+			metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
+		}
 		reader_reconfigure(cap);
 	}
 	/* The programs are detached by now: take what they left. */
@@ -283,6 +354,9 @@ out:
 		pthread_cond_wait(&cap->cond, &cap->lock);
 	pthread_mutex_unlock(&cap->lock);
 	proc_table_clear(cap->procs);
+	free(cap->exits);
+	cap->exits = NULL;
+	cap->exits_head = cap->exits_len = cap->exits_cap = 0;
 	if (cap->tracked)
 		metrics_gauge_set(cap->tracked, 0);
 	metrics_thread_unregister(cap->store);

@@ -72,6 +72,9 @@ struct capture_opts {
 	void *sock_event_ctx;
 	/* Connections the kernel tracks at once; 0: QTAP_SOCK_MAX_CONNS. */
 	unsigned max_conns;
+	/* How long an exited process stays in the process table, for its
+	 * connections' events still on their way to the workers; 0: 5000. */
+	unsigned proc_linger_ms;
 };
 
 /* Mounts tracefs if needed, enables BPF run statistics for the agent's life,

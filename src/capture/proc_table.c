@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,7 +128,8 @@ int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
 	return 0;
 }
 
-int proc_table_remove(struct proc_table *t, uint32_t tgid)
+static int table_remove(struct proc_table *t, uint32_t tgid, bool check_start,
+			uint64_t start_time_ns)
 {
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *node;
@@ -136,6 +138,9 @@ int proc_table_remove(struct proc_table *t, uint32_t tgid)
 	rcu_read_lock();
 	cds_lfht_lookup(t->ht, tgid_hash(tgid), entry_match, &tgid, &iter);
 	node = cds_lfht_iter_get_node(&iter);
+	if (node && check_start &&
+	    caa_container_of(node, struct proc_entry, node)->start_time_ns != start_time_ns)
+		node = NULL;
 	if (node && !cds_lfht_del(t->ht, node)) {
 		call_rcu(&caa_container_of(node, struct proc_entry, node)->rcu,
 			 entry_free_rcu);
@@ -144,6 +149,16 @@ int proc_table_remove(struct proc_table *t, uint32_t tgid)
 	}
 	rcu_read_unlock();
 	return err;
+}
+
+int proc_table_remove(struct proc_table *t, uint32_t tgid)
+{
+	return table_remove(t, tgid, false, 0);
+}
+
+int proc_table_remove_if(struct proc_table *t, uint32_t tgid, uint64_t start_time_ns)
+{
+	return table_remove(t, tgid, true, start_time_ns);
 }
 
 void proc_table_clear(struct proc_table *t)
