@@ -467,6 +467,23 @@ static void peers_clear(struct conn_tracker *t)
 }
 
 /* The series of c's label set, through the peer cache. */
+/* The connection labels (direction, remote_addr, remote_port) into
+ * values[0..2], formatted into addr and port_s.  remote_port is empty for
+ * ingress: the peer's port is the client's ephemeral one, which would make
+ * every connection a series of its own. */
+static void conn_label_values(const struct conn *c, char *addr, size_t addr_len,
+			      char *port_s, size_t port_len, const char **values)
+{
+	conn_addr_format(c->family, c->raddr, addr, addr_len);
+	if (c->direction == QTAP_DIR_INGRESS)
+		port_s[0] = '\0';
+	else
+		snprintf(port_s, port_len, "%u", c->rport);
+	values[0] = direction_name(c);
+	values[1] = addr;
+	values[2] = port_s;
+}
+
 static void conn_series_get(struct conn_tracker *t, struct conn *c)
 {
 	uint16_t port = c->direction == QTAP_DIR_INGRESS ? 0 : c->rport;
@@ -481,14 +498,7 @@ static void conn_series_get(struct conn_tracker *t, struct conn *c)
 			c->m = p->m;
 			return;
 		}
-	conn_addr_format(c->family, c->raddr, addr, sizeof(addr));
-	if (c->direction == QTAP_DIR_INGRESS)
-		port_s[0] = '\0';
-	else
-		snprintf(port_s, sizeof(port_s), "%u", c->rport);
-	values[0] = direction_name(c);
-	values[1] = addr;
-	values[2] = port_s;
+	conn_label_values(c, addr, sizeof(addr), port_s, sizeof(port_s), values);
 	c->m.open = metrics_series_get(t->o.store, M_CONNECTION_OPEN_TOTAL, values);
 	c->m.close = metrics_series_get(t->o.store, M_CONNECTION_CLOSE_TOTAL, values);
 	c->m.active = metrics_series_get(t->o.store, M_CONNECTION_ACTIVE_TOTAL, values);
@@ -712,14 +722,7 @@ static void tls_feed(struct conn_tracker *t, struct conn *c, bool from_client,
 		char addr[64], port_s[8];
 		const char *values[5];
 
-		conn_addr_format(c->family, c->raddr, addr, sizeof(addr));
-		if (c->direction == QTAP_DIR_INGRESS)
-			port_s[0] = '\0';
-		else
-			snprintf(port_s, sizeof(port_s), "%u", c->rport);
-		values[0] = direction_name(c);
-		values[1] = addr;
-		values[2] = port_s;
+		conn_label_values(c, addr, sizeof(addr), port_s, sizeof(port_s), values);
 		values[3] = tls->info.sni;
 		values[4] = tls_version_name(tls->info.version);
 		metrics_add(t->o.store, M_CONNECTION_TLS_HANDSHAKE_TOTAL, values, 1);

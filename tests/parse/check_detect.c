@@ -11,6 +11,7 @@
 #include "parse/parse.h"
 
 #include "../check_run.h"
+#include "corpus.h"
 
 /* Detection on a copy of exactly len bytes, so that ASan sees any
  * overread. */
@@ -120,29 +121,6 @@ START_TEST(test_h2_server_settings)
 	check_prefixes(bad, sizeof(bad), 3, L7_OTHER);
 }
 END_TEST
-
-static uint8_t *load_hello(const char *name, size_t *ret_len)
-{
-	const char *top = getenv("top_srcdir");
-	char path[4096];
-	uint8_t *data;
-	long size;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/tests/parse/corpus/hello/%s", top ? top : ".", name);
-	f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "cannot open %s (is top_srcdir set?)", path);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	size = ftell(f);
-	ck_assert(size > 0);
-	rewind(f);
-	data = malloc((size_t)size);
-	ck_assert_ptr_nonnull(data);
-	ck_assert_uint_eq(fread(data, 1, (size_t)size, f), (size_t)size);
-	fclose(f);
-	*ret_len = (size_t)size;
-	return data;
-}
 
 static const char *const tls_files[] = {
 	"ch-tls13-sni-h2.bin", "ch-tls12-nosni.bin", "sh-tls13-nosni.bin",

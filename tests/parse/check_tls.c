@@ -11,6 +11,7 @@
 #include "parse/parse.h"
 
 #include "../check_run.h"
+#include "corpus.h"
 
 struct hello_file {
 	const char *name;
@@ -38,29 +39,6 @@ static const struct hello_file hello_files[] = {
 };
 
 #define N_FILES (sizeof(hello_files) / sizeof(hello_files[0]))
-
-static uint8_t *load_hello(const char *name, size_t *ret_len)
-{
-	const char *top = getenv("top_srcdir");
-	char path[4096];
-	uint8_t *data;
-	long size;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/tests/parse/corpus/hello/%s", top ? top : ".", name);
-	f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "cannot open %s (is top_srcdir set?)", path);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	size = ftell(f);
-	ck_assert(size > 0);
-	rewind(f);
-	data = malloc((size_t)size);
-	ck_assert_ptr_nonnull(data);
-	ck_assert_uint_eq(fread(data, 1, (size_t)size, f), (size_t)size);
-	fclose(f);
-	*ret_len = (size_t)size;
-	return data;
-}
 
 /* Feeds a copy of exactly len bytes, so that ASan sees any overread. */
 static enum tls_feed_result feed(struct tls_stream *s, const uint8_t *data, size_t len,
