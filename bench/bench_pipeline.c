@@ -145,7 +145,6 @@ static void *producer_main(void *arg)
 			u.d.flags = 0;
 			u.d.len = len;
 			u.d.captured = len;
-			memcpy(u.d.comm, "bench", 6);
 			if (c->seq <= 2)
 				memcpy(u.d.payload, send ? req : resp, send ? sizeof(req) - 1 : sizeof(resp) - 1);
 			if (send)

@@ -1,26 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0
-/* TCP connections at the system call layer: the syscalls tracepoints of
- * connect, accept, accept4, close and the data calls (read, write, readv,
- * writev, sendto, recvfrom, sendmsg, recvmsg; sendfile64 for byte counts).
+/* TCP connections at the system call layer, seen from the socket layer so
+ * that nothing but socket calls pays for them: no syscall tracepoint is
+ * attached (one alone puts every system call of every process on the slow
+ * path), and a read() of a file or a pipe runs none of this.
  *
- * sys_enter of a data call finds the socket behind the fd (the task's fd
- * table; the socket walk is skipped when the fd still points to the file
- * of a known connection) and stashes the arguments in the thread's task
- * storage; sys_exit turns a successful call into a struct qtap_conn_data
- * with the first bytes it moved.  Connections are kept in the conns hash map keyed by (tgid, fd);
- * one seen first on data (open before the agent) is learned then, with an
- * OPEN of unknown direction.  Filters (sock_config, tgid_filter) are
- * applied once, when a connection is created; connections they leave out
- * are remembered in the skipped LRU map so later calls cost two lookups,
- * and decided again if the process's filter entry changes.
+ * - sock:sock_send_length and sock:sock_recv_length fire at the end of
+ *   every sendmsg/recvmsg of a socket, in the calling thread, inside its
+ *   system call: read, write, readv, writev, sendto, recvfrom, sendmsg,
+ *   recvmsg and sendfile all come through them.  They give the socket and
+ *   the byte count; the call, its fd and its buffer are the system call's
+ *   arguments (the task's saved user registers).  Each becomes a struct
+ *   qtap_conn_data with the first bytes the call moved.
+ * - sock:inet_sock_set_state marks where a connection comes from: SYN_SENT
+ *   is a connect() (in the caller's context: its process is recorded), and
+ *   ESTABLISHED after SYN_RECV is an accepted connection (in softirq: its
+ *   process is the first that calls on it).
+ * - The connection ends when its last fd is closed: the owner's FIN
+ *   (ESTABLISHED or CLOSE_WAIT to FIN_WAIT1 or LAST_ACK outside shutdown()).
+ *   tcp:tcp_destroy_sock ends the rest (a reset, an abort) and forgets it.
+ *
+ * Connections are kept in the conns hash map keyed by the struct sock.  One
+ * first seen on data (open before the agent) is learned then, with an OPEN
+ * of unknown direction.  Filters (sock_config, tgid_filter) are applied
+ * once, when the connection is reported; a connection they leave out stays
+ * in the map as SKIPPED, so its later calls cost one lookup, and is decided
+ * again if the process's filter entry changes.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
- * holds wakeup_bytes (see src/capture/sock.c for the measurements).  Data events are built in a per-CPU
- * scratch slot and written with bpf_ringbuf_output() at their exact size
- * (header + captured bytes): bpf_ringbuf_reserve() needs a constant size,
- * and reserving the 16 KiB maximum for every event would fill the ring
- * with unused space, since most events carry a short request or none. */
+ * holds wakeup_bytes (see src/capture/sock.c for the measurements).  Data
+ * events are built in a per-CPU scratch slot and written with
+ * bpf_ringbuf_output() at their exact size (header + captured bytes):
+ * bpf_ringbuf_reserve() needs a constant size, and reserving the 16 KiB
+ * maximum for every event would fill the ring with unused space, since
+ * most events carry a short request or none. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -32,20 +45,61 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define SOCK_STREAM 1
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
-#define EINPROGRESS 115
 #define MSG_PEEK 2
+#define PF_IO_WORKER 0x00000010
+#define PF_KTHREAD 0x00200000
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+
+/* The system calls whose arguments are read, and where the saved user
+ * registers keep the number and the first three arguments. */
+#if defined(__TARGET_ARCH_x86)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDFILE 40
+#define NR_CONNECT 42
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define NR_SHUTDOWN 48
+#define REGS_NR(r) ((r)->orig_ax)
+#define REGS_ARG1(r) ((r)->di)
+#define REGS_ARG2(r) ((r)->si)
+#define REGS_ARG3(r) ((r)->dx)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_SENDFILE 71
+#define NR_CONNECT 203
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#define NR_SHUTDOWN 210
+#define REGS_NR(r) ((r)->syscallno)
+#define REGS_ARG1(r) ((r)->orig_x0)
+#define REGS_ARG2(r) ((r)->regs[1])
+#define REGS_ARG3(r) ((r)->regs[2])
+#else
+#error "the system call numbers of this architecture are not known"
+#endif
 
 /* iovecs looked at for payload (readv, writev, sendmsg, recvmsg). */
 #define SOCK_IOV_MAX 8
 /* Events of a connection whose first bytes were too few to classify
  * before it is taken as "other". */
 #define SOCK_UNKNOWN_EVENTS_MAX 4
-/* Processes with a filter entry; sockets remembered as left out. */
+/* Processes with a filter entry. */
 #define SOCK_TGID_FILTER_MAX 65536
-#define SOCK_SKIPPED_MAX 16384
 
 /* Payload classes (struct conn_state.class). */
 #define CLASS_UNKNOWN 0
@@ -53,59 +107,53 @@ char LICENSE[] SEC("license") = "GPL";
 #define CLASS_TLS 2
 #define CLASS_OTHER 3
 
-/* How the stashed pointer describes the data (struct sock_args.kind). */
+/* struct conn_state.state */
+#define CONN_PENDING 0	/* not reported yet: its process or its handshake to come */
+#define CONN_OPEN 1	/* OPEN written: its calls are events */
+#define CONN_SKIPPED 2	/* the filters left it out */
+#define CONN_CLOSED 3	/* CLOSE written (its last fd closed): the kernel still ends it */
+
+/* How the call describes the data (struct sock_call.kind). */
 #define ARGS_BUF 0	/* a buffer */
 #define ARGS_IOV 1	/* an iovec array */
 #define ARGS_MSG 2	/* a struct user_msghdr */
 #define ARGS_NONE 3	/* byte counts only */
 
-struct conn_key {
-	__u32 tgid;
-	__u32 fd;
-};
-
-/* One traced connection.  Fields written by any thread of the process
- * (several may use one socket): the counters with atomic adds, the
- * classification with plain stores (a lost race copies a few bytes more or
- * less, never out of bounds). */
+/* One TCP socket the kernel side knows, keyed by its struct sock.  Written
+ * by the threads calling on it and by the softirq that moves its state:
+ * the counters with atomic adds, the state with compare-and-swap (the one
+ * that moves it out of PENDING writes the OPEN), the classification with
+ * plain stores (a lost race copies a few bytes more or less, never out of
+ * bounds). */
 struct conn_state {
 	__u64 conn_id;
-	__u64 sk;		/* the struct sock the fd pointed to */
-	__u64 file;		/* and its struct file: the fast check */
 	__u64 seq;		/* next sequence number */
 	__u64 bytes_sent;
 	__u64 bytes_recv;
+	__u64 open_ns;		/* when it was established (or learned) */
+	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
+	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
+	__u32 tgid;		/* its process; 0 until known */
+	__u32 pid;
+	__u32 fd;
 	__u32 tls_copied[2];	/* TLS: payload bytes copied per direction */
+	__u8 direction;		/* QTAP_DIR_* */
+	__u8 flags;		/* QTAP_CONN_F_* of its OPEN */
 	__u8 class;		/* CLASS_* */
 	__u8 seen[2];		/* a data event went out in this direction */
 	__u8 unknown_events;
+	__u8 pad[6];
+	char comm[QTAP_COMM_LEN];
 };
 
-/* A socket the filters left out, under the process's filter entry then:
- * decided again when the fd points to another file or the entry changed
- * (a process marked just after its exec, a reload), with the direction it
- * was created with. */
-struct skip_state {
-	__u64 file;
-	__u32 action;		/* tgid_filter value then, 0 for none */
-	__u8 direction;		/* QTAP_DIR_* */
-	__u8 pad[3];
-};
-
-/* A socket call between sys_enter and sys_exit, in the thread's task
- * storage (no hashing, nothing to delete: op 0 means none pending). */
-struct sock_args {
+/* The system call behind a socket call, from the saved user registers. */
+struct sock_call {
 	__u64 ptr;		/* buffer, iovec array or msghdr */
 	__u64 iovcnt;
-	__u64 sk;
-	__u64 file;
 	__u32 fd;
-	__u8 op;		/* QTAP_OP_*, or SOCK_OP_CONNECT; 0: none */
+	__u8 op;		/* QTAP_OP_* */
 	__u8 kind;		/* ARGS_* */
-	__u8 dir;		/* QTAP_DATA_* */
 };
-
-#define SOCK_OP_CONNECT 0xff
 
 /* A data event being built: struct qtap_conn_data, then the payload.
  * Twice the cap so that the verifier can see every copy stays inside. */
@@ -143,7 +191,8 @@ struct {
  * A wakeup per record would cost more than the rest of the program. */
 const volatile __u64 wakeup_bytes = 0;
 
-/* Ring buffer write failures, per CPU (key 0); read by the agent. */
+/* Ring buffer write failures and connections the conns map had no room
+ * for, per CPU (key 0); read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -159,29 +208,15 @@ struct {
 	__type(value, __u64);
 } conn_ids SEC(".maps");
 
-/* Traced connections; entries of connections the agent forgot (process
- * exit, idle) are deleted by it.  max_entries set before load. */
+/* TCP sockets established while the agent runs (and older ones on their
+ * first call), until the kernel destroys them; the agent deletes those it
+ * forgot (idle).  max_entries set before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, QTAP_SOCK_MAX_CONNS);
-	__type(key, struct conn_key);
+	__type(key, __u64);
 	__type(value, struct conn_state);
 } conns SEC(".maps");
-
-/* Sockets the filters left out; an evicted entry is just decided again. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SOCK_SKIPPED_MAX);
-	__type(key, struct conn_key);
-	__type(value, struct skip_state);
-} skipped SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sock_args);
-} inflight SEC(".maps");
 
 /* One slot per CPU (max_entries set before load to the possible CPUs). */
 struct {
@@ -250,41 +285,13 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 
 /* ---- sockets ----------------------------------------------------------- */
 
-/* The struct file behind fd in the current task, or NULL.  Direct loads
- * through the task's BTF pointers, one probe read for the fd array slot. */
-static __always_inline struct file *fd_file(struct task_struct *task, __u32 fd)
+/* A TCP socket of IPv4 or IPv6. */
+static __always_inline bool sock_is_tcp(struct sock *sk)
 {
-	struct fdtable *fdt = task->files->fdt;
-	struct file *file;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	if (fd >= fdt->max_fds)
-		return NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
-		return NULL;
-	return file;
-}
-
-/* The TCP (IPv4 or IPv6) sock of file, or NULL. */
-static __always_inline struct sock *file_tcp_sock(struct file *file)
-{
-	struct socket *sock;
-	struct sock *sk;
-	__u16 family;
-
-	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	sock = BPF_CORE_READ(file, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
-		return NULL;
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return NULL;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return NULL;
-	return sk;
+	return (family == AF_INET || family == AF_INET6) &&
+	       BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
 }
 
 static __always_inline bool v4_mapped(const __u8 *a)
@@ -429,8 +436,7 @@ static __always_inline bool conn_wanted(const struct qtap_conn_open *ev, __u32 *
 
 /* ---- connections ------------------------------------------------------- */
 
-static __always_inline void conn_close(struct conn_key *key, struct conn_state *st,
-				       __u64 pid_tgid, __u32 flags)
+static __always_inline void conn_close(struct conn_state *st, __u32 flags)
 {
 	struct qtap_conn_close ev;
 	__u64 seq = __sync_fetch_and_add(&st->seq, 1);
@@ -438,9 +444,9 @@ static __always_inline void conn_close(struct conn_key *key, struct conn_state *
 	header_fill(&ev.hdr, QTAP_EVENT_CONN_CLOSE);
 	ev.conn_id = st->conn_id;
 	ev.seq = seq;
-	ev.tgid = key->tgid;
-	ev.pid = (__u32)pid_tgid;
-	ev.fd = key->fd;
+	ev.tgid = st->tgid;
+	ev.pid = st->pid;
+	ev.fd = st->fd;
 	ev.flags = flags;
 	ev.bytes_sent = st->bytes_sent;
 	ev.bytes_recv = st->bytes_recv;
@@ -459,69 +465,145 @@ static __always_inline __u64 conn_id_next(void)
 	return (__u64)bpf_get_smp_processor_id() << 56 | *n;
 }
 
-/* The connection of key whose fd points to file (socket sk), created
- * (OPEN emitted) when new; a connection of key on another file is closed
- * as replaced first.  NULL when the filters leave it out or a map is
- * full. */
-static __always_inline struct conn_state *conn_get(struct conn_key *key, struct file *file,
-						   struct sock *sk, __u8 direction, __u8 flags,
-						   __u64 pid_tgid, bool is_new)
+/* The saved user registers of a thread in a system call; NULL for a
+ * kernel thread or an io_uring worker, which have none. */
+static __always_inline struct pt_regs *call_regs(struct task_struct *task)
 {
-	struct conn_state *st, init = {};
-	struct qtap_conn_open ev;
-	struct skip_state *skip;
-	__u32 action;
+	if (task->flags & (PF_KTHREAD | PF_IO_WORKER))
+		return NULL;
+	return (struct pt_regs *)bpf_task_pt_regs(task);
+}
 
-	st = bpf_map_lookup_elem(&conns, key);
-	if (st) {
-		if (st->file == (__u64)file && !is_new)
-			return st;
-		conn_close(key, st, pid_tgid, QTAP_CLOSE_F_REPLACED);
-		bpf_map_delete_elem(&conns, key);
-	} else if (!is_new) {
-		skip = bpf_map_lookup_elem(&skipped, key);
-		if (skip && skip->file == (__u64)file) {
-			if (skip->action == tgid_action(key->tgid))
-				return NULL;
-			/* Decided again: it keeps the direction it was
-			 * created with. */
-			direction = skip->direction;
-		}
+/* The system call of the current thread: which one, its fd and where its
+ * data is. */
+static __always_inline void call_decode(struct task_struct *task, struct sock_call *c)
+{
+	struct pt_regs *regs = call_regs(task);
+
+	c->op = QTAP_OP_OTHER;
+	c->kind = ARGS_NONE;
+	c->fd = QTAP_FD_UNKNOWN;
+	c->ptr = 0;
+	c->iovcnt = 0;
+	if (!regs)
+		return;
+	switch (REGS_NR(regs)) {
+	case NR_READ:
+		c->op = QTAP_OP_READ;
+		c->kind = ARGS_BUF;
+		break;
+	case NR_WRITE:
+		c->op = QTAP_OP_WRITE;
+		c->kind = ARGS_BUF;
+		break;
+	case NR_RECVFROM:
+		c->op = QTAP_OP_RECVFROM;
+		c->kind = ARGS_BUF;
+		break;
+	case NR_SENDTO:
+		c->op = QTAP_OP_SENDTO;
+		c->kind = ARGS_BUF;
+		break;
+	case NR_READV:
+		c->op = QTAP_OP_READV;
+		c->kind = ARGS_IOV;
+		break;
+	case NR_WRITEV:
+		c->op = QTAP_OP_WRITEV;
+		c->kind = ARGS_IOV;
+		break;
+	case NR_RECVMSG:
+		c->op = QTAP_OP_RECVMSG;
+		c->kind = ARGS_MSG;
+		break;
+	case NR_SENDMSG:
+		c->op = QTAP_OP_SENDMSG;
+		c->kind = ARGS_MSG;
+		break;
+	case NR_SENDFILE:
+		c->op = QTAP_OP_SENDFILE;
+		break;
+	case NR_CONNECT:
+		break;
+	default:
+		return;
 	}
+	c->fd = REGS_ARG1(regs);
+	c->ptr = REGS_ARG2(regs);
+	c->iovcnt = REGS_ARG3(regs);
+}
 
-	header_fill(&ev.hdr, QTAP_EVENT_CONN_OPEN);
-	ev.seq = 0;
-	ev.tgid = key->tgid;
-	ev.pid = (__u32)pid_tgid;
-	ev.fd = key->fd;
-	ev.direction = direction;
-	ev.flags = flags;
-	ev.pad = 0;
-	sock_addrs(sk, &ev);
-	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
-	if (!conn_wanted(&ev, &action)) {
-		struct skip_state v = {
-			.file = (__u64)file, .action = action, .direction = direction,
-		};
+/* Records the current thread as the connection's process. */
+static __always_inline void conn_set_process(struct conn_state *st, __u32 fd)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
-		bpf_map_update_elem(&skipped, key, &v, BPF_ANY);
+	st->pid = (__u32)pid_tgid;
+	st->fd = fd;
+	bpf_get_current_comm(&st->comm, sizeof(st->comm));
+	st->tgid = pid_tgid >> 32;
+}
+
+/* A new entry for sk; an entry already there (a socket connected again) is
+ * closed as replaced first when replace, else kept.  NULL when there is an
+ * entry and !replace, or the map is full (counted). */
+static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction, __u8 flags,
+						      bool replace)
+{
+	struct conn_state init = {}, *st;
+
+	st = bpf_map_lookup_elem(&conns, &key);
+	if (st) {
+		if (!replace)
+			return NULL;
+		if (st->state == CONN_OPEN)
+			conn_close(st, QTAP_CLOSE_F_REPLACED);
+	}
+	init.conn_id = conn_id_next();
+	init.seq = 1;
+	init.open_ns = bpf_ktime_get_ns();
+	init.fd = QTAP_FD_UNKNOWN;
+	init.direction = direction;
+	init.flags = flags;
+	if (bpf_map_update_elem(&conns, &key, &init, BPF_ANY)) {
+		count_lost();
 		return NULL;
 	}
-	if (is_new)
-		bpf_map_delete_elem(&skipped, key);
-	if (action != QTAP_TGID_ALLOW)
-		ev.flags |= QTAP_CONN_F_UNDECIDED;
+	return bpf_map_lookup_elem(&conns, &key);
+}
 
-	init.conn_id = conn_id_next();
-	init.sk = (__u64)sk;
-	init.file = (__u64)file;
-	init.seq = 1;
-	if (bpf_map_update_elem(&conns, key, &init, BPF_NOEXIST))
-		/* Another thread created it meanwhile (or the map is full). */
-		return bpf_map_lookup_elem(&conns, key);
-	ev.conn_id = init.conn_id;
-	emit(&ev, sizeof(ev));
-	return bpf_map_lookup_elem(&conns, key);
+/* Decides a PENDING connection whose process is known: OPEN written (it is
+ * traced) or SKIPPED.  The state it ends in (another CPU may have decided
+ * it first). */
+static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn_state *st)
+{
+	struct qtap_conn_open ev;
+	__u32 action, to;
+
+	ev.hdr.version = QTAP_EVENT_ABI_VERSION;
+	ev.hdr.type = QTAP_EVENT_CONN_OPEN;
+	ev.hdr.cpu = bpf_get_smp_processor_id();
+	ev.hdr.timestamp_ns = st->open_ns;
+	ev.conn_id = st->conn_id;
+	ev.seq = 0;
+	ev.tgid = st->tgid;
+	ev.pid = st->pid;
+	ev.fd = st->fd;
+	ev.direction = st->direction;
+	ev.flags = st->flags;
+	ev.pad = 0;
+	ev.key = key;
+	sock_addrs(sk, &ev);
+	__builtin_memcpy(ev.comm, st->comm, sizeof(ev.comm));
+	to = conn_wanted(&ev, &action) ? CONN_OPEN : CONN_SKIPPED;
+	if (to == CONN_OPEN && action != QTAP_TGID_ALLOW)
+		ev.flags |= QTAP_CONN_F_UNDECIDED;
+	st->action = action;
+	if (__sync_val_compare_and_swap(&st->state, CONN_PENDING, to) != CONN_PENDING)
+		return st->state;
+	if (to == CONN_OPEN)
+		emit(&ev, sizeof(ev));
+	return to;
 }
 
 /* ---- payload ----------------------------------------------------------- */
@@ -596,7 +678,7 @@ static __always_inline __u32 copy_iov(__u8 *buf, __u64 iov, __u64 cnt, __u32 lim
 }
 
 /* Copies the first limit (<= QTAP_DATA_MAX) bytes the call moved. */
-static __always_inline __u32 copy_payload(__u8 *buf, struct sock_args *a, __u32 limit)
+static __always_inline __u32 copy_payload(__u8 *buf, struct sock_call *a, __u32 limit)
 {
 	struct msghdr64 msg;
 	__u64 n;
@@ -623,105 +705,61 @@ static __always_inline __u32 copy_payload(__u8 *buf, struct sock_args *a, __u32 
 
 /* ---- the tracepoints ----------------------------------------------------- */
 
-/* The socket (TCP) behind fd, with its file: from the connection when
- * the fd still points to the same file, else by walking the file.  NULL
- * for anything else, and for a socket the filters left out. */
-static __always_inline struct sock *enter_sock(struct task_struct *task, __u32 fd,
-					       struct file **ret_file)
+/* sock_send_length and sock_recv_length (sk, ret, flags): one socket call
+ * of the current thread, which moved ret bytes. */
+static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 dir)
 {
-	struct conn_key key = { .tgid = task->tgid, .fd = fd };
-	struct skip_state *skip;
-	struct conn_state *st;
-	struct file *file;
-
-	file = fd_file(task, fd);
-	if (!file)
-		return NULL;
-	*ret_file = file;
-	st = bpf_map_lookup_elem(&conns, &key);
-	if (st) {
-		if (st->file == (__u64)file)
-			return (struct sock *)st->sk;
-	} else {
-		skip = bpf_map_lookup_elem(&skipped, &key);
-		if (skip && skip->file == (__u64)file && skip->action == tgid_action(key.tgid))
-			return NULL;
-	}
-	return file_tcp_sock(file);
-}
-
-/* Forgets a stashed call (normally there is none). */
-static __always_inline int call_clear(void)
-{
-	struct sock_args *a;
-
-	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (a)
-		a->op = 0;
-	return 0;
-}
-
-/* Stashes a socket call's arguments in the thread's storage. */
-static __always_inline int call_enter(__u32 fd, __u64 ptr, __u64 iovcnt, __u8 op, __u8 kind,
-				      __u8 dir)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct file *file = NULL;
-	struct sock_args *a;
-	struct sock *sk;
-
-	sk = enter_sock(task, fd, &file);
-	if (!sk)
-		return call_clear();
-	a = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!a)
-		return 0;
-	a->ptr = ptr;
-	a->iovcnt = iovcnt;
-	a->sk = (__u64)sk;
-	a->file = (__u64)file;
-	a->fd = fd;
-	a->op = op;
-	a->kind = kind;
-	a->dir = dir;
-	return 0;
-}
-
-/* Takes the stashed call of op: false when none. */
-static __always_inline bool call_take(__u8 op, struct sock_args *ret)
-{
-	struct sock_args *a;
-
-	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!a || !a->op || (op == SOCK_OP_CONNECT) != (a->op == SOCK_OP_CONNECT))
-		return false;
-	*ret = *a;
-	a->op = 0;
-	return true;
-}
-
-static __always_inline int data_exit(long ret)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sock *sk = (struct sock *)ctx->args[0];
+	int ret = (int)ctx->args[1];
+	struct task_struct *task;
 	struct sock_scratch *s;
 	struct qtap_conn_data *ev;
 	struct conn_state *st;
-	struct conn_key key;
-	struct sock_args a;
+	struct sock_call call;
+	__u64 key = (__u64)sk;
 	__u32 cpu, len, limit, n = 0;
-	__u8 dir;
+	__u64 state;
 
-	if (!call_take(0, &a) || ret <= 0)
+	if (dir == QTAP_DATA_RECV && ((int)ctx->args[2] & MSG_PEEK))
+		return 0;	/* the bytes stay queued: counted when read */
+	st = bpf_map_lookup_elem(&conns, &key);
+	if (!st) {
+		/* Not a TCP socket, or one older than the agent: learned on
+		 * its first data. */
+		if (ret <= 0 || !sock_is_tcp(sk))
+			return 0;
+		st = conn_create(key, QTAP_DIR_UNKNOWN, QTAP_CONN_F_PREEXISTING, false);
+		if (!st)
+			return 0;
+	}
+	task = bpf_get_current_task_btf();
+	call_decode(task, &call);
+	state = st->state;
+	if (state != CONN_OPEN) {
+		if (state == CONN_CLOSED)
+			return 0;
+		/* A kernel thread is nobody's process. */
+		if (call.op == QTAP_OP_OTHER && (task->flags & PF_KTHREAD))
+			return 0;
+		if (state == CONN_SKIPPED) {
+			if (st->action == tgid_action(task->tgid))
+				return 0;
+			/* The process's entry changed: decided again. */
+			if (__sync_val_compare_and_swap(&st->state, CONN_SKIPPED,
+							CONN_PENDING) != CONN_SKIPPED)
+				return 0;
+			conn_set_process(st, call.fd);
+			/* seen from the middle, like one older than the agent */
+			st->flags |= QTAP_CONN_F_PREEXISTING;
+		} else if (!st->tgid) {
+			conn_set_process(st, call.fd);
+		}
+		if (conn_decide(key, sk, st) != CONN_OPEN)
+			return 0;
+	}
+	if (ret <= 0)
 		return 0;
-	dir = a.dir & 1;
-	len = ret > 0xffffffffl ? 0xffffffffu : (__u32)ret;
-
-	key.tgid = pid_tgid >> 32;
-	key.fd = a.fd;
-	st = conn_get(&key, (struct file *)a.file, (struct sock *)a.sk, QTAP_DIR_UNKNOWN,
-		      QTAP_CONN_F_PREEXISTING, pid_tgid, false);
-	if (!st)
-		return 0;
+	len = ret;
 
 	switch (st->class) {
 	case CLASS_HTTP:
@@ -736,7 +774,7 @@ static __always_inline int data_exit(long ret)
 		limit = st->seen[dir] ? 0 : QTAP_DATA_MAX;
 		break;
 	}
-	if (a.kind == ARGS_NONE)
+	if (call.kind == ARGS_NONE)
 		limit = 0;
 	if (limit > len)
 		limit = len;
@@ -751,7 +789,7 @@ static __always_inline int data_exit(long ret)
 	}
 	ev = (struct qtap_conn_data *)s->data;
 	if (limit)
-		n = copy_payload(ev->payload, &a, limit);
+		n = copy_payload(ev->payload, &call, limit);
 	if (st->class == CLASS_UNKNOWN && n) {
 		st->class = classify(ev->payload, n);
 		if (st->class == CLASS_UNKNOWN &&
@@ -764,18 +802,20 @@ static __always_inline int data_exit(long ret)
 		st->tls_copied[dir] += n;
 	st->seen[dir] = 1;
 
-	header_fill(&ev->hdr, QTAP_EVENT_CONN_DATA);
+	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
+	ev->hdr.type = QTAP_EVENT_CONN_DATA;
+	ev->hdr.cpu = cpu;
+	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
 	ev->conn_id = st->conn_id;
 	ev->seq = __sync_fetch_and_add(&st->seq, 1);
-	ev->tgid = key.tgid;
-	ev->pid = (__u32)pid_tgid;
-	ev->fd = key.fd;
+	ev->tgid = task->tgid;
+	ev->pid = task->pid;
+	ev->fd = call.fd;
 	ev->dir = dir;
-	ev->op = a.op;
+	ev->op = call.op;
 	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
 	ev->len = len;
 	ev->captured = n;
-	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 	barrier_var(n);
 	if (n > QTAP_DATA_MAX)
 		n = 0;
@@ -788,137 +828,95 @@ count:
 	return 0;
 }
 
-#define ENTER(call) SEC("tracepoint/syscalls/sys_enter_" #call) \
-	int sock_enter_##call(struct trace_event_raw_sys_enter *ctx)
-#define EXIT(call) SEC("tracepoint/syscalls/sys_exit_" #call) \
-	int sock_exit_##call(struct trace_event_raw_sys_exit *ctx)
-
-ENTER(read)
+SEC("raw_tp/sock_send_length")
+int sock_send(struct bpf_raw_tracepoint_args *ctx)
 {
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_READ, ARGS_BUF, QTAP_DATA_RECV);
+	return sock_call(ctx, QTAP_DATA_SEND);
 }
 
-ENTER(write)
+SEC("raw_tp/sock_recv_length")
+int sock_recv(struct bpf_raw_tracepoint_args *ctx)
 {
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_WRITE, ARGS_BUF, QTAP_DATA_SEND);
+	return sock_call(ctx, QTAP_DATA_RECV);
 }
 
-/* recvfrom(fd, buf, len, flags, ...): a MSG_PEEK read leaves the bytes
- * queued; they are counted when read for real. */
-ENTER(recvfrom)
+/* inet_sock_set_state (sk, oldstate, newstate). */
+SEC("raw_tp/inet_sock_set_state")
+int sock_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (ctx->args[3] & MSG_PEEK)
-		return call_clear();
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVFROM, ARGS_BUF,
-			  QTAP_DATA_RECV);
-}
-
-ENTER(sendto)
-{
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDTO, ARGS_BUF,
-			  QTAP_DATA_SEND);
-}
-
-ENTER(readv)
-{
-	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_READV, ARGS_IOV,
-			  QTAP_DATA_RECV);
-}
-
-ENTER(writev)
-{
-	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], QTAP_OP_WRITEV, ARGS_IOV,
-			  QTAP_DATA_SEND);
-}
-
-ENTER(recvmsg)
-{
-	if (ctx->args[2] & MSG_PEEK)
-		return call_clear();
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_RECVMSG, ARGS_MSG,
-			  QTAP_DATA_RECV);
-}
-
-ENTER(sendmsg)
-{
-	return call_enter(ctx->args[0], ctx->args[1], 0, QTAP_OP_SENDMSG, ARGS_MSG,
-			  QTAP_DATA_SEND);
-}
-
-/* sendfile64(out_fd, in_fd, offset, count): bytes sent on out_fd. */
-ENTER(sendfile64)
-{
-	return call_enter(ctx->args[0], 0, 0, QTAP_OP_SENDFILE, ARGS_NONE, QTAP_DATA_SEND);
-}
-
-EXIT(read) { return data_exit(ctx->ret); }
-EXIT(write) { return data_exit(ctx->ret); }
-EXIT(recvfrom) { return data_exit(ctx->ret); }
-EXIT(sendto) { return data_exit(ctx->ret); }
-EXIT(readv) { return data_exit(ctx->ret); }
-EXIT(writev) { return data_exit(ctx->ret); }
-EXIT(recvmsg) { return data_exit(ctx->ret); }
-EXIT(sendmsg) { return data_exit(ctx->ret); }
-EXIT(sendfile64) { return data_exit(ctx->ret); }
-
-ENTER(connect)
-{
-	return call_enter(ctx->args[0], 0, 0, SOCK_OP_CONNECT, ARGS_NONE, 0);
-}
-
-EXIT(connect)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct conn_key key;
-	struct sock_args a;
-
-	if (!call_take(SOCK_OP_CONNECT, &a))
-		return 0;
-	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
-		return 0;
-	key.tgid = pid_tgid >> 32;
-	key.fd = a.fd;
-	conn_get(&key, (struct file *)a.file, (struct sock *)a.sk, QTAP_DIR_EGRESS, 0,
-		 pid_tgid, true);
-	return 0;
-}
-
-static __always_inline int accept_exit(long ret)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct file *file;
-	struct conn_key key;
-	struct sock *sk;
-
-	if (ret < 0)
-		return 0;
-	file = fd_file(bpf_get_current_task_btf(), ret);
-	sk = file_tcp_sock(file);
-	if (!sk)
-		return 0;
-	key.tgid = pid_tgid >> 32;
-	key.fd = ret;
-	conn_get(&key, file, sk, QTAP_DIR_INGRESS, 0, pid_tgid, true);
-	return 0;
-}
-
-EXIT(accept) { return accept_exit(ctx->ret); }
-EXIT(accept4) { return accept_exit(ctx->ret); }
-
-ENTER(close)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct sock *sk = (struct sock *)ctx->args[0];
+	int oldstate = ctx->args[1], newstate = ctx->args[2];
+	struct task_struct *task;
 	struct conn_state *st;
-	struct conn_key key;
+	struct sock_call call;
+	struct pt_regs *regs;
+	__u64 key = (__u64)sk;
 
-	key.tgid = pid_tgid >> 32;
-	key.fd = ctx->args[0];
-	st = bpf_map_lookup_elem(&conns, &key);
-	if (st) {
-		conn_close(&key, st, pid_tgid, 0);
-		bpf_map_delete_elem(&conns, &key);
-	} else if (bpf_map_lookup_elem(&skipped, &key)) {
-		bpf_map_delete_elem(&skipped, &key);
+	switch (newstate) {
+	case TCP_SYN_SENT:
+		/* connect(), in the caller: the connection is its process's,
+		 * reported once the handshake is done (its local port is
+		 * chosen after this). */
+		if (!sock_is_tcp(sk))
+			return 0;
+		st = conn_create(key, QTAP_DIR_EGRESS, 0, true);
+		if (st) {
+			call_decode(bpf_get_current_task_btf(), &call);
+			conn_set_process(st, call.fd);
+		}
+		return 0;
+	case TCP_ESTABLISHED:
+		if (!sock_is_tcp(sk))
+			return 0;
+		if (oldstate == TCP_SYN_SENT) {
+			st = bpf_map_lookup_elem(&conns, &key);
+			if (!st)	/* connect() called before the agent started */
+				st = conn_create(key, QTAP_DIR_EGRESS, 0, false);
+			if (st && st->state == CONN_PENDING && st->tgid) {
+				st->open_ns = bpf_ktime_get_ns();
+				conn_decide(key, sk, st);
+			}
+		} else if (oldstate == TCP_SYN_RECV) {
+			/* An accepted connection, in softirq: its process is
+			 * the first to call on it.  (With TCP Fast Open that
+			 * call may come first: it stays learned.) */
+			conn_create(key, QTAP_DIR_INGRESS, 0, false);
+		}
+		return 0;
+	case TCP_FIN_WAIT1:
+	case TCP_LAST_ACK:
+		/* Only the socket's owner sends a FIN: its last fd closed
+		 * (close, dup2, exit) or shutdown().  The connection ends at
+		 * the close, not when TCP is done with it (the peer may take
+		 * its time); a shutdown leaves it open for the other way. */
+		if (oldstate != TCP_ESTABLISHED && oldstate != TCP_CLOSE_WAIT)
+			return 0;
+		st = bpf_map_lookup_elem(&conns, &key);
+		if (!st || st->state != CONN_OPEN)
+			return 0;
+		task = bpf_get_current_task_btf();
+		regs = call_regs(task);
+		if (regs && REGS_NR(regs) == NR_SHUTDOWN)
+			return 0;
+		if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
+			conn_close(st, 0);
+		return 0;
 	}
+	return 0;
+}
+
+/* tcp_destroy_sock (sk): the end of the socket. */
+SEC("raw_tp/tcp_destroy_sock")
+int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 key = ctx->args[0];
+	struct conn_state *st;
+
+	st = bpf_map_lookup_elem(&conns, &key);
+	if (!st)
+		return 0;
+	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
+		conn_close(st, 0);
+	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }

@@ -3,11 +3,13 @@
  * parser workers (src/parse/) rebuild each connection.  See event.h for
  * the ABI rules.
  *
- * Every event of a connection carries its conn_id (unique on the host for
- * the agent's life) and a sequence number: OPEN is 0, and each later event
- * of the connection takes the next number, in the order the kernel saw
- * them, whichever CPU they ran on.  A number taken by an event that could
- * not be written (ring full) is never reused: the worker sees the gap. */
+ * A connection is one TCP socket (struct sock), whichever fds and
+ * processes use it.  Every event of a connection carries its conn_id
+ * (unique on the host for the agent's life) and a sequence number: OPEN is
+ * 0, and each later event of the connection takes the next number, in the
+ * order the kernel saw them, whichever CPU they ran on.  A number taken by
+ * an event that could not be written (ring full) is never reused: the
+ * worker sees the gap. */
 #ifndef QTAP_BPF_SOCK_H
 #define QTAP_BPF_SOCK_H
 
@@ -50,16 +52,29 @@
 #define QTAP_OP_SENDMSG 7
 #define QTAP_OP_RECVMSG 8
 #define QTAP_OP_SENDFILE 9
+/* Another path into the socket (splice, recvmmsg, io_uring, the kernel):
+ * byte counts only. */
+#define QTAP_OP_OTHER 10
+
+/* fd of an event whose call did not name one (QTAP_OP_OTHER) */
+#define QTAP_FD_UNKNOWN 0xffffffffu
 
 /* qtap_conn_data.flags */
 #define QTAP_DATA_F_TRUNCATED (1u << 0)	/* captured < len: cap reached */
 #define QTAP_DATA_F_NO_PAYLOAD (1u << 1)	/* payload not copied any more */
 
 /* qtap_conn_close.flags */
-#define QTAP_CLOSE_F_REPLACED (1u << 0)	/* fd reused for another socket */
+/* The socket was connected again (connect() after a disconnect): the
+ * connection ends, and the next one on the socket is a new connection. */
+#define QTAP_CLOSE_F_REPLACED (1u << 0)
 
 /* Address of either family: IPv4 in the first 4 bytes (network order),
  * IPv6 in all 16.  v4-mapped IPv6 addresses are reported as IPv4. */
+/* OPEN: written when the connection is first known with its process: at
+ * the end of the handshake for a connect() (the process that called it),
+ * at the first call of a process on an accepted socket (that process), or
+ * at the first call on a socket older than the agent (PREEXISTING).  Its
+ * timestamp is the end of the handshake when the kernel saw it. */
 struct qtap_conn_open {
 	struct qtap_event_header hdr;
 	__u64 conn_id;
@@ -73,6 +88,9 @@ struct qtap_conn_open {
 	__u16 lport;		/* host order */
 	__u16 rport;
 	__u32 pad;
+	/* The kernel's key of the connection (opaque): the agent gives it
+	 * back to drop the connection from the kernel's table. */
+	__u64 key;
 	__u8 laddr[16];
 	__u8 raddr[16];
 	char comm[QTAP_COMM_LEN];
@@ -91,10 +109,12 @@ struct qtap_conn_data {
 	__u16 flags;		/* QTAP_DATA_F_* */
 	__u32 len;		/* bytes the call moved (its return value) */
 	__u32 captured;		/* payload bytes that follow, <= QTAP_DATA_MAX */
-	char comm[QTAP_COMM_LEN];
 	__u8 payload[];
 };
 
+/* CLOSE: when the kernel destroys the socket (every fd closed and TCP
+ * done with it), or when the socket is connected again.  tgid, pid and fd
+ * are the connection's (its OPEN's), not the closing context's. */
 struct qtap_conn_close {
 	struct qtap_event_header hdr;
 	__u64 conn_id;

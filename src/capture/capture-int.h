@@ -130,8 +130,8 @@ void sock_rings_free(struct capture *cap);
 int sock_readers_start(struct capture *cap);
 /* Stops them after they drained their rings (programs detached). */
 void sock_readers_stop(struct capture *cap);
-/* pipeline_conn_forget_fn: drops (tgid, fd) from the kernel's conns map. */
-void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd);
+/* pipeline_conn_forget_fn: drops a connection from the kernel's conns map. */
+void sock_conn_forget(void *ctx, uint64_t key);
 
 /* --- filter.c ------------------------------------------------------------
  * Which processes and connections are traced: tap.direction,

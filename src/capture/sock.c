@@ -155,12 +155,11 @@ void sock_rings_free(struct capture *cap)
 	cap->ring_fds = NULL;
 }
 
-void sock_conn_forget(void *ctx, uint32_t tgid, uint32_t fd)
+void sock_conn_forget(void *ctx, uint64_t key)
 {
 	struct capture *cap = ctx;
-	__u32 key[2] = { tgid, fd };
 
-	bpf_map__delete_elem(cap->sock->maps.conns, key, sizeof(key), 0);
+	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
 }
 
 /* ---- reader threads -------------------------------------------------- */

@@ -69,7 +69,7 @@ enum close_reason {
 	CLOSE_NORMAL,
 	CLOSE_PROCESS_EXIT,
 	CLOSE_IDLE,
-	CLOSE_FD_REUSED,
+	CLOSE_RECONNECTED,
 	CLOSE_AGENT_STOP,
 };
 
@@ -77,7 +77,7 @@ static const char *const close_reason_names[] = {
 	[CLOSE_NORMAL] = "close",
 	[CLOSE_PROCESS_EXIT] = "process_exit",
 	[CLOSE_IDLE] = "idle_timeout",
-	[CLOSE_FD_REUSED] = "fd_reused",
+	[CLOSE_RECONNECTED] = "reconnected",
 	[CLOSE_AGENT_STOP] = "agent_stop",
 };
 
@@ -122,6 +122,7 @@ struct conn {
 					 * 0 while it runs */
 	uint64_t exit_ts;		/* that exit's kernel timestamp */
 	uint32_t tgid, pid, fd;
+	uint64_t key;			/* the kernel's key (OPEN), 0 if unknown */
 	uint16_t family, lport, rport;
 	uint8_t direction;		/* QTAP_DIR_* */
 	bool known;			/* metadata set (OPEN, or first event) */
@@ -630,7 +631,11 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 	info = conn_malloc_hook(sizeof(*info));
 	if (!info)
 		goto out;
-	if (!t->o.proc_lookup(t->o.ctx, tgid, info) && info->exe[0]) {
+	if (t->o.proc_lookup(t->o.ctx, tgid, info))
+		goto done;
+	if (!c->comm[0])	/* an event without one: the table's */
+		snprintf(c->comm, sizeof(c->comm), "%s", info->comm);
+	if (info->exe[0]) {
 		size_t n = strnlen(info->exe, sizeof(info->exe) - 1);
 
 		c->cgroup_id = info->cgroup_id;
@@ -643,9 +648,18 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 			c->exe[n] = '\0';
 		}
 	}
+done:
 	free(info);
 out:
 	c->traced = capture_trace_wants(t->o.trace, CAPTURE_TRACE_SYSCALL, c->comm, conn_exe(c));
+}
+
+/* Drops the connection from the kernel's table: its next call there makes
+ * it a new connection, learned. */
+static void conn_forget_kernel(struct conn_tracker *t, struct conn *c)
+{
+	if (t->o.conn_forget && c->key)
+		t->o.conn_forget(t->o.ctx, c->key);
 }
 
 static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_conn_open *o,
@@ -654,6 +668,7 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 	const char *op;
 
 	conn_set_process(t, c, o->tgid, o->pid, o->fd, o->comm);
+	c->key = o->key;
 	c->family = o->family == AF_INET6 ? AF_INET6 : AF_INET;
 	c->lport = o->lport;
 	c->rport = o->rport;
@@ -671,8 +686,7 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 		op = "learned";
 		if (!preexisting_resolve(t, c, now)) {
 			c->ignored = true;
-			if (t->o.conn_forget)
-				t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+			conn_forget_kernel(t, c);
 			return;
 		}
 	} else if (o->flags & QTAP_CONN_F_PREEXISTING) {
@@ -912,7 +926,7 @@ static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_c
 			c->bytes_recv = e->bytes_recv;
 		}
 	}
-	conn_finish(t, c, (e->flags & QTAP_CLOSE_F_REPLACED) ? CLOSE_FD_REUSED : CLOSE_NORMAL,
+	conn_finish(t, c, (e->flags & QTAP_CLOSE_F_REPLACED) ? CLOSE_RECONNECTED : CLOSE_NORMAL,
 		    e->hdr.timestamp_ns);
 }
 
@@ -925,12 +939,11 @@ static void conn_learn(struct conn_tracker *t, struct conn *c, const void *rec)
 	if (h->type == QTAP_EVENT_CONN_DATA) {
 		const struct qtap_conn_data *d = rec;
 
-		conn_set_process(t, c, d->tgid, d->pid, d->fd, d->comm);
+		conn_set_process(t, c, d->tgid, d->pid, d->fd, "");
 	} else {
 		const struct qtap_conn_close *e = rec;
-		char comm[QTAP_COMM_LEN] = "";
 
-		conn_set_process(t, c, e->tgid, e->pid, e->fd, comm);
+		conn_set_process(t, c, e->tgid, e->pid, e->fd, "");
 	}
 	c->open_ns = h->timestamp_ns;
 	c->last_ns = h->timestamp_ns;
@@ -1141,8 +1154,8 @@ static void exit_reap(struct conn_tracker *t, uint64_t now)
 			/* what waits to be processed happened before the exit */
 			if (!conn_flush(t, c, now))
 				continue;
-			if (t->o.conn_forget && !c->ignored)
-				t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+			if (!c->ignored)
+				conn_forget_kernel(t, c);
 			if (c->ignored)
 				conn_destroy(t, c);
 			else
@@ -1224,8 +1237,7 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 				next = c->hnext;
 				if (!c->known || c->n_pend || c->last_ns + t->o.idle_timeout_ns > now_ns)
 					continue;
-				if (t->o.conn_forget)
-					t->o.conn_forget(t->o.ctx, c->tgid, c->fd);
+				conn_forget_kernel(t, c);
 				if (c->ignored)
 					conn_destroy(t, c);
 				else

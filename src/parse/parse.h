@@ -95,9 +95,9 @@ struct pipeline;
 typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid,
 				       struct capture_proc_info *ret);
 /* Tells the capture that the tracker forgot a connection the kernel may
- * still hold (process exited, idle timeout), so its kernel entry can be
- * dropped.  Worker threads. */
-typedef void (*pipeline_conn_forget_fn)(void *ctx, uint32_t tgid, uint32_t fd);
+ * still hold (process exited, idle timeout), so its kernel entry (key, from
+ * its OPEN) can be dropped.  Worker threads. */
+typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key);
 /* Whether connections of this process are traced, for the connections the
  * kernel could not decide (the process was not classified yet, or the
  * connection was open before the agent).  exe is NULL when the process

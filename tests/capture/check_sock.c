@@ -646,11 +646,12 @@ START_TEST(test_metrics_one_reader)
 	v = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, &ns);
 	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
-	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_exit_read\"", &ns);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_recv\"", &ns);
 	ck_assert_uint_eq(ns, 1);
-	ck_assert_msg(v >= 5, "sock_exit_read runs: %g", v);
-	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_exit_accept4\"", &ns);
+	ck_assert_msg(v >= 5, "sock_recv runs: %g", v);
+	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_state\"", &ns);
 	ck_assert_uint_eq(ns, 1);
+	ck_assert_msg(v >= 10, "sock_state runs: %g", v);
 	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	finish(&cap);
@@ -843,8 +844,9 @@ START_TEST(test_preexisting)
 END_TEST
 
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
- * dup2() of another socket over a traced fd (no close): CLOSE replaced,
- * then the new socket learned on its data. */
+ * dup2() of another socket over a traced fd closes the first connection;
+ * the second, now behind two fds, is one connection (a connection is a
+ * socket), closed with the last of them. */
 START_TEST(test_fd_reuse)
 {
 	struct capture *cap;
@@ -874,39 +876,80 @@ START_TEST(test_fd_reuse)
 	ck_assert_uint_eq(evs[2].bytes_sent, 3);
 	id1 = evs[0].conn_id;
 
-	/* dup2 a third connection over c2. */
+	/* dup2 a third connection over c2: the second ends there. */
 	c3 = tcp_connect(&srv, &port3);
 	s3 = accept(lfd, NULL, NULL);
 	ck_assert_int_eq(dup2(c3, c2), c2);
-	ck_assert_int_eq(write(c2, "three", 5), 5);
-	read_exact(s3, buf, 5);
 	n = wait_closed(getpid(), c2, port2, srv.port, evs, MAXEV);
 	ck_assert_uint_eq(n, 3);
 	id2 = evs[0].conn_id;
 	ck_assert_uint_ne(id1, id2);
 	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
 	ck_assert_uint_eq(evs[1].len, 4);
-	ck_assert_uint_eq(evs[2].cflags, QTAP_CLOSE_F_REPLACED);
-	ck_assert_uint_eq(evs[2].bytes_sent, 4);
-	/* The dup'd socket, on fd c2: learned on its data, closed below. */
-	close(c2);
-	n = wait_closed(getpid(), c2, port3, srv.port, evs, MAXEV);
-	ck_assert_uint_eq(n, 3);
-	ck_assert_uint_eq(evs[0].oflags, QTAP_CONN_F_PREEXISTING);
-	ck_assert_uint_ne(evs[0].conn_id, id2);
-	ck_assert_uint_eq(evs[1].len, 5);
 	ck_assert_uint_eq(evs[2].cflags, 0);
-	ck_assert_uint_eq(evs[2].bytes_sent, 5);
-	/* c3 itself is another fd on the same socket: its own connection,
-	 * opened by connect(). */
+	ck_assert_uint_eq(evs[2].bytes_sent, 4);
+	/* Through either fd, the third connection's: opened by connect() on
+	 * c3, still open after c2 is closed, closed with c3. */
+	ck_assert_int_eq(write(c2, "three", 5), 5);
+	read_exact(s3, buf, 5);
+	ck_assert_int_eq(write(c3, "four", 4), 4);
+	read_exact(s3, buf, 4);
+	close(c2);
+	settle();
+	n = conn_events(getpid(), c3, port3, srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[1].fd, (uint32_t)c2);
+	ck_assert_uint_eq(evs[2].fd, (uint32_t)c3);
 	close(c3);
 	n = wait_closed(getpid(), c3, port3, srv.port, evs, MAXEV);
-	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(n, 4);
 	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(evs[0].oflags, 0);
+	ck_assert_uint_eq(evs[3].cflags, 0);
+	ck_assert_uint_eq(evs[3].bytes_sent, 9);
 	close(s1);
 	close(s2);
 	close(s3);
 	close(lfd);
+	finish(&cap);
+}
+END_TEST
+
+/* A connection ends at its last close, even while the peer keeps its side
+ * open; shutdown() leaves it open for the other way. */
+START_TEST(test_close_shutdown)
+{
+	struct capture *cap;
+	struct pair p;
+	char buf[8];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
+	read_exact(p.sfd, buf, 4);
+	/* The server shuts its sending side and reads on. */
+	ck_assert_int_eq(shutdown(p.sfd, SHUT_WR), 0);
+	ck_assert_int_eq(read(p.cfd, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(write(p.cfd, "more", 4), 4);
+	read_exact(p.sfd, buf, 4);
+	/* The client closes; the server keeps its socket. */
+	close(p.cfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(evs[3].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[3].bytes_sent, 8);
+	ck_assert_uint_eq(evs[3].bytes_recv, 0);
+	settle();
+	n = conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[2].type, QTAP_EVENT_CONN_DATA);
+	close(p.sfd);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(evs[3].bytes_recv, 8);
+	close(p.lfd);
 	finish(&cap);
 }
 END_TEST
@@ -1275,6 +1318,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_tgid_ignored);
 	tcase_add_test(tc, test_preexisting);
 	tcase_add_test(tc, test_fd_reuse);
+	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);

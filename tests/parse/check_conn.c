@@ -37,7 +37,9 @@
 
 static struct metrics_store *store;
 static unsigned forgets;
-static uint32_t forgot_tgid[64], forgot_fd[64];
+/* The kernel keys the tracker gave back: mk_open() makes KEY(id). */
+#define KEY(id) (0xffff000000000000ull | (id))
+static uint64_t forgot_key[64];
 
 /* ---- metric values ---- */
 
@@ -111,6 +113,7 @@ static void mk_open(struct rec *r, uint64_t id, uint32_t tgid, uint8_t dir, cons
 	r->u.open.pid = tgid;
 	r->u.open.fd = (uint32_t)(id % 1000) + 3;
 	r->u.open.direction = dir;
+	r->u.open.key = KEY(id);
 	r->u.open.lport = lport;
 	r->u.open.rport = rport;
 	if (strchr(raddr, ':')) {
@@ -144,7 +147,6 @@ static void mk_data(struct rec *r, uint64_t id, uint64_t seq, uint32_t tgid, uin
 	r->u.data.captured = captured;
 	if (captured < len)
 		r->u.data.flags = QTAP_DATA_F_TRUNCATED;
-	snprintf(r->u.data.comm, sizeof(r->u.data.comm), "curl");
 	if (captured)
 		memcpy(r->u.data.payload, payload, captured);
 }
@@ -187,13 +189,12 @@ static int proc_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
 /* Called by the worker threads too: guarded. */
 static pthread_mutex_t forget_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void conn_forget(void *ctx, uint32_t tgid, uint32_t fd)
+static void conn_forget(void *ctx, uint64_t key)
 {
 	(void)ctx;
 	pthread_mutex_lock(&forget_lock);
 	if (forgets < 64) {
-		forgot_tgid[forgets] = tgid;
-		forgot_fd[forgets] = fd;
+		forgot_key[forgets] = key;
 	}
 	forgets++;
 	pthread_mutex_unlock(&forget_lock);
@@ -498,8 +499,7 @@ START_TEST(test_process_exit)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 1);
 	ck_assert_uint_eq(dur_sum("egress", "10.0.0.6", "80"), 40000 + 25000);
 	ck_assert_uint_eq(forgets, 1);
-	ck_assert_uint_eq(forgot_tgid[0], 100);
-	ck_assert_uint_eq(forgot_fd[0], 31 + 3);
+	ck_assert_uint_eq(forgot_key[0], KEY(31));
 	ck_assert_uint_eq(conn_tracker_count(t), 1);
 	conn_tracker_free(&t, T0 + 100 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 0);
@@ -524,7 +524,7 @@ START_TEST(test_idle_timeout)
 	/* closed as of its last activity */
 	ck_assert_uint_eq(dur_sum("egress", "10.0.0.8", "80"), 2000000);
 	ck_assert_uint_eq(forgets, 1);
-	ck_assert_uint_eq(forgot_fd[0], 41 + 3);
+	ck_assert_uint_eq(forgot_key[0], KEY(41));
 	conn_tracker_free(&t, T0 + 13000 * MS);
 }
 END_TEST
@@ -600,9 +600,8 @@ START_TEST(test_preexisting)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "127.0.0.1", "5432"), 0);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.1.0.9", "5432"), 0);
 	ck_assert_uint_eq(forgets, 2);
-	ck_assert_uint_eq(forgot_tgid[0], 4242);
-	ck_assert_uint_eq(forgot_fd[0], 54 + 3);
-	ck_assert_uint_eq(forgot_tgid[1], 100);
+	ck_assert_uint_eq(forgot_key[0], KEY(54));
+	ck_assert_uint_eq(forgot_key[1], KEY(55));
 	conn_tracker_free(&t, T0 + MS);
 	/* the filtered ones were never counted */
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "5432"), 2);
@@ -982,7 +981,7 @@ START_TEST(test_pipeline)
 	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "0", NULL, NULL, 0), 0);
 	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "1", NULL, NULL, 0), 0);
 	ck_assert_uint_eq(forgets, 1);
-	ck_assert_uint_eq(forgot_tgid[0], 300);
+	ck_assert_uint_eq(forgot_key[0], KEY(900001));
 }
 END_TEST
 
