@@ -22,6 +22,7 @@
 #define QTAP_EVENT_CONN_OPEN 10	/* sock.h */
 #define QTAP_EVENT_CONN_DATA 11
 #define QTAP_EVENT_CONN_CLOSE 12
+#define QTAP_EVENT_TLS_DATA 13	/* sock.h: plaintext of a TLS library call */
 
 #define QTAP_COMM_LEN 16
 

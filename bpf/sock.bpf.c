@@ -38,6 +38,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 
 #include "sock.h"
 
@@ -248,6 +249,58 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } exec_gen SEC(".maps");
+
+/* A TLS library read or write in progress on a thread, from the function's
+ * entry to its return (op 0: none).  The socket call it makes meanwhile
+ * (the nested-syscall method) writes key: that call's connection. */
+struct tls_call {
+	__u64 ctx;		/* SSL * or gnutls_session_t */
+	__u64 buf;
+	__u64 outlen;		/* SSL_read_ex/SSL_write_ex: size_t * of the count */
+	__u64 key;		/* conns key of the nested socket call; 0: none */
+	__u8 op;		/* QTAP_OP_SSL_*, QTAP_OP_GNUTLS_* or TLS_OP_TIE; 0: none */
+	__u8 dir;		/* QTAP_DATA_* */
+	__u16 depth;		/* probed library calls inside this one */
+};
+
+/* A handshake: it moves no plaintext, but its socket calls tie the SSL *
+ * to its connection before the first read, which the library may serve
+ * from what it buffered during the handshake, without a socket call. */
+#define TLS_OP_TIE 0xff
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tls_call);
+} tls_inflight SEC(".maps");
+
+/* (tgid, SSL * or session) -> conns key, learned from the nested socket
+ * calls: a TLS read served from the library's buffer makes none. */
+struct tls_ctx_key {
+	__u64 tgid;
+	__u64 ctx;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, QTAP_SOCK_MAX_CONNS);
+	__type(key, struct tls_ctx_key);
+	__type(value, __u64);
+} tls_ctxs SEC(".maps");
+
+/* TLS library calls that moved data but could not be tied to a connection
+ * (no socket call inside, none before on the same SSL *), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_untied SEC(".maps");
+
+/* Set by the agent once a TLS probe is attached: until then socket calls
+ * do not look for a TLS call in progress. */
+__u32 tls_probes_on = 0;
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -733,6 +786,12 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 			return 0;
 	}
 	task = bpf_get_current_task_btf();
+	if (tls_probes_on) {
+		struct tls_call *tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
+
+		if (tc && tc->op)
+			tc->key = key;	/* inside a TLS read or write */
+	}
 	call_decode(task, &call);
 	state = st->state;
 	if (state != CONN_OPEN) {
@@ -918,5 +977,164 @@ int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
 	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
 		conn_close(st, 0);
 	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+/* ---- TLS libraries ------------------------------------------------------ */
+
+/* Entry of a library read or write (SSL_read, SSL_read_ex, SSL_write,
+ * SSL_write_ex, gnutls_record_recv, gnutls_record_send). */
+static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op, __u8 dir)
+{
+	struct tls_call *tc;
+
+	tc = bpf_task_storage_get(&tls_inflight, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tc)
+		return 0;
+	if (tc->op) {
+		tc->depth++;	/* one library call inside another: the outer one */
+		return 0;
+	}
+	tc->depth = 0;
+	tc->ctx = ctx;
+	tc->buf = buf;
+	tc->outlen = outlen;
+	tc->key = 0;
+	tc->dir = dir;
+	tc->op = op;
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_ssl_read, void *ssl, void *buf)
+{
+	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_READ, QTAP_DATA_RECV);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
+{
+	return tls_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, QTAP_OP_SSL_READ,
+			 QTAP_DATA_RECV);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_ssl_write, void *ssl, void *buf)
+{
+	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_WRITE, QTAP_DATA_SEND);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
+{
+	return tls_enter((__u64)ssl, (__u64)buf, (__u64)written, QTAP_OP_SSL_WRITE,
+			 QTAP_DATA_SEND);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_handshake, void *ctx_ptr)
+{
+	return tls_enter((__u64)ctx_ptr, 0, 0, TLS_OP_TIE, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_gnutls_recv, void *session, void *buf)
+{
+	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_RECV, QTAP_DATA_RECV);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(tls_gnutls_send, void *session, void *buf)
+{
+	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_SEND, QTAP_DATA_SEND);
+}
+
+/* The return of any of them: the plaintext it moved, as a TLS data event
+ * of the connection its socket calls used. */
+SEC("uretprobe")
+int BPF_KRETPROBE(tls_return, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct tls_ctx_key ck = {};
+	struct qtap_conn_data *ev;
+	struct sock_scratch *s;
+	struct conn_state *st;
+	struct sock_call call;
+	struct tls_call *tc, c;
+	__u64 len = 0, *kp;
+	__u32 cpu, zero = 0, n = 0, limit;
+
+	tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
+	if (!tc || !tc->op)
+		return 0;
+	if (tc->depth) {
+		tc->depth--;	/* an inner call's return */
+		return 0;
+	}
+	c = *tc;
+	tc->op = 0;
+	if (c.outlen) {
+		if ((int)ret == 1 && bpf_probe_read_user(&len, sizeof(len), (void *)c.outlen))
+			len = 0;
+	} else if (c.op == QTAP_OP_SSL_READ || c.op == QTAP_OP_SSL_WRITE) {
+		len = (int)ret > 0 ? (int)ret : 0;
+	} else {
+		len = ret > 0 ? ret : 0;
+	}
+	ck.tgid = task->tgid;
+	ck.ctx = c.ctx;
+	if (c.key) {
+		bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
+	} else {
+		kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
+		if (kp)
+			c.key = *kp;
+	}
+	if (!len || c.op == TLS_OP_TIE)
+		return 0;
+	if (!c.key) {
+		__u64 *untied = bpf_map_lookup_elem(&tls_untied, &zero);
+
+		if (untied)
+			*untied += 1;	/* per-CPU slot: no other writer */
+		return 0;
+	}
+	st = bpf_map_lookup_elem(&conns, &c.key);
+	if (!st || st->state != CONN_OPEN)
+		return 0;	/* left out by the filters, or over */
+	if (len > 0xffffffffull)
+		len = 0xffffffffull;
+
+	cpu = bpf_get_smp_processor_id();
+	s = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!s) {
+		__sync_fetch_and_add(&st->seq, 1);
+		count_lost();
+		return 0;
+	}
+	ev = (struct qtap_conn_data *)s->data;
+	limit = len < QTAP_DATA_MAX ? len : QTAP_DATA_MAX;
+	call.ptr = c.buf;
+	call.kind = ARGS_BUF;
+	n = copy_payload(ev->payload, &call, limit);
+	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
+	ev->hdr.type = QTAP_EVENT_TLS_DATA;
+	ev->hdr.cpu = cpu;
+	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
+	ev->conn_id = st->conn_id;
+	ev->seq = __sync_fetch_and_add(&st->seq, 1);
+	ev->tgid = task->tgid;
+	ev->pid = task->pid;
+	ev->fd = st->fd;
+	ev->dir = c.dir & 1;
+	ev->op = c.op;
+	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
+	ev->len = len;
+	ev->captured = n;
+	barrier_var(n);
+	if (n > QTAP_DATA_MAX)
+		n = 0;
+	emit(ev, sizeof(*ev) + n);
 	return 0;
 }

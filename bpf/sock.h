@@ -56,6 +56,13 @@
  * byte counts only. */
 #define QTAP_OP_OTHER 10
 
+/* qtap_conn_data.op of a QTAP_EVENT_TLS_DATA: the library function whose
+ * plaintext the event carries (the _ex variants report as the plain ones). */
+#define QTAP_OP_SSL_READ 16
+#define QTAP_OP_SSL_WRITE 17
+#define QTAP_OP_GNUTLS_RECV 18
+#define QTAP_OP_GNUTLS_SEND 19
+
 /* fd of an event whose call did not name one (QTAP_OP_OTHER) */
 #define QTAP_FD_UNKNOWN 0xffffffffu
 
@@ -96,7 +103,12 @@ struct qtap_conn_open {
 	char comm[QTAP_COMM_LEN];
 };
 
-/* Followed by captured bytes of payload (the first bytes the call moved). */
+/* Followed by captured bytes of payload (the first bytes the call moved).
+ * QTAP_EVENT_CONN_DATA: a system call on the socket (ciphertext on a TLS
+ * connection); QTAP_EVENT_TLS_DATA: a TLS library call on the connection,
+ * with its plaintext (op QTAP_OP_SSL_* or QTAP_OP_GNUTLS_*), numbered in
+ * the same sequence: the socket calls a TLS read or write made come before
+ * it. */
 struct qtap_conn_data {
 	struct qtap_event_header hdr;
 	__u64 conn_id;
@@ -138,6 +150,7 @@ static inline __u32 qtap_sock_record_min(__u32 type)
 	case QTAP_EVENT_CONN_OPEN:
 		return sizeof(struct qtap_conn_open);
 	case QTAP_EVENT_CONN_DATA:
+	case QTAP_EVENT_TLS_DATA:
 		return sizeof(struct qtap_conn_data);
 	case QTAP_EVENT_CONN_CLOSE:
 		return sizeof(struct qtap_conn_close);

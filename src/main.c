@@ -158,6 +158,12 @@ static int run(const struct cli_args *args)
 	/* Published, so freed by the next conf_publish(), which a reload calls
 	 * only after capture_reconfigure() moved the capture off it. */
 	copts.conf = conf;
+	copts.tls_probes = (args->tls_probes & CLI_TLS_OPENSSL ? CAPTURE_TLS_OPENSSL : 0) |
+			   (args->tls_probes & CLI_TLS_GNUTLS ? CAPTURE_TLS_GNUTLS : 0) |
+			   (args->tls_probes & CLI_TLS_NODETLS ? CAPTURE_TLS_NODETLS : 0);
+	if (args->tls_probes & CLI_TLS_GOTLS)
+		log_warn("--tls-probes: gotls (Go crypto/tls) is not available in this version; "
+			 "Go programs' TLS is seen as ciphertext only");
 	conf_publish(conf);
 
 	/* Block the signals we wait for before any thread exists, so that

@@ -18,6 +18,7 @@ struct pipeline;
 struct proc_bpf;
 struct sock_bpf;
 struct ring_buffer;
+struct tls_probes;
 
 /* --- capture.c -----------------------------------------------------------
  * The capture: both skeletons (proc and sock), the process-event reader,
@@ -25,7 +26,7 @@ struct ring_buffer;
  * (filter.c). */
 
 /* Kinds of socket events counted in events_received_total{cpu,type}. */
-enum { SOCK_KIND_OPEN, SOCK_KIND_DATA, SOCK_KIND_CLOSE, SOCK_KIND__COUNT };
+enum { SOCK_KIND_OPEN, SOCK_KIND_DATA, SOCK_KIND_CLOSE, SOCK_KIND_TLS_DATA, SOCK_KIND__COUNT };
 
 /* One socket reader thread: drains the rings of the CPUs c with
  * c % n_readers == index, and is pipeline producer `index`. */
@@ -103,6 +104,8 @@ struct capture {
 		uint64_t due_ns;	/* CLOCK_MONOTONIC */
 	} *exits;
 	size_t exits_head, exits_len, exits_cap;
+	/* The TLS library probes (tls.c), NULL when none are asked for. */
+	struct tls_probes *tls;
 	/* The cgroup2 mount, found at start; "" when there is none. */
 	char cgroup2_root[256];
 
@@ -132,6 +135,24 @@ int sock_readers_start(struct capture *cap);
 void sock_readers_stop(struct capture *cap);
 /* pipeline_conn_forget_fn: drops a connection from the kernel's conns map. */
 void sock_conn_forget(void *ctx, uint64_t key);
+
+/* --- tls.c ---------------------------------------------------------------
+ * The TLS library uprobes: found at start and at every exec, attached once
+ * per library file, detached when no process maps it.  Process reader
+ * thread (tls_probes_stop() once it stopped). */
+
+/* Attaches the system's libraries and those the processes in the table
+ * map (opts.tls_probes; nothing when 0).  0 or -ENOMEM (logged); a file
+ * that cannot be attached is counted and logged, not an error. */
+int tls_probes_start(struct capture *cap);
+/* A process ran exec: its new image now, its libraries a little later. */
+void tls_proc_exec(struct capture *cap, uint32_t tgid);
+/* A process exited: files no process maps any more are detached. */
+void tls_proc_exit(struct capture *cap, uint32_t tgid);
+/* Runs the scans that are due (the process reader's loop). */
+void tls_rescans_run(struct capture *cap);
+/* Detaches everything and frees. */
+void tls_probes_stop(struct capture *cap);
 
 /* --- filter.c ------------------------------------------------------------
  * Which processes and connections are traced: tap.direction,

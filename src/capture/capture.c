@@ -195,6 +195,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		}
 		proc_exit_defer(cap, ev);
 		filter_proc_forget(cap, ev->tgid);
+		tls_proc_exit(cap, ev->tgid);
 		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
@@ -217,6 +218,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 				 strerror(-err));
 			cap->filter_failed_logged = true;
 		}
+		if (kind == KIND_EXEC)
+			tls_proc_exec(cap, ev->tgid);
 	}
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
@@ -323,6 +326,8 @@ static void *capture_reader_main(void *arg)
 		metrics_gauge_set(cap->tracked, proc_table_count(cap->procs));
 		filter_apply_all(cap);
 	}
+	if (!err)
+		err = tls_probes_start(cap);
 	reader_set_ready(cap, err);
 	if (err)
 		goto out;
@@ -341,7 +346,9 @@ static void *capture_reader_main(void *arg)
 			metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
 		}
 		reader_reconfigure(cap);
+		tls_rescans_run(cap);
 	}
+	tls_probes_stop(cap);
 	/* The programs are detached by now: take what they left. */
 	ring_buffer__consume(cap->rb);
 	pipeline_flush(cap->pipeline, cap->proc_producer);
@@ -543,7 +550,7 @@ static int capture_bpf_load(struct capture *cap)
 	}
 	err = sock_bpf__attach(cap->sock);
 	if (err) {
-		log_error("attaching BPF programs to the syscall tracepoints failed: %s%s",
+		log_error("attaching BPF programs to the socket tracepoints failed: %s%s",
 			  strerror(-err),
 			  err == -ENOENT ? " (is tracefs mounted at " TRACEFS_PATH "?)" : "");
 		return err;

@@ -75,7 +75,14 @@ struct capture_opts {
 	/* How long an exited process stays in the process table, for its
 	 * connections' events still on their way to the workers; 0: 5000. */
 	unsigned proc_linger_ms;
+	/* The TLS libraries whose read and write functions get uprobes
+	 * (CAPTURE_TLS_* bits); 0: none. */
+	unsigned tls_probes;
 };
+
+#define CAPTURE_TLS_OPENSSL (1u << 0)	/* OpenSSL and BoringSSL libraries */
+#define CAPTURE_TLS_GNUTLS (1u << 1)
+#define CAPTURE_TLS_NODETLS (1u << 2)	/* OpenSSL exported by an executable */
 
 /* Mounts tracefs if needed, enables BPF run statistics for the agent's life,
  * loads and attaches the programs, seeds the process table from /proc,

@@ -53,7 +53,7 @@
 #define SOCK_POLL_MS 10
 
 static const char *const sock_kind_names[SOCK_KIND__COUNT] = {
-	"conn_open", "conn_data", "conn_close"
+	"conn_open", "conn_data", "conn_close", "tls_data"
 };
 
 /* The ring size for ring_buffer_kb: a power of two, at least a page. */
@@ -173,7 +173,7 @@ static int sock_handle_event(void *ctx, void *data, size_t size)
 	size_t min = size >= sizeof(*hdr) ? qtap_sock_record_min(hdr->type) : 0;
 
 	if (!min || hdr->version != QTAP_EVENT_ABI_VERSION || size < min ||
-	    (hdr->type == QTAP_EVENT_CONN_DATA &&
+	    ((hdr->type == QTAP_EVENT_CONN_DATA || hdr->type == QTAP_EVENT_TLS_DATA) &&
 	     size < min + ((const struct qtap_conn_data *)data)->captured)) {
 		if (!r->bad_event_logged) {
 			log_error("dropping socket events that do not match this agent "

@@ -131,6 +131,12 @@ struct conn {
 	bool traced;			/* --bpf-trace wants it */
 	bool got_protocol;
 	enum l7_protocol proto;
+	/* TLS plaintext from the library probes: which libraries (TLS_LIB_*
+	 * bits), how many events, and the protocol it speaks (L7_UNKNOWN
+	 * until decided), which stands for the connection's. */
+	uint8_t tls_libs;
+	enum l7_protocol plain_proto;
+	uint64_t tls_events;
 	uint8_t laddr[16], raddr[16];
 	char comm[QTAP_COMM_LEN];
 	char *exe;			/* NULL: unknown, comm stands in */
@@ -292,8 +298,15 @@ static const char *const op_names[] = {
 	[QTAP_OP_READV] = "readv",	[QTAP_OP_WRITEV] = "writev",
 	[QTAP_OP_SENDTO] = "sendto",	[QTAP_OP_RECVFROM] = "recvfrom",
 	[QTAP_OP_SENDMSG] = "sendmsg",	[QTAP_OP_RECVMSG] = "recvmsg",
-	[QTAP_OP_SENDFILE] = "sendfile",
+	[QTAP_OP_SENDFILE] = "sendfile",	[QTAP_OP_OTHER] = "other",
+	[QTAP_OP_SSL_READ] = "SSL_read",	[QTAP_OP_SSL_WRITE] = "SSL_write",
+	[QTAP_OP_GNUTLS_RECV] = "gnutls_record_recv",
+	[QTAP_OP_GNUTLS_SEND] = "gnutls_record_send",
 };
+
+/* TLS libraries whose probes gave a connection plaintext (conn.tls_libs) */
+#define TLS_LIB_OPENSSL (1u << 0)
+#define TLS_LIB_GNUTLS (1u << 1)
 
 static const char *op_name(unsigned op)
 {
@@ -840,6 +853,89 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 			 d->pid, c->comm, d->fd, d->len, captured, c->conn_id, decision_name(c));
 }
 
+/* The first line of an HTTP/1 message at data (request or status line),
+ * for the trace: printable ASCII up to CR or LF, with a request target's
+ * query left out (it may carry secrets).  "" when there is none. */
+static void first_line(const uint8_t *data, size_t len, char *out, size_t size)
+{
+	size_t i, o = 0;
+	bool query = false;
+
+	for (i = 0; i < len && o + 1 < size; i++) {
+		uint8_t ch = data[i];
+
+		if (ch == '\r' || ch == '\n')
+			break;
+		if (ch < 0x20 || ch > 0x7e) {
+			o = 0;	/* not text */
+			break;
+		}
+		if (ch == '?' && !query) {
+			query = true;
+			if (o + 4 < size) {
+				memcpy(out + o, "?...", 4);
+				o += 4;
+			}
+			continue;
+		}
+		if (query && ch != ' ')
+			continue;
+		query = false;
+		out[o++] = (char)ch;
+	}
+	if (i == len && i)	/* no line end in what was captured */
+		o = 0;
+	out[o] = '\0';
+}
+
+/* Plaintext of a TLS library call on the connection: the protocol it
+ * speaks is decided from it (the wire only says "tls"). */
+static void on_tls_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
+			size_t size)
+{
+	size_t captured = d->captured;
+	bool gnutls = d->op == QTAP_OP_GNUTLS_RECV || d->op == QTAP_OP_GNUTLS_SEND;
+	char line[128];
+
+	if (c->ignored)
+		return;
+	if (captured > size - sizeof(*d))
+		captured = size - sizeof(*d);
+	if (d->hdr.timestamp_ns > c->last_ns)
+		c->last_ns = d->hdr.timestamp_ns;
+	c->tls_events++;
+	c->tls_libs |= gnutls ? TLS_LIB_GNUTLS : TLS_LIB_OPENSSL;
+	if (captured && (c->plain_proto == L7_UNKNOWN || c->plain_proto == L7_OTHER)) {
+		enum l7_protocol p = detect_protocol(d->payload, captured);
+
+		/* A message that is not the connection's first may not tell
+		 * (a body): the first that does decides. */
+		if (p == L7_HTTP1 || p == L7_HTTP2)
+			c->plain_proto = p;
+		else if (p == L7_OTHER && c->plain_proto == L7_UNKNOWN)
+			c->plain_proto = L7_OTHER;
+	}
+	if (capture_trace_wants(t->o.trace, gnutls ? CAPTURE_TRACE_GNUTLS : CAPTURE_TRACE_OPENSSL,
+				c->comm, conn_exe(c))) {
+		first_line(d->payload, captured, line, sizeof(line));
+		log_info("bpf-trace module=%s op=%s pid=%u tid=%u comm=%s fd=%u size=%u "
+			 "captured=%zu conn=%" PRIu64 " decision=%s line=\"%s\"",
+			 gnutls ? "gnutls" : "openssl", op_name(d->op), c->tgid, d->pid, c->comm,
+			 d->fd, d->len, captured, c->conn_id,
+			 c->plain_proto == L7_UNKNOWN ? "undecided" : l7_protocol_name(c->plain_proto),
+			 line);
+	}
+}
+
+/* The protocol the connection is counted and reported as: its plaintext's
+ * when the TLS probes gave one. */
+static enum l7_protocol conn_protocol(const struct conn *c)
+{
+	if (c->plain_proto == L7_HTTP1 || c->plain_proto == L7_HTTP2)
+		return c->plain_proto;
+	return c->proto == L7_UNKNOWN ? L7_OTHER : c->proto;
+}
+
 static void report_write(struct conn_tracker *t, struct conn *c, enum close_reason why,
 			 uint64_t close_ns)
 {
@@ -860,13 +956,17 @@ static void report_write(struct conn_tracker *t, struct conn *c, enum close_reas
 	rfc3339_format(close_ns + (uint64_t)t->wall_offset_ns, close_s, sizeof(close_s));
 	buf_reset(b);
 	err |= buf_printf(b, "{\"connId\":\"%" PRIu64 "\",\"l7Protocol\":\"%s\","
-			  "\"tlsProbeTypesDetected\":[],\"gotTLSClientHelloEvent\":%s,"
+			  "\"tlsProbeTypesDetected\":[%s%s%s],\"gotTLSClientHelloEvent\":%s,"
 			  "\"gotProtocolEvent\":%s,\"dataEventCount\":%" PRIu64 ","
+			  "\"tlsDataEventCount\":%" PRIu64 ","
 			  "\"bytesSent\":%" PRIu64 ",\"bytesReceived\":%" PRIu64 ",\"sni\":",
-			  c->conn_id, l7_protocol_name(c->proto),
+			  c->conn_id, l7_protocol_name(conn_protocol(c)),
+			  c->tls_libs & TLS_LIB_OPENSSL ? "\"openssl\"" : "",
+			  c->tls_libs == (TLS_LIB_OPENSSL | TLS_LIB_GNUTLS) ? "," : "",
+			  c->tls_libs & TLS_LIB_GNUTLS ? "\"gnutls\"" : "",
 			  tls && tls->client_hello ? "true" : "false",
-			  c->got_protocol ? "true" : "false", c->data_events, c->bytes_sent,
-			  c->bytes_recv);
+			  c->got_protocol ? "true" : "false", c->data_events, c->tls_events,
+			  c->bytes_sent, c->bytes_recv);
 	err |= buf_append_json_str(b, tls ? tls->sni : "");
 	err |= buf_printf(b, ",\"tlsVersion\":\"%s\",\"direction\":\"%s\",\"source\":\"%s\","
 			  "\"destination\":\"%s\",\"pid\":%u,\"tid\":%u,\"fd\":%u,\"exe\":",
@@ -895,7 +995,7 @@ static void conn_finish(struct conn_tracker *t, struct conn *c, enum close_reaso
 		metrics_counter_add(c->m.close, 1);
 		metrics_gauge_add(c->m.active, -1);
 		metrics_histogram_observe(c->m.duration, (close_ns - c->open_ns) / 1000);
-		metrics_counter_add(t->proto[c->proto == L7_UNKNOWN ? L7_OTHER : c->proto], 1);
+		metrics_counter_add(t->proto[conn_protocol(c)], 1);
 	}
 	if (c->known && !c->ignored) {
 		if (c->proto == L7_UNKNOWN)
@@ -936,7 +1036,7 @@ static void conn_learn(struct conn_tracker *t, struct conn *c, const void *rec)
 {
 	const struct qtap_event_header *h = rec;
 
-	if (h->type == QTAP_EVENT_CONN_DATA) {
+	if (h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA) {
 		const struct qtap_conn_data *d = rec;
 
 		conn_set_process(t, c, d->tgid, d->pid, d->fd, "");
@@ -967,6 +1067,9 @@ static bool conn_apply(struct conn_tracker *t, struct conn *c, const void *rec, 
 		return true;
 	case QTAP_EVENT_CONN_DATA:
 		on_data(t, c, rec, size);
+		return true;
+	case QTAP_EVENT_TLS_DATA:
+		on_tls_data(t, c, rec, size);
 		return true;
 	default:
 		on_close(t, c, rec);
@@ -1192,7 +1295,7 @@ int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uin
 	seq = ((const struct qtap_conn_open *)rec)->seq;
 	if (h->type == QTAP_EVENT_CONN_OPEN && seq != 0)
 		return -EINVAL;
-	if (h->type == QTAP_EVENT_CONN_DATA &&
+	if ((h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA) &&
 	    ((const struct qtap_conn_data *)rec)->dir > QTAP_DATA_RECV)
 		return -EINVAL;
 	c = table_find(t, id);

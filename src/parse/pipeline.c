@@ -374,22 +374,12 @@ int pipeline_submit(struct pipeline *p, unsigned producer, const void *event, si
 
 	if (producer >= p->n_producers || size < sizeof(*h))
 		return -EINVAL;
-	switch (h->type) {
-	case QTAP_EVENT_CONN_OPEN:
-		min = sizeof(struct qtap_conn_open);
-		break;
-	case QTAP_EVENT_CONN_DATA:
-		min = sizeof(struct qtap_conn_data);
-		break;
-	case QTAP_EVENT_CONN_CLOSE:
-		min = sizeof(struct qtap_conn_close);
-		break;
-	default:
+	min = qtap_sock_record_min(h->type);
+	if (!min)
 		return -EINVAL;
-	}
 	if (size < min)
 		return -EINVAL;
-	/* conn_id follows the header in the three records */
+	/* conn_id follows the header in every connection record */
 	memcpy(&id, (const uint8_t *)event + sizeof(*h), sizeof(id));
 	return queue_put(p, producer, (unsigned)(conn_id_hash(id) % p->n_workers), event, size);
 }
