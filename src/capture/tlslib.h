@@ -24,11 +24,11 @@ enum tlslib_fn {
 	TLSLIB_SSL_WRITE_EX,
 	TLSLIB_SSL_GET_FD,
 	TLSLIB_SSL_SET_FD,
+	TLSLIB_SSL_DO_HANDSHAKE,	/* ties an SSL * to its socket */
 	TLSLIB_GNUTLS_RECORD_SEND,	/* GnuTLS */
 	TLSLIB_GNUTLS_RECORD_RECV,
 	TLSLIB_GNUTLS_TRANSPORT_GET_INT,
-	TLSLIB_SSL_DO_HANDSHAKE,	/* OpenSSL: ties an SSL * to its socket */
-	TLSLIB_GNUTLS_HANDSHAKE,	/* GnuTLS: the same for a session */
+	TLSLIB_GNUTLS_HANDSHAKE,	/* ties a session to its socket */
 	TLSLIB_FN__COUNT
 };
 

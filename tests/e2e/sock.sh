@@ -79,8 +79,10 @@ settle() {
 }
 
 conf all false
+# Without the TLS probes: TLS is seen from the wire only here (tls.sh has
+# the plaintext).
 start_agent --config "$TMP/qtap.conf" --log-level debug --log-encoding json \
-	--bpf-trace syscall,exe=python3
+	--bpf-trace syscall,exe=python3 --tls-probes none
 ok $? "agent starts"
 
 # --- plain HTTP/1.1: three curl processes, one keep-alive curl with three

@@ -1,0 +1,260 @@
+#!/bin/sh
+# End to end: TLS plaintext through the library probes, against real nginx
+# (TLS, HTTP/1.1 and HTTP/2 through its OpenSSL) and real clients from
+# 127.0.0.43: curl over HTTP/2 (OpenSSL), wget (GnuTLS), python3 requests
+# with a keep-alive session started after the agent, and another started
+# before it (found by the start-time scan).  Per client: the connection is
+# seen, its plaintext reaches the parser in order (the request line and
+# the status line, from --bpf-trace), the connection report names the
+# library and the protocol, the bytes are the syscall layer's on both
+# sides, and nothing is lost.  Then a client killed in the middle of a
+# request leaves nothing behind.
+. "$top_srcdir/tests/e2e/lib.sh"
+require_root
+
+PY=/usr/bin/python3
+SCRAPE=$TMP/qtap-scrape
+cp "$(command -v curl)" "$SCRAPE"
+CURL=$SCRAPE
+
+start_nginx
+ok $? "nginx serves TLS on $SERVER_ADDR:$TLS_PORT"
+
+cat >"$TMP/qtap.conf" <<CONF
+tap = {
+  direction = "all";
+  ignore_loopback = false;
+  filters = {
+    groups = [ "qpoint" ];
+    custom = ( { exe = "/(nginx|curl|wget|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
+  };
+};
+CONF
+
+# A requests session from 127.0.0.43, one GET of /small per line read from
+# its fifo ("quit" ends it); it prints each status.  TAG names its output.
+cat >"$TMP/session.py" <<'PYCODE'
+import sys, requests, urllib3
+urllib3.disable_warnings()
+server, client, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+class Bound(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *a, **kw):
+        kw["source_address"] = (client, 0)
+        super().init_poolmanager(*a, **kw)
+s = requests.Session()
+s.mount("https://", Bound())
+out = open(sys.argv[4], "a")
+for line in sys.stdin:
+    if line.strip() == "quit":
+        break
+    r = s.get("https://%s/small" % server, verify=False)
+    out.write("%s %d %d\n" % (tag, r.status_code, len(r.content)))
+    out.flush()
+PYCODE
+mkfifo "$TMP/before.in" "$TMP/after.in"
+: >"$TMP/py.out"
+
+# run_session FIFO N: N requests, then waits for their answers (at most 10 s).
+run_session() {
+	want=$(($(wc -l <"$TMP/py.out") + $2))
+	j=0
+	while [ $j -lt "$2" ]; do
+		echo go >&"$1"
+		j=$((j + 1))
+	done
+	j=0
+	while [ "$(wc -l <"$TMP/py.out")" -lt "$want" ] && [ $j -lt 100 ]; do
+		sleep 0.1
+		j=$((j + 1))
+	done
+}
+
+# The session started before the agent has loaded its TLS library already.
+$PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" before "$TMP/py.out" \
+	<"$TMP/before.in" &
+BEFORE_PID=$!
+exec 7>"$TMP/before.in"
+run_session 7 1
+test "$(grep -c '^before 200 100$' "$TMP/py.out")" = 1
+ok $? "the session started before the agent works"
+
+start_agent --config "$TMP/qtap.conf" --log-level debug --log-encoding json \
+	--bpf-trace openssl,gnutls
+ok $? "agent starts"
+test "$(metric /system/metrics 'qtap_system_tls_attachments{library="openssl"}')" -ge 1 &&
+	test "$(metric /system/metrics 'qtap_system_tls_attachments{library="gnutls"}')" -ge 1
+ok $? "OpenSSL and GnuTLS libraries are attached"
+test "$(metric_sum /system/metrics 'qtap_system_tls_attach_errors_total{')" = 0
+ok $? "no attach errors"
+
+# Clients.
+curl -sk --http2 --interface "$CLIENT_ADDR" --resolve "test.example:$TLS_PORT:$SERVER_ADDR" \
+	-o /dev/null -w '%{http_version} %{http_code}\n' "https://test.example:$TLS_PORT/small" \
+	>"$TMP/curl.out"
+test "$(cat "$TMP/curl.out")" = "2 200"; ok $? "curl gets /small over HTTP/2"
+wget -q --no-check-certificate --bind-address="$CLIENT_ADDR" -O "$TMP/wget.out" \
+	"https://$SERVER_ADDR:$TLS_PORT/small"
+test "$(wc -c <"$TMP/wget.out")" = 100; ok $? "wget gets /small"
+$PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" after "$TMP/py.out" \
+	<"$TMP/after.in" &
+AFTER_PID=$!
+exec 8>"$TMP/after.in"
+run_session 8 2
+test "$(grep -c '^after 200 100$' "$TMP/py.out")" = 2
+ok $? "the session started after the agent makes two requests on one connection"
+run_session 7 2
+test "$(grep -c '^before 200 100$' "$TMP/py.out")" = 3
+ok $? "the session started before the agent makes two more"
+echo quit >&7
+echo quit >&8
+exec 7>&- 8>&-
+wait "$BEFORE_PID" "$AFTER_PID"
+
+# Every connection of ours closed on both sides: 4 each way (curl, wget,
+# two sessions).
+EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$TLS_PORT\""
+INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\""
+i=0
+while [ $i -lt 100 ]; do
+	a=$(metric /metrics "qtap_connection_close_total{$EGRESS}")
+	b=$(metric /metrics "qtap_connection_close_total{$INGRESS}")
+	[ "${a:-0}" -ge 4 ] && [ "${b:-0}" -ge 4 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.5
+# The session started before the agent opened its connection before it
+# too: it is learned on its first data, and counted then.
+test "$(metric /metrics "qtap_connection_open_total{$EGRESS}")" = 4
+ok $? "egress: 4 connections opened (curl, wget, the later session, the earlier one learned)"
+test "$(metric /metrics "qtap_connection_close_total{$EGRESS}")" = 4
+ok $? "egress: 4 closed"
+test "$(metric /metrics "qtap_connection_close_total{$INGRESS}")" = 4
+ok $? "ingress (nginx): 4 closed"
+test "$(metric /metrics "qtap_connection_active_total{$EGRESS}")" = 0 &&
+	test "$(metric /metrics "qtap_connection_active_total{$INGRESS}")" = 0
+ok $? "active back to 0 on both sides"
+
+# The connection reports and the trace lines, per client.
+$PY - "$TMP/agent.log" "$TLS_PORT" >"$TMP/report.out" 2>&1 <<'PYCODE'
+import json, sys, re
+log, port = sys.argv[1], sys.argv[2]
+reports, trace = [], []
+for line in open(log):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    if o.get("msg") == "connection closed":
+        reports.append(o["record"])
+    elif o.get("msg", "").startswith("bpf-trace module="):
+        trace.append(o["msg"])
+ours = [r for r in reports if r["destination"].endswith(":" + port)]
+egress = {r["source"]: r for r in ours if r["direction"] == "egress"}
+ingress = {r["source"]: r for r in ours if r["direction"] == "ingress"}
+failed = []
+def check(what, cond):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failed.append(what)
+def lines_of(conn):
+    out = []
+    for t in trace:
+        m = re.search(r'module=(\w+) op=(\w+) .* conn=(\d+) decision=(\w+) line="([^"]*)"', t)
+        if m and m.group(3) == conn:
+            out.append((m.group(1), m.group(2), m.group(4), m.group(5)))
+    return out
+want = {"curl": ("openssl", "http2", 1), "wget": ("gnutls", "http1", 1), "python3": ("openssl", "http1", 2)}
+seen = {}
+for src, r in egress.items():
+    c = r["comm"]
+    if c not in want:
+        continue
+    lib, proto, requests = want[c]
+    seen[c] = seen.get(c, 0) + 1
+    name = "%s %s" % (c, src)
+    check(name + ": tlsProbeTypesDetected " + lib, r["tlsProbeTypesDetected"] == [lib])
+    check(name + ": l7Protocol " + proto, r["l7Protocol"] == proto)
+    check(name + ": plaintext events", r["tlsDataEventCount"] > 0)
+    check(name + ": bytes non-zero", r["bytesSent"] > 0 and r["bytesReceived"] > 0)
+    peer = ingress.get(src)
+    check(name + ": nginx's side seen", peer is not None)
+    if peer is None:
+        continue
+    check(name + ": nginx's side through openssl", peer["tlsProbeTypesDetected"] == ["openssl"])
+    check(name + ": nginx's side " + proto, peer["l7Protocol"] == proto)
+    check(name + ": bytes sent = nginx's received (%d, %d)" % (r["bytesSent"], peer["bytesReceived"]),
+          r["bytesSent"] == peer["bytesReceived"])
+    check(name + ": bytes received = nginx's sent (%d, %d)" % (r["bytesReceived"], peer["bytesSent"]),
+          r["bytesReceived"] == peer["bytesSent"])
+    mine, theirs = lines_of(r["connId"]), lines_of(peer["connId"])
+    writes = [l for (m, op, d, l) in mine if op in ("SSL_write", "gnutls_record_send") and l]
+    reads = [l for (m, op, d, l) in mine if op in ("SSL_read", "gnutls_record_recv") and l]
+    if proto == "http1":
+        check(name + ": request lines in order %s" % writes, writes == ["GET /small HTTP/1.1"] * requests)
+        check(name + ": status lines %s" % reads, reads == ["HTTP/1.1 200 OK"] * requests)
+        sreads = [l for (m, op, d, l) in theirs if op == "SSL_read" and l]
+        swrites = [l for (m, op, d, l) in theirs if op == "SSL_write" and l]
+        check(name + ": nginx reads the request lines %s" % sreads, sreads == ["GET /small HTTP/1.1"] * requests)
+        check(name + ": nginx writes the status lines %s" % swrites, swrites == ["HTTP/1.1 200 OK"] * requests)
+    else:
+        check(name + ": the HTTP/2 preface first %s" % writes, writes[:1] == ["PRI * HTTP/2.0"])
+        sreads = [l for (m, op, d, l) in theirs if op == "SSL_read" and l]
+        check(name + ": nginx reads the preface %s" % sreads, sreads[:1] == ["PRI * HTTP/2.0"])
+    check(name + ": module " + lib + " traced", all(m == lib for (m, op, d, l) in mine) and mine)
+check("clients seen %s" % seen, seen == {"curl": 1, "wget": 1, "python3": 2})
+sys.exit(1 if failed else 0)
+PYCODE
+ok $? "each client's connection: library, protocol, plaintext lines, bytes on both sides"
+diag <"$TMP/report.out"
+
+test "$(metric_sum /system/metrics 'qtap_system_events_lost_total{')" = 0 &&
+	test "$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')" = 0 &&
+	test "$(metric /system/metrics qtap_system_sequence_gaps_total)" = 0
+ok $? "no events lost, dropped or out of sequence"
+test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="0",type="tls_data"}')" -gt 0 ||
+	test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="1",type="tls_data"}')" -gt 0
+ok $? "TLS data events are counted as received"
+
+# A client killed in the middle of a request: half a request line over
+# TLS, then SIGKILL.  Its connection and nginx's end, active returns.
+$PY - "$SERVER_ADDR" "$TLS_PORT" "$CLIENT_ADDR" "$TMP/half.ready" <<'PYCODE' &
+import socket, ssl, sys, time
+server, port, client, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+raw = socket.create_connection((server, port), source_address=(client, 0))
+s = ctx.wrap_socket(raw, server_hostname="test.example")
+s.write(b"GET /half HTTP/1.1\r\nHost: test.example\r\n")
+open(ready, "w").close()
+time.sleep(60)
+PYCODE
+HALF_PID=$!
+i=0
+while [ ! -e "$TMP/half.ready" ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.3
+mid=$(metric /metrics "qtap_connection_active_total{$EGRESS}")
+test "${mid:-0}" = 1; ok $? "the half-sent request's connection is active ($mid)"
+kill -KILL "$HALF_PID"
+wait "$HALF_PID" 2>/dev/null
+i=0
+while [ $i -lt 50 ]; do
+	a=$(metric /metrics "qtap_connection_active_total{$EGRESS}")
+	b=$(metric /metrics "qtap_connection_active_total{$INGRESS}")
+	[ "${a:-0}" = 0 ] && [ "${b:-0}" = 0 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+test "$a" = 0 && test "$b" = 0
+ok $? "killed mid-request: active back to 0 on both sides ($a, $b)"
+grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /half HTTP/1.1\\"' "$TMP/agent.log"
+ok $? "the half request's line was seen before the kill"
+
+stop_agent
+test "$AGENT_STATUS" = 0; ok $? "agent stops cleanly"
+stop_nginx
+finish
