@@ -1,15 +1,21 @@
 #!/bin/sh
 # Overhead of the agent on a busy HTTP server: nginx on loopback driven by
-# wrk with keep-alive, requests per second without an agent and with qtap
-# running, alternated in one run (so both see the same machine), ROUNDS
-# times each; prints the medians and their ratio, and the events the agent
+# wrk with keep-alive, requests per second without an agent, with the
+# bare-probe floor (the agent's tracepoints and, for https, its TLS library
+# uprobes, attached by bpftrace with empty programs) and with qtap
+# running, alternated in one run (so all see the same machine), ROUNDS
+# times each; prints the medians, their ratios, and the events the agent
 # lost on the way (must be 0).
 #
-#   make bench-overhead        (from the build directory, as root)
-#   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto bench/overhead.sh
+#   make bench-overhead          plaintext HTTP/1.1 (from the build
+#                                directory, as root)
+#   make bench-tls-overhead      the same over TLS (SCHEME=https)
+#   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto SCHEME=https bench/overhead.sh
 #
-# Needs nginx, wrk and curl.  Target: qtap keeps at least 90% of the
-# no-agent figure.
+# Needs nginx, wrk and curl; the floor column needs bpftrace (left out
+# without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
+# figure; TLS, at least 90% of the floor (the uprobes' own cost, which no
+# agent can avoid, is the floor's).
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=$(pwd)}"
@@ -17,6 +23,7 @@ export top_srcdir top_builddir
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
+SCHEME=${SCHEME:-http}
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
@@ -25,7 +32,34 @@ cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
 tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; }; };
 CONF
-URL="http://$SERVER_ADDR:$HTTP_PORT/small"
+if [ "$SCHEME" = https ]; then
+	URL="https://$SERVER_ADDR:$TLS_PORT/small"
+else
+	URL="http://$SERVER_ADDR:$HTTP_PORT/small"
+fi
+
+# The floor: what the agent attaches, with programs that do nothing.
+FLOOR=
+if command -v bpftrace >/dev/null 2>&1; then
+	FLOOR="tracepoint:sock:sock_send_length, tracepoint:sock:sock_recv_length,
+tracepoint:sock:inet_sock_set_state, tracepoint:tcp:tcp_destroy_sock,
+tracepoint:sched:sched_process_exec, tracepoint:sched:sched_process_fork,
+tracepoint:sched:sched_process_exit"
+	if [ "$SCHEME" = https ]; then
+		for lib in /usr/lib/*/libssl.so.3 /usr/lib/*/libgnutls.so.30; do
+			[ -e "$lib" ] || continue
+			case $lib in
+			*libssl*) fns="SSL_read SSL_read_ex SSL_write SSL_write_ex SSL_do_handshake" ;;
+			*) fns="gnutls_record_recv gnutls_record_send gnutls_handshake" ;;
+			esac
+			for fn in $fns; do
+				FLOOR="$FLOOR, uprobe:$lib:$fn, uretprobe:$lib:$fn"
+			done
+		done
+	fi
+else
+	echo "bpftrace not found: no floor column (apt-get install bpftrace)"
+fi
 
 # rps: one wrk run; prints requests/s.
 rps() {
@@ -39,11 +73,27 @@ median() {
 
 rps >/dev/null # warm-up
 : >"$TMP/base"
+: >"$TMP/floor"
 : >"$TMP/agent"
 lost_total=0
 r=1
 while [ $r -le "$ROUNDS" ]; do
 	rps >>"$TMP/base"
+	f=-
+	if [ -n "$FLOOR" ]; then
+		bpftrace -e "$FLOOR { }" >"$TMP/bpftrace.out" 2>&1 &
+		bt=$!
+		i=0
+		until grep -q '^Attaching' "$TMP/bpftrace.out" || [ $i -ge 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		sleep 1
+		f=$(rps)
+		echo "$f" >>"$TMP/floor"
+		kill -INT "$bt"
+		wait "$bt" 2>/dev/null
+	fi
 	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
 	rps >>"$TMP/agent"
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
@@ -51,8 +101,8 @@ while [ $r -le "$ROUNDS" ]; do
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
 	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0}))
 	stop_agent
-	printf 'round %d: no agent %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s)\n' \
-		"$r" "$(tail -n 1 "$TMP/base")" "$(tail -n 1 "$TMP/agent")" \
+	printf 'round %d: no agent %s req/s, floor %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s)\n' \
+		"$r" "$(tail -n 1 "$TMP/base")" "$f" "$(tail -n 1 "$TMP/agent")" \
 		"${lost:-0}" "${dropped:-0}" "${gaps:-0}"
 	r=$((r + 1))
 done
@@ -61,5 +111,16 @@ stop_nginx
 base=$(median <"$TMP/base")
 agent=$(median <"$TMP/agent")
 ratio=$(awk -v a="$agent" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
-printf 'median of %d: no agent %s req/s, qtap %s req/s, ratio %s (target >= 0.90), events lost %d\n' \
-	"$ROUNDS" "$base" "$agent" "$ratio" "$lost_total"
+if [ -s "$TMP/floor" ]; then
+	floor=$(median <"$TMP/floor")
+	fratio=$(awk -v a="$agent" -v b="$floor" 'BEGIN { printf "%.3f", a / b }')
+	floor_ratio=$(awk -v a="$floor" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
+	printf 'median of %d (%s): no agent %s req/s, floor %s req/s (%s of no agent), qtap %s req/s\n' \
+		"$ROUNDS" "$SCHEME" "$base" "$floor" "$floor_ratio" "$agent"
+	printf 'qtap/no agent %s, qtap/floor %s (target >= 0.90 of %s), events lost %d\n' \
+		"$ratio" "$fratio" "$([ "$SCHEME" = https ] && echo "the floor" || echo "no agent")" \
+		"$lost_total"
+else
+	printf 'median of %d (%s): no agent %s req/s, qtap %s req/s, ratio %s (target >= 0.90), events lost %d\n' \
+		"$ROUNDS" "$SCHEME" "$base" "$agent" "$ratio" "$lost_total"
+fi

@@ -143,7 +143,8 @@ struct conn_state {
 	__u8 class;		/* CLASS_* */
 	__u8 seen[2];		/* a data event went out in this direction */
 	__u8 unknown_events;
-	__u8 pad[6];
+	__u8 tls_probed;	/* a TLS library call used it */
+	__u8 pad[5];
 	char comm[QTAP_COMM_LEN];
 };
 
@@ -789,11 +790,16 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	if (tls_probes_on) {
 		struct tls_call *tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
 
-		if (tc && tc->op)
+		if (tc && tc->op) {
 			tc->key = key;	/* inside a TLS read or write */
+			if (!st->tls_probed)
+				st->tls_probed = 1;
+		}
 	}
-	call_decode(task, &call);
 	state = st->state;
+	if (ret <= 0 && state == CONN_OPEN)
+		return 0;	/* nothing moved (EAGAIN, EOF) */
+	call_decode(task, &call);
 	if (state != CONN_OPEN) {
 		if (state == CONN_CLOSED)
 			return 0;
@@ -837,6 +843,15 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		limit = 0;
 	if (limit > len)
 		limit = len;
+	if (!limit && st->tls_probed) {
+		/* Ciphertext whose plaintext the library probes give: its
+		 * bytes ride on the next TLS data event (and the CLOSE). */
+		if (dir == QTAP_DATA_SEND)
+			__sync_fetch_and_add(&st->bytes_sent, len);
+		else
+			__sync_fetch_and_add(&st->bytes_recv, len);
+		return 0;
+	}
 
 	cpu = bpf_get_smp_processor_id();
 	s = bpf_map_lookup_elem(&scratch, &cpu);
@@ -875,6 +890,8 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
 	ev->len = len;
 	ev->captured = n;
+	ev->bytes_sent = st->bytes_sent;
+	ev->bytes_recv = st->bytes_recv;
 	barrier_var(n);
 	if (n > QTAP_DATA_MAX)
 		n = 0;
@@ -1084,12 +1101,12 @@ int BPF_KRETPROBE(tls_return, long ret)
 	}
 	ck.tgid = task->tgid;
 	ck.ctx = c.ctx;
+	kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
 	if (c.key) {
-		bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
-	} else {
-		kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
-		if (kp)
-			c.key = *kp;
+		if (!kp || *kp != c.key)
+			bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
+	} else if (kp) {
+		c.key = *kp;
 	}
 	if (!len || c.op == TLS_OP_TIE)
 		return 0;
@@ -1132,6 +1149,8 @@ int BPF_KRETPROBE(tls_return, long ret)
 	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
 	ev->len = len;
 	ev->captured = n;
+	ev->bytes_sent = st->bytes_sent;
+	ev->bytes_recv = st->bytes_recv;
 	barrier_var(n);
 	if (n > QTAP_DATA_MAX)
 		n = 0;

@@ -121,6 +121,12 @@ struct qtap_conn_data {
 	__u16 flags;		/* QTAP_DATA_F_* */
 	__u32 len;		/* bytes the call moved (its return value) */
 	__u32 captured;		/* payload bytes that follow, <= QTAP_DATA_MAX */
+	/* The connection's byte totals at the socket layer when the event was
+	 * written (before a CONN_DATA's own len).  On a TLS connection whose
+	 * plaintext the probes give, socket calls that carry no payload any
+	 * more write no event: their bytes show in the next event's totals. */
+	__u64 bytes_sent;
+	__u64 bytes_recv;
 	__u8 payload[];
 };
 

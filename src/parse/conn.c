@@ -822,6 +822,23 @@ static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
 	}
 }
 
+/* Brings the byte counts up to the kernel's totals for the connection:
+ * the bytes of data events lost on the way, and of socket calls that wrote
+ * no event (ciphertext under the TLS probes). */
+static void conn_bytes_sync(struct conn *c, uint64_t sent, uint64_t recv)
+{
+	if (sent > c->bytes_sent) {
+		if (c->counted)
+			metrics_counter_add(c->m.sent, sent - c->bytes_sent);
+		c->bytes_sent = sent;
+	}
+	if (recv > c->bytes_recv) {
+		if (c->counted)
+			metrics_counter_add(c->m.recv, recv - c->bytes_recv);
+		c->bytes_recv = recv;
+	}
+}
+
 static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
 		    size_t size)
 {
@@ -834,6 +851,7 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 	if (d->hdr.timestamp_ns > c->last_ns)
 		c->last_ns = d->hdr.timestamp_ns;
 	c->data_events++;
+	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
 	if (d->dir == QTAP_DATA_SEND) {
 		c->bytes_sent += d->len;
 		if (c->counted)
@@ -904,6 +922,7 @@ static void on_tls_data(struct conn_tracker *t, struct conn *c, const struct qta
 	if (d->hdr.timestamp_ns > c->last_ns)
 		c->last_ns = d->hdr.timestamp_ns;
 	c->tls_events++;
+	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
 	c->tls_libs |= gnutls ? TLS_LIB_GNUTLS : TLS_LIB_OPENSSL;
 	if (captured && (c->plain_proto == L7_UNKNOWN || c->plain_proto == L7_OTHER)) {
 		enum l7_protocol p = detect_protocol(d->payload, captured);
@@ -1013,19 +1032,8 @@ static void conn_finish(struct conn_tracker *t, struct conn *c, enum close_reaso
 
 static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_conn_close *e)
 {
-	if (!c->ignored) {
-		/* data events lost on the way: their bytes from the kernel's totals */
-		if (e->bytes_sent > c->bytes_sent) {
-			if (c->counted)
-				metrics_counter_add(c->m.sent, e->bytes_sent - c->bytes_sent);
-			c->bytes_sent = e->bytes_sent;
-		}
-		if (e->bytes_recv > c->bytes_recv) {
-			if (c->counted)
-				metrics_counter_add(c->m.recv, e->bytes_recv - c->bytes_recv);
-			c->bytes_recv = e->bytes_recv;
-		}
-	}
+	if (!c->ignored)
+		conn_bytes_sync(c, e->bytes_sent, e->bytes_recv);
 	conn_finish(t, c, (e->flags & QTAP_CLOSE_F_REPLACED) ? CLOSE_RECONNECTED : CLOSE_NORMAL,
 		    e->hdr.timestamp_ns);
 }
