@@ -45,13 +45,16 @@ const struct cli_option cli_options[] = {
 	  "Comma-separated TLS library kinds whose read and write functions are "
 	  "probed for plaintext: openssl (OpenSSL 1.1, 3.x and BoringSSL-style "
 	  "exports), gnutls, nodetls (OpenSSL linked into an executable such as "
-	  "node), gotls (Go crypto/tls), or none. The default is "
-	  "openssl,gnutls,nodetls." },
+	  "node), gotls (Go crypto/tls, not available yet: a warning), or none. "
+	  "The default is openssl,gnutls,nodetls." },
 	{ "bpf-trace", 0, "FILTER", "log one line per traced kernel event matching FILTER",
 	  "Log one line per traced event at info level: pid, comm, operation and "
 	  "the decision taken. FILTER is a comma-separated list of modules "
 	  "(process, syscall, openssl, gnutls, or all) and optional exe=NAME terms "
 	  "that keep only events of executables whose name or path contains NAME. "
+	  "The openssl and gnutls lines give each TLS read or write with its fd, "
+	  "connection, protocol decision and the first line of its plaintext when "
+	  "it is an HTTP/1 request or status line (a query string shows as ?...). "
 	  "For troubleshooting only: it costs a log line per event." },
 	{ "http-buffer-size", 0, "SIZE", "bytes of HTTP body kept per message (default 1m)",
 	  "Bytes of each HTTP message body kept for records at capture level full; "

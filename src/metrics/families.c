@@ -145,11 +145,11 @@ const struct metric_def metric_defs[M__COUNT] = {
 		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_TLS_ATTACHMENTS] = {
 		"qtap_system_tls_attachments", METRIC_GAUGE, SYS, 0,
-		"TLS library instances currently instrumented, by library.",
+		"TLS library files with probes attached, by library (openssl, gnutls, nodetls).",
 		1, { "library" }, PLAIN(1) },
 	[M_SYSTEM_TLS_ATTACH_ERRORS_TOTAL] = {
 		"qtap_system_tls_attach_errors_total", METRIC_COUNTER, SYS, 0,
-		"Failures to instrument a TLS library, by library.",
+		"Failures to attach the probes of a TLS library file, by library.",
 		1, { "library" }, PLAIN(1) },
 	[M_SYSTEM_SERIES] = {
 		"qtap_system_series", METRIC_GAUGE, SYS, 0,
