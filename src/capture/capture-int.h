@@ -115,6 +115,7 @@ struct capture {
 	struct metric_series **lost;		/* [ncpus] */
 	uint64_t *lost_values;			/* [ncpus] */
 	uint64_t *sock_lost_values;		/* [ncpus] */
+	struct metric_series *tls_untied;
 };
 
 /* --- sock.c --------------------------------------------------------------

@@ -477,6 +477,19 @@ static void capture_collect(struct metrics_store *store, void *ctx)
 		}
 		metrics_counter_set(cap->lost[c], cap->lost_values[c] + cap->sock_lost_values[c]);
 	}
+
+	/* TLS calls the kernel could not tie to a connection, all CPUs. */
+	if (!cap->tls_untied)
+		cap->tls_untied = metrics_series_get(store, M_SYSTEM_TLS_CALLS_UNTIED_TOTAL, NULL);
+	if (cap->tls_untied &&
+	    !bpf_map__lookup_elem(cap->sock->maps.tls_untied, &key, sizeof(key),
+				  cap->sock_lost_values, sizeof(__u64) * cap->ncpus, 0)) {
+		uint64_t sum = 0;
+
+		for (c = 0; c < cap->ncpus; c++)
+			sum += cap->sock_lost_values[c];
+		metrics_counter_set(cap->tls_untied, sum);
+	}
 }
 
 /* ---- start and stop ------------------------------------------------- */

@@ -151,6 +151,12 @@ const struct metric_def metric_defs[M__COUNT] = {
 		"qtap_system_tls_attach_errors_total", METRIC_COUNTER, SYS, 0,
 		"Failures to attach the probes of a TLS library file, by library.",
 		1, { "library" }, PLAIN(1) },
+	[M_SYSTEM_TLS_CALLS_UNTIED_TOTAL] = {
+		"qtap_system_tls_calls_untied_total", METRIC_COUNTER, SYS, 0,
+		"TLS library reads and writes that moved plaintext but could not be tied to a "
+		"connection (no socket call inside them, none before on their session); their "
+		"plaintext is dropped.",
+		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_SERIES] = {
 		"qtap_system_series", METRIC_GAUGE, SYS, 0,
 		"Series currently held by the metric store, by family (the overflow series included).",

@@ -212,6 +212,8 @@ test "$(metric_sum /system/metrics 'qtap_system_events_lost_total{')" = 0 &&
 	test "$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')" = 0 &&
 	test "$(metric /system/metrics qtap_system_sequence_gaps_total)" = 0
 ok $? "no events lost, dropped or out of sequence"
+test "$(metric /system/metrics qtap_system_tls_calls_untied_total)" = 0
+ok $? "every TLS call was tied to its connection"
 test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="0",type="tls_data"}')" -gt 0 ||
 	test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="1",type="tls_data"}')" -gt 0
 ok $? "TLS data events are counted as received"
