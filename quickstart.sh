@@ -20,7 +20,7 @@ CONFIGURE_FLAGS=${CONFIGURE_FLAGS:-}
 BUILD_PKGS="build-essential autoconf automake libtool pkg-config clang llvm bpftool
 libbpf-dev libelf-dev zlib1g-dev liburcu-dev libjemalloc-dev libmicrohttpd-dev
 libnghttp2-dev libconfig-dev check node-llhttp"
-TEST_PKGS="curl prometheus python3 python3-requests wget procps iproute2 man-db systemd nginx openssl wrk"
+TEST_PKGS="curl prometheus python3 python3-requests wget nodejs procps iproute2 man-db systemd nginx openssl wrk"
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -132,6 +132,7 @@ struct conn_state {
 	__u64 bytes_sent;
 	__u64 bytes_recv;
 	__u64 open_ns;		/* when it was established (or learned) */
+	__u64 tls_ctx;		/* the SSL * or session tied to it; 0: none yet */
 	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
 	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
 	__u32 tgid;		/* its process; 0 until known */
@@ -262,7 +263,21 @@ struct tls_call {
 	__u8 op;		/* QTAP_OP_SSL_*, QTAP_OP_GNUTLS_* or TLS_OP_TIE; 0: none */
 	__u8 dir;		/* QTAP_DATA_* */
 	__u16 depth;		/* probed library calls inside this one */
+	__u8 linked;		/* the library is linked into the executable */
+	__u8 pad[3];
+	/* The thread's last socket read that moved bytes, outside any TLS
+	 * call: a library on memory buffers (node) reads the socket itself
+	 * and then hands the bytes to SSL_read, which makes no socket call. */
+	__u64 last_recv_key;
+	__u64 last_recv_ns;
+	__u64 last_return_ns;	/* when the thread's last TLS call returned */
 };
+
+/* The attach cookie of the probes of a library linked into an executable
+ * (the agent sets it); 0 for a shared library. */
+#define TLS_COOKIE_LINKED 1
+/* How recent that last read must be to stand for a TLS read's socket. */
+#define TLS_LAST_RECV_NS (10ull * 1000 * 1000)
 
 /* A handshake: it moves no plaintext, but its socket calls tie the SSL *
  * to its connection before the first read, which the library may serve
@@ -794,6 +809,9 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 			tc->key = key;	/* inside a TLS read or write */
 			if (!st->tls_probed)
 				st->tls_probed = 1;
+		} else if (tc && dir == QTAP_DATA_RECV && ret > 0) {
+			tc->last_recv_key = key;
+			tc->last_recv_ns = bpf_ktime_get_ns();
 		}
 	}
 	state = st->state;
@@ -1001,7 +1019,8 @@ int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
 
 /* Entry of a library read or write (SSL_read, SSL_read_ex, SSL_write,
  * SSL_write_ex, gnutls_record_recv, gnutls_record_send). */
-static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op, __u8 dir)
+static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op, __u8 dir,
+				     __u64 cookie)
 {
 	struct tls_call *tc;
 
@@ -1019,6 +1038,7 @@ static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op
 	tc->outlen = outlen;
 	tc->key = 0;
 	tc->dir = dir;
+	tc->linked = cookie == TLS_COOKIE_LINKED;
 	tc->op = op;
 	return 0;
 }
@@ -1026,45 +1046,52 @@ static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op
 SEC("uprobe")
 int BPF_KPROBE(tls_ssl_read, void *ssl, void *buf)
 {
-	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_READ, QTAP_DATA_RECV);
+	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_READ, QTAP_DATA_RECV,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
 	return tls_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, QTAP_OP_SSL_READ,
-			 QTAP_DATA_RECV);
+			 QTAP_DATA_RECV,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_ssl_write, void *ssl, void *buf)
 {
-	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_WRITE, QTAP_DATA_SEND);
+	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_WRITE, QTAP_DATA_SEND,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
 {
 	return tls_enter((__u64)ssl, (__u64)buf, (__u64)written, QTAP_OP_SSL_WRITE,
-			 QTAP_DATA_SEND);
+			 QTAP_DATA_SEND,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_handshake, void *ctx_ptr)
 {
-	return tls_enter((__u64)ctx_ptr, 0, 0, TLS_OP_TIE, 0);
+	return tls_enter((__u64)ctx_ptr, 0, 0, TLS_OP_TIE, 0,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_gnutls_recv, void *session, void *buf)
 {
-	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_RECV, QTAP_DATA_RECV);
+	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_RECV, QTAP_DATA_RECV,
+			 bpf_get_attach_cookie(ctx));
 }
 
 SEC("uprobe")
 int BPF_KPROBE(tls_gnutls_send, void *session, void *buf)
 {
-	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_SEND, QTAP_DATA_SEND);
+	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_SEND, QTAP_DATA_SEND,
+			 bpf_get_attach_cookie(ctx));
 }
 
 /* The return of any of them: the plaintext it moved, as a TLS data event
@@ -1079,7 +1106,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 	struct conn_state *st;
 	struct sock_call call;
 	struct tls_call *tc, c;
-	__u64 len = 0, *kp;
+	__u64 len = 0, now, *kp;
 	__u32 cpu, zero = 0, n = 0, limit;
 
 	tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
@@ -1091,6 +1118,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 	}
 	c = *tc;
 	tc->op = 0;
+	now = bpf_ktime_get_ns();
 	if (c.outlen) {
 		if ((int)ret == 1 && bpf_probe_read_user(&len, sizeof(len), (void *)c.outlen))
 			len = 0;
@@ -1102,12 +1130,27 @@ int BPF_KRETPROBE(tls_return, long ret)
 	ck.tgid = task->tgid;
 	ck.ctx = c.ctx;
 	kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
-	if (c.key) {
-		if (!kp || *kp != c.key)
-			bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
-	} else if (kp) {
+	if (!c.key && kp) {
 		c.key = *kp;
+	} else if (!c.key && tc->last_recv_key && tc->last_recv_ns > tc->last_return_ns &&
+		   now - tc->last_recv_ns < TLS_LAST_RECV_NS) {
+		/* No socket call inside, and none before on the session: a
+		 * library on memory buffers, fed from the socket the thread
+		 * read just before, with no TLS call between (node reads
+		 * the ServerHello, then SSL_write finishes the handshake and
+		 * writes).  That socket's connection, if it is TLS and no
+		 * other session has it. */
+		st = bpf_map_lookup_elem(&conns, &tc->last_recv_key);
+		if (st && st->class == CLASS_TLS && st->tgid == ck.tgid &&
+		    (!st->tls_ctx || st->tls_ctx == c.ctx)) {
+			c.key = tc->last_recv_key;
+			if (!st->tls_probed)
+				st->tls_probed = 1;
+		}
 	}
+	tc->last_return_ns = now;
+	if (c.key && (!kp || *kp != c.key))
+		bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
 	if (!len || c.op == TLS_OP_TIE)
 		return 0;
 	if (!c.key) {
@@ -1120,6 +1163,8 @@ int BPF_KRETPROBE(tls_return, long ret)
 	st = bpf_map_lookup_elem(&conns, &c.key);
 	if (!st || st->state != CONN_OPEN)
 		return 0;	/* left out by the filters, or over */
+	if (st->tls_ctx != c.ctx)
+		st->tls_ctx = c.ctx;
 	if (len > 0xffffffffull)
 		len = 0xffffffffull;
 
@@ -1146,7 +1191,8 @@ int BPF_KRETPROBE(tls_return, long ret)
 	ev->fd = st->fd;
 	ev->dir = c.dir & 1;
 	ev->op = c.op;
-	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
+	ev->flags = (!n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0) |
+		    (c.linked ? QTAP_DATA_F_LINKED : 0);
 	ev->len = len;
 	ev->captured = n;
 	ev->bytes_sent = st->bytes_sent;

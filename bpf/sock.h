@@ -69,6 +69,9 @@
 /* qtap_conn_data.flags */
 #define QTAP_DATA_F_TRUNCATED (1u << 0)	/* captured < len: cap reached */
 #define QTAP_DATA_F_NO_PAYLOAD (1u << 1)	/* payload not copied any more */
+/* TLS data: the library is linked into the executable (node), not a
+ * shared library. */
+#define QTAP_DATA_F_LINKED (1u << 2)
 
 /* qtap_conn_close.flags */
 /* The socket was connected again (connect() after a disconnect): the

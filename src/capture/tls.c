@@ -172,11 +172,13 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 		       bool pinned)
 {
 	struct tls_probes *tp = cap->tls;
-	LIBBPF_OPTS(bpf_uprobe_opts, entry);
-	LIBBPF_OPTS(bpf_uprobe_opts, ret, .retprobe = true);
 	struct tls_attachment a = { .dev = f->dev, .ino = f->ino, .pinned = pinned };
 	unsigned i;
 	int kind = kind_of(cap, f, path), err = 0;
+	/* The programs tell a library linked into an executable by the
+	 * cookie (bpf/sock.bpf.c TLS_COOKIE_LINKED). */
+	LIBBPF_OPTS(bpf_uprobe_opts, entry, .bpf_cookie = kind == 2);
+	LIBBPF_OPTS(bpf_uprobe_opts, ret, .retprobe = true, .bpf_cookie = kind == 2);
 
 	if (kind < 0 || attachment_find(tp, f->dev, f->ino))
 		return 0;

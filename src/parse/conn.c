@@ -307,6 +307,7 @@ static const char *const op_names[] = {
 /* TLS libraries whose probes gave a connection plaintext (conn.tls_libs) */
 #define TLS_LIB_OPENSSL (1u << 0)
 #define TLS_LIB_GNUTLS (1u << 1)
+#define TLS_LIB_NODETLS (1u << 2)	/* OpenSSL linked into the executable */
 
 static const char *op_name(unsigned op)
 {
@@ -923,7 +924,8 @@ static void on_tls_data(struct conn_tracker *t, struct conn *c, const struct qta
 		c->last_ns = d->hdr.timestamp_ns;
 	c->tls_events++;
 	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
-	c->tls_libs |= gnutls ? TLS_LIB_GNUTLS : TLS_LIB_OPENSSL;
+	c->tls_libs |= gnutls ? TLS_LIB_GNUTLS :
+		       (d->flags & QTAP_DATA_F_LINKED) ? TLS_LIB_NODETLS : TLS_LIB_OPENSSL;
 	if (captured && (c->plain_proto == L7_UNKNOWN || c->plain_proto == L7_OTHER)) {
 		enum l7_protocol p = detect_protocol(d->payload, captured);
 
@@ -955,11 +957,26 @@ static enum l7_protocol conn_protocol(const struct conn *c)
 	return c->proto == L7_UNKNOWN ? L7_OTHER : c->proto;
 }
 
+/* The JSON list items of TLS_LIB_* bits: "\"openssl\",\"gnutls\"". */
+static const char *tls_libs_json(unsigned libs, char *out, size_t size)
+{
+	static const char *const names[] = { "openssl", "gnutls", "nodetls" };
+	size_t o = 0;
+	unsigned i;
+
+	out[0] = '\0';
+	for (i = 0; i < 3; i++)
+		if (libs & (1u << i))
+			o += (size_t)snprintf(out + o, size - o, "%s\"%s\"", o ? "," : "",
+					      names[i]);
+	return out;
+}
+
 static void report_write(struct conn_tracker *t, struct conn *c, enum close_reason why,
 			 uint64_t close_ns)
 {
 	struct buf *b = &t->report;
-	char src[80], dst[80], open_s[40], close_s[40];
+	char src[80], dst[80], open_s[40], close_s[40], libs[64];
 	uint64_t dur_us = close_ns > c->open_ns ? (close_ns - c->open_ns) / 1000 : 0;
 	const struct tls_hello_info *tls = c->tls ? &c->tls->info : NULL;
 	int err = 0;
@@ -975,14 +992,12 @@ static void report_write(struct conn_tracker *t, struct conn *c, enum close_reas
 	rfc3339_format(close_ns + (uint64_t)t->wall_offset_ns, close_s, sizeof(close_s));
 	buf_reset(b);
 	err |= buf_printf(b, "{\"connId\":\"%" PRIu64 "\",\"l7Protocol\":\"%s\","
-			  "\"tlsProbeTypesDetected\":[%s%s%s],\"gotTLSClientHelloEvent\":%s,"
+			  "\"tlsProbeTypesDetected\":[%s],\"gotTLSClientHelloEvent\":%s,"
 			  "\"gotProtocolEvent\":%s,\"dataEventCount\":%" PRIu64 ","
 			  "\"tlsDataEventCount\":%" PRIu64 ","
 			  "\"bytesSent\":%" PRIu64 ",\"bytesReceived\":%" PRIu64 ",\"sni\":",
 			  c->conn_id, l7_protocol_name(conn_protocol(c)),
-			  c->tls_libs & TLS_LIB_OPENSSL ? "\"openssl\"" : "",
-			  c->tls_libs == (TLS_LIB_OPENSSL | TLS_LIB_GNUTLS) ? "," : "",
-			  c->tls_libs & TLS_LIB_GNUTLS ? "\"gnutls\"" : "",
+			  tls_libs_json(c->tls_libs, libs, sizeof(libs)),
 			  tls && tls->client_hello ? "true" : "false",
 			  c->got_protocol ? "true" : "false", c->data_events, c->tls_events,
 			  c->bytes_sent, c->bytes_recv);

@@ -1,9 +1,9 @@
 #!/bin/sh
 # End to end: TLS plaintext through the library probes, against real nginx
 # (TLS, HTTP/1.1 and HTTP/2 through its OpenSSL) and real clients from
-# 127.0.0.43: curl over HTTP/2 (OpenSSL), wget (GnuTLS), python3 requests
-# with a keep-alive session started after the agent, and another started
-# before it (found by the start-time scan).  Per client: the connection is
+# 127.0.0.43: curl over HTTP/2 (OpenSSL), wget (GnuTLS), node (OpenSSL
+# linked in), python3 requests with a keep-alive session started after the
+# agent, and another started before it (found by the start-time scan).  Per client: the connection is
 # seen, its plaintext reaches the parser in order (the request line and
 # the status line, from --bpf-trace), the connection report names the
 # library and the protocol, the bytes are the syscall layer's on both
@@ -26,7 +26,7 @@ tap = {
   ignore_loopback = false;
   filters = {
     groups = [ "qpoint" ];
-    custom = ( { exe = "/(nginx|curl|wget|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
+    custom = ( { exe = "/(nginx|curl|wget|node|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
   };
 };
 CONF
@@ -95,6 +95,17 @@ test "$(cat "$TMP/curl.out")" = "2 200"; ok $? "curl gets /small over HTTP/2"
 wget -q --no-check-certificate --bind-address="$CLIENT_ADDR" -O "$TMP/wget.out" \
 	"https://$SERVER_ADDR:$TLS_PORT/small"
 test "$(wc -c <"$TMP/wget.out")" = 100; ok $? "wget gets /small"
+# node links OpenSSL in and drives it on memory buffers (its socket calls
+# are its own, outside SSL_read and SSL_write).
+node -e '
+const https = require("https");
+https.get({ host: process.argv[1], port: +process.argv[2], localAddress: process.argv[3],
+	    path: "/small", rejectUnauthorized: false }, (r) => {
+	let n = 0;
+	r.on("data", (d) => { n += d.length; });
+	r.on("end", () => { console.log(r.statusCode + " " + n); });
+});' "$SERVER_ADDR" "$TLS_PORT" "$CLIENT_ADDR" >"$TMP/node.out" 2>&1
+test "$(cat "$TMP/node.out")" = "200 100"; ok $? "node gets /small"
 $PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" after "$TMP/py.out" \
 	<"$TMP/after.in" &
 AFTER_PID=$!
@@ -110,27 +121,27 @@ echo quit >&8
 exec 7>&- 8>&-
 wait "$BEFORE_PID" "$AFTER_PID"
 
-# Every connection of ours closed on both sides: 4 each way (curl, wget,
-# two sessions).
+# Every connection of ours closed on both sides: 5 each way (curl, wget,
+# node, two sessions).
 EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$TLS_PORT\""
 INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\""
 i=0
 while [ $i -lt 100 ]; do
 	a=$(metric /metrics "qtap_connection_close_total{$EGRESS}")
 	b=$(metric /metrics "qtap_connection_close_total{$INGRESS}")
-	[ "${a:-0}" -ge 4 ] && [ "${b:-0}" -ge 4 ] && break
+	[ "${a:-0}" -ge 5 ] && [ "${b:-0}" -ge 5 ] && break
 	sleep 0.1
 	i=$((i + 1))
 done
 sleep 0.5
 # The session started before the agent opened its connection before it
 # too: it is learned on its first data, and counted then.
-test "$(metric /metrics "qtap_connection_open_total{$EGRESS}")" = 4
-ok $? "egress: 4 connections opened (curl, wget, the later session, the earlier one learned)"
-test "$(metric /metrics "qtap_connection_close_total{$EGRESS}")" = 4
-ok $? "egress: 4 closed"
-test "$(metric /metrics "qtap_connection_close_total{$INGRESS}")" = 4
-ok $? "ingress (nginx): 4 closed"
+test "$(metric /metrics "qtap_connection_open_total{$EGRESS}")" = 5
+ok $? "egress: 5 connections opened (curl, wget, node, the later session, the earlier one learned)"
+test "$(metric /metrics "qtap_connection_close_total{$EGRESS}")" = 5
+ok $? "egress: 5 closed"
+test "$(metric /metrics "qtap_connection_close_total{$INGRESS}")" = 5
+ok $? "ingress (nginx): 5 closed"
 test "$(metric /metrics "qtap_connection_active_total{$EGRESS}")" = 0 &&
 	test "$(metric /metrics "qtap_connection_active_total{$INGRESS}")" = 0
 ok $? "active back to 0 on both sides"
@@ -164,7 +175,9 @@ def lines_of(conn):
         if m and m.group(3) == conn:
             out.append((m.group(1), m.group(2), m.group(4), m.group(5)))
     return out
-want = {"curl": ("openssl", "http2", 1), "wget": ("gnutls", "http1", 1), "python3": ("openssl", "http1", 2)}
+want = {"curl": ("openssl", "http2", 1), "wget": ("gnutls", "http1", 1), "python3": ("openssl", "http1", 2),
+        "node": ("nodetls", "http1", 1)}
+module = {"openssl": "openssl", "gnutls": "gnutls", "nodetls": "openssl"}
 seen = {}
 for src, r in egress.items():
     c = r["comm"]
@@ -201,8 +214,8 @@ for src, r in egress.items():
         check(name + ": the HTTP/2 preface first %s" % writes, writes[:1] == ["PRI * HTTP/2.0"])
         sreads = [l for (m, op, d, l) in theirs if op == "SSL_read" and l]
         check(name + ": nginx reads the preface %s" % sreads, sreads[:1] == ["PRI * HTTP/2.0"])
-    check(name + ": module " + lib + " traced", all(m == lib for (m, op, d, l) in mine) and mine)
-check("clients seen %s" % seen, seen == {"curl": 1, "wget": 1, "python3": 2})
+    check(name + ": module " + module[lib] + " traced", all(m == module[lib] for (m, op, d, l) in mine) and mine)
+check("clients seen %s" % seen, seen == {"curl": 1, "wget": 1, "python3": 2, "node": 1})
 sys.exit(1 if failed else 0)
 PYCODE
 ok $? "each client's connection: library, protocol, plaintext lines, bytes on both sides"
