@@ -631,13 +631,16 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 			     uint32_t pid, uint32_t fd, const char *comm)
 {
 	struct capture_proc_info *info;
+	size_t n;
 
 	c->known = true;
 	c->tgid = tgid;
 	c->pid = pid;
 	c->fd = fd;
-	memcpy(c->comm, comm, QTAP_COMM_LEN);
-	c->comm[QTAP_COMM_LEN - 1] = '\0';
+	/* a kernel comm may fill all QTAP_COMM_LEN bytes; "" is one */
+	n = strnlen(comm, QTAP_COMM_LEN - 1);
+	memcpy(c->comm, comm, n);
+	c->comm[n] = '\0';
 	if (!t->o.proc_lookup)
 		goto out;
 	/* struct capture_proc_info carries a PATH_MAX exe: not on the stack
@@ -650,8 +653,7 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 	if (!c->comm[0])	/* an event without one: the table's */
 		snprintf(c->comm, sizeof(c->comm), "%s", info->comm);
 	if (info->exe[0]) {
-		size_t n = strnlen(info->exe, sizeof(info->exe) - 1);
-
+		n = strnlen(info->exe, sizeof(info->exe) - 1);
 		c->cgroup_id = info->cgroup_id;
 		memcpy(c->container_id, info->container_id, sizeof(c->container_id));
 		c->container_id[sizeof(c->container_id) - 1] = '\0';

@@ -231,6 +231,33 @@ test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="0",ty
 	test "$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="1",type="tls_data"}')" -gt 0
 ok $? "TLS data events are counted as received"
 
+# A TLS exchange between two processes the filters leave out (a renamed
+# curl and openssl s_server): the probes run in them (they are set once
+# for every process that maps the library) but give nothing.
+S_PORT=$(free_port)
+openssl s_server -quiet -www -accept "127.0.0.1:$S_PORT" -cert "$TMP/nginx/cert.pem" \
+	-key "$TMP/nginx/key.pem" >"$TMP/s_server.out" 2>&1 &
+S_PID=$!
+i=0
+while ! "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+tls_events() {
+	"$CURL" -s "$BASE/system/metrics" |
+		awk '/^qtap_system_events_received_total\{.*type="tls_data"/ { s += $NF } END { print s + 0 }'
+}
+before=$(tls_events)
+"$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/"
+s_status=$?
+sleep 0.3
+after=$(tls_events)
+kill "$S_PID"
+wait "$S_PID" 2>/dev/null
+test "$s_status" = 0 && test "$after" = "$before" &&
+	! grep -q "127.0.0.1:$S_PORT" "$TMP/agent.log"
+ok $? "processes the filters leave out give no TLS event and no report ($before, $after)"
+
 # A client killed in the middle of a request: half a request line over
 # TLS, then SIGKILL.  Its connection and nginx's end, active returns.
 $PY - "$SERVER_ADDR" "$TLS_PORT" "$CLIENT_ADDR" "$TMP/half.ready" <<'PYCODE' &
