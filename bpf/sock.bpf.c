@@ -559,35 +559,27 @@ static __always_inline void call_decode(struct task_struct *task, struct sock_ca
 	switch (REGS_NR(regs)) {
 	case NR_READ:
 		c->op = QTAP_OP_READ;
-		c->kind = ARGS_BUF;
 		break;
 	case NR_WRITE:
 		c->op = QTAP_OP_WRITE;
-		c->kind = ARGS_BUF;
 		break;
 	case NR_RECVFROM:
 		c->op = QTAP_OP_RECVFROM;
-		c->kind = ARGS_BUF;
 		break;
 	case NR_SENDTO:
 		c->op = QTAP_OP_SENDTO;
-		c->kind = ARGS_BUF;
 		break;
 	case NR_READV:
 		c->op = QTAP_OP_READV;
-		c->kind = ARGS_IOV;
 		break;
 	case NR_WRITEV:
 		c->op = QTAP_OP_WRITEV;
-		c->kind = ARGS_IOV;
 		break;
 	case NR_RECVMSG:
 		c->op = QTAP_OP_RECVMSG;
-		c->kind = ARGS_MSG;
 		break;
 	case NR_SENDMSG:
 		c->op = QTAP_OP_SENDMSG;
-		c->kind = ARGS_MSG;
 		break;
 	case NR_SENDFILE:
 		c->op = QTAP_OP_SENDFILE;
@@ -597,6 +589,9 @@ static __always_inline void call_decode(struct task_struct *task, struct sock_ca
 	default:
 		return;
 	}
+	c->kind = c->op == QTAP_OP_READV || c->op == QTAP_OP_WRITEV ? ARGS_IOV :
+		  c->op == QTAP_OP_RECVMSG || c->op == QTAP_OP_SENDMSG ? ARGS_MSG :
+		  c->op == QTAP_OP_SENDFILE || c->op == QTAP_OP_OTHER ? ARGS_NONE : ARGS_BUF;
 	c->fd = REGS_ARG1(regs);
 	c->ptr = REGS_ARG2(regs);
 	c->iovcnt = REGS_ARG3(regs);
@@ -772,6 +767,36 @@ static __always_inline __u32 copy_payload(__u8 *buf, struct sock_call *a, __u32 
 	return 0;
 }
 
+/* Fills a data event of st built in the scratch slot (n payload bytes
+ * already copied after it) and writes it: a socket call's or a TLS call's
+ * (type), with the next sequence number and the connection's totals. */
+static __always_inline void data_emit(struct qtap_conn_data *ev, struct conn_state *st,
+				      struct task_struct *task, __u16 type, __u32 cpu,
+				      __u8 dir, __u8 op, __u32 fd, __u16 flags, __u32 len,
+				      __u32 n)
+{
+	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
+	ev->hdr.type = type;
+	ev->hdr.cpu = cpu;
+	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
+	ev->conn_id = st->conn_id;
+	ev->seq = __sync_fetch_and_add(&st->seq, 1);
+	ev->tgid = task->tgid;
+	ev->pid = task->pid;
+	ev->fd = fd;
+	ev->dir = dir;
+	ev->op = op;
+	ev->flags = flags | (!n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0);
+	ev->len = len;
+	ev->captured = n;
+	ev->bytes_sent = st->bytes_sent;
+	ev->bytes_recv = st->bytes_recv;
+	barrier_var(n);
+	if (n > QTAP_DATA_MAX)
+		n = 0;
+	emit(ev, sizeof(*ev) + n);
+}
+
 /* ---- the tracepoints ----------------------------------------------------- */
 
 /* sock_send_length and sock_recv_length (sk, ret, flags): one socket call
@@ -894,26 +919,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		st->tls_copied[dir] += n;
 	st->seen[dir] = 1;
 
-	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
-	ev->hdr.type = QTAP_EVENT_CONN_DATA;
-	ev->hdr.cpu = cpu;
-	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
-	ev->conn_id = st->conn_id;
-	ev->seq = __sync_fetch_and_add(&st->seq, 1);
-	ev->tgid = task->tgid;
-	ev->pid = task->pid;
-	ev->fd = call.fd;
-	ev->dir = dir;
-	ev->op = call.op;
-	ev->flags = !n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0;
-	ev->len = len;
-	ev->captured = n;
-	ev->bytes_sent = st->bytes_sent;
-	ev->bytes_recv = st->bytes_recv;
-	barrier_var(n);
-	if (n > QTAP_DATA_MAX)
-		n = 0;
-	emit(ev, sizeof(*ev) + n);
+	data_emit(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call.op, call.fd, 0, len, n);
 count:
 	if (dir == QTAP_DATA_SEND)
 		__sync_fetch_and_add(&st->bytes_sent, len);
@@ -1180,26 +1186,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 	call.ptr = c.buf;
 	call.kind = ARGS_BUF;
 	n = copy_payload(ev->payload, &call, limit);
-	ev->hdr.version = QTAP_EVENT_ABI_VERSION;
-	ev->hdr.type = QTAP_EVENT_TLS_DATA;
-	ev->hdr.cpu = cpu;
-	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
-	ev->conn_id = st->conn_id;
-	ev->seq = __sync_fetch_and_add(&st->seq, 1);
-	ev->tgid = task->tgid;
-	ev->pid = task->pid;
-	ev->fd = st->fd;
-	ev->dir = c.dir & 1;
-	ev->op = c.op;
-	ev->flags = (!n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0) |
-		    (c.linked ? QTAP_DATA_F_LINKED : 0);
-	ev->len = len;
-	ev->captured = n;
-	ev->bytes_sent = st->bytes_sent;
-	ev->bytes_recv = st->bytes_recv;
-	barrier_var(n);
-	if (n > QTAP_DATA_MAX)
-		n = 0;
-	emit(ev, sizeof(*ev) + n);
+	data_emit(ev, st, task, QTAP_EVENT_TLS_DATA, cpu, c.dir & 1, c.op, st->fd,
+		  c.linked ? QTAP_DATA_F_LINKED : 0, len, n);
 	return 0;
 }

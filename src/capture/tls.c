@@ -5,9 +5,9 @@
  *
  * Where they are found:
  * - at start, every library in the system's library directories
- *   (libssl.so.*, libgnutls.so.*): a uprobe is set on the file's inode, so
- *   a process that maps it later is covered from its first call, with no
- *   race against the agent noticing it.  These stay attached;
+ *   (libssl.so.*, libgnutls.so.*) and node: a uprobe is set on the file's
+ *   inode, so a process that maps it later is covered from its first call,
+ *   with no race against the agent noticing it.  These stay attached;
  * - at start, the files every running process maps (tlslib_scan_maps());
  * - at every exec, the new image at once (an executable that exports the
  *   functions, such as node), and again after EXEC_RESCAN_MS (the
@@ -38,12 +38,15 @@
  * the libraries by then). */
 #define EXEC_RESCAN_MS 50
 
-/* The system's own copies, attached at start. */
+/* The system's own copies, attached at start; and the executables known
+ * to link OpenSSL in and export it (node), so that one started later is
+ * covered from its first call too. */
 static const char *const system_libraries[] = {
 	"/usr/lib/*/libssl.so.*", "/usr/lib/*/libgnutls.so.*",
 	"/lib/*/libssl.so.*", "/lib/*/libgnutls.so.*",
 	"/usr/lib64/libssl.so.*", "/usr/lib64/libgnutls.so.*",
 	"/usr/local/lib/libssl.so.*", "/usr/local/lib/libgnutls.so.*",
+	"/usr/bin/node", "/usr/bin/nodejs", "/usr/local/bin/node",
 };
 
 static const char *const kind_names[] = { "openssl", "gnutls", "nodetls" };

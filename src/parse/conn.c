@@ -842,19 +842,25 @@ static void conn_bytes_sync(struct conn *c, uint64_t sent, uint64_t recv)
 	}
 }
 
+/* What every data event (socket or TLS) does to its connection: the last
+ * activity and the byte totals.  The payload bytes the record holds. */
+static size_t data_common(struct conn *c, const struct qtap_conn_data *d, size_t size)
+{
+	if (d->hdr.timestamp_ns > c->last_ns)
+		c->last_ns = d->hdr.timestamp_ns;
+	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
+	return d->captured < size - sizeof(*d) ? d->captured : size - sizeof(*d);
+}
+
 static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
 		    size_t size)
 {
-	size_t captured = d->captured;
+	size_t captured;
 
 	if (c->ignored)
 		return;
-	if (captured > size - sizeof(*d))
-		captured = size - sizeof(*d);
-	if (d->hdr.timestamp_ns > c->last_ns)
-		c->last_ns = d->hdr.timestamp_ns;
+	captured = data_common(c, d, size);
 	c->data_events++;
-	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
 	if (d->dir == QTAP_DATA_SEND) {
 		c->bytes_sent += d->len;
 		if (c->counted)
@@ -914,18 +920,14 @@ static void first_line(const uint8_t *data, size_t len, char *out, size_t size)
 static void on_tls_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
 			size_t size)
 {
-	size_t captured = d->captured;
 	bool gnutls = d->op == QTAP_OP_GNUTLS_RECV || d->op == QTAP_OP_GNUTLS_SEND;
+	size_t captured;
 	char line[128];
 
 	if (c->ignored)
 		return;
-	if (captured > size - sizeof(*d))
-		captured = size - sizeof(*d);
-	if (d->hdr.timestamp_ns > c->last_ns)
-		c->last_ns = d->hdr.timestamp_ns;
+	captured = data_common(c, d, size);
 	c->tls_events++;
-	conn_bytes_sync(c, d->bytes_sent, d->bytes_recv);
 	c->tls_libs |= gnutls ? TLS_LIB_GNUTLS :
 		       (d->flags & QTAP_DATA_F_LINKED) ? TLS_LIB_NODETLS : TLS_LIB_OPENSSL;
 	if (captured && (c->plain_proto == L7_UNKNOWN || c->plain_proto == L7_OTHER)) {
