@@ -10,7 +10,7 @@
 #   make bench-overhead          plaintext HTTP/1.1 (from the build
 #                                directory, as root)
 #   make bench-tls-overhead      the same over TLS (SCHEME=https)
-#   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto SCHEME=https bench/overhead.sh
+#   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto SCHEME=https SERVER_ONLY=1 bench/overhead.sh
 #
 # Needs nginx, wrk and curl; the floor column needs bpftrace (left out
 # without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
@@ -28,9 +28,18 @@ SCHEME=${SCHEME:-http}
 require_root
 
 start_nginx || { echo "nginx did not start"; exit 1; }
+# The agent traces every process, wrk too (twice the traced calls of a
+# server host whose clients are elsewhere).  SERVER_ONLY=1 leaves wrk out
+# by the filters (its calls still run the programs, which skip them).
+if [ "${SERVER_ONLY:-0}" = 1 ]; then
+	CLIENT_FILTER='filters = { groups = [ "qpoint" ]; custom = ( { exe = "/wrk"; strategy = "suffix"; } ); };'
+else
+	CLIENT_FILTER=
+fi
 cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
-tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; }; };
+tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; };
+  $CLIENT_FILTER };
 CONF
 if [ "$SCHEME" = https ]; then
 	URL="https://$SERVER_ADDR:$TLS_PORT/small"
