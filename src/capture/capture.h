@@ -100,7 +100,7 @@ void capture_stop(struct capture **cap);
  * filters (the capture.* tuning is start-time only): rewrites the kernel's
  * sock_config and recomputes every process's filter entry.  A connection
  * keeps the decision taken when it was first seen (traced or left out)
- * until its fd is closed or reused.  Main thread; returns once the readers use
+ * until it closes.  Main thread; returns once the readers use
  * conf, so the previous one may be freed afterwards: call it before
  * conf_publish(conf).  0 or -errno (logged). */
 int capture_reconfigure(struct capture *cap, const struct qtap_conf *conf);
