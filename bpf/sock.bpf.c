@@ -94,6 +94,10 @@ char LICENSE[] SEC("license") = "GPL";
 #error "the system call numbers of this architecture are not known"
 #endif
 
+/* Payloads under this size (a power of two) from one buffer are written
+ * straight into the ring (small_emit()); larger ones and iovecs go through
+ * the scratch slot. */
+#define QTAP_DATA_SMALL 512
 /* iovecs looked at for payload (readv, writev, sendmsg, recvmsg). */
 #define SOCK_IOV_MAX 8
 /* Events of a connection whose first bytes were too few to classify
@@ -770,7 +774,7 @@ static __always_inline __u32 copy_payload(__u8 *buf, struct sock_call *a, __u32 
 /* Fills a data event of st built in the scratch slot (n payload bytes
  * already copied after it) and writes it: a socket call's or a TLS call's
  * (type), with the next sequence number and the connection's totals. */
-static __always_inline void data_emit(struct qtap_conn_data *ev, struct conn_state *st,
+static __always_inline void data_fill(struct qtap_conn_data *ev, struct conn_state *st,
 				      struct task_struct *task, __u16 type, __u32 cpu,
 				      __u8 dir, __u8 op, __u32 fd, __u16 flags, __u32 len,
 				      __u32 n)
@@ -791,10 +795,67 @@ static __always_inline void data_emit(struct qtap_conn_data *ev, struct conn_sta
 	ev->captured = n;
 	ev->bytes_sent = st->bytes_sent;
 	ev->bytes_recv = st->bytes_recv;
+}
+
+static __always_inline void data_emit(struct qtap_conn_data *ev, struct conn_state *st,
+				      struct task_struct *task, __u16 type, __u32 cpu,
+				      __u8 dir, __u8 op, __u32 fd, __u16 flags, __u32 len,
+				      __u32 n)
+{
+	data_fill(ev, st, task, type, cpu, dir, op, fd, flags, len, n);
 	barrier_var(n);
 	if (n > QTAP_DATA_MAX)
 		n = 0;
 	emit(ev, sizeof(*ev) + n);
+}
+
+/* The payload classification of st from the first n bytes a call moved;
+ * the bytes to send (a TLS connection's are capped). */
+static __always_inline __u32 class_update(struct conn_state *st, const __u8 *payload, __u32 n,
+					  __u8 dir)
+{
+	if (st->class == CLASS_UNKNOWN && n) {
+		st->class = classify(payload, n);
+		if (st->class == CLASS_UNKNOWN &&
+		    ++st->unknown_events >= SOCK_UNKNOWN_EVENTS_MAX)
+			st->class = CLASS_OTHER;
+		if (st->class == CLASS_TLS && n > QTAP_TLS_HELLO_BYTES)
+			n = QTAP_TLS_HELLO_BYTES;
+	}
+	if (st->class == CLASS_TLS)
+		st->tls_copied[dir] += n;
+	st->seen[dir] = 1;
+	return n;
+}
+
+/* A socket call whose payload is under QTAP_DATA_SMALL, from one buffer: the
+ * event is built in the ring itself (a record of the full small size, the
+ * reader takes what it holds), the payload copied there once. */
+static __always_inline void small_emit(struct conn_state *st, struct task_struct *task,
+				       __u32 cpu, __u8 dir, const struct sock_call *call,
+				       __u32 len, __u32 limit)
+{
+	void *rb = bpf_map_lookup_elem(&events, &cpu);
+	struct qtap_conn_data *ev;
+	__u32 n = limit;
+
+	ev = rb ? bpf_ringbuf_reserve(rb, sizeof(*ev) + QTAP_DATA_SMALL, 0) : NULL;
+	if (!ev) {
+		/* the number is taken all the same: the worker sees the gap */
+		__sync_fetch_and_add(&st->seq, 1);
+		count_lost();
+		return;
+	}
+	/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows the
+	 * verifier the copy stays inside the record. */
+	barrier_var(n);
+	n &= QTAP_DATA_SMALL - 1;
+	if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
+		n = 0;
+	n = class_update(st, ev->payload, n, dir);
+	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
+	bpf_ringbuf_submit(ev, bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* ---- the tracepoints ----------------------------------------------------- */
@@ -897,6 +958,10 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	}
 
 	cpu = bpf_get_smp_processor_id();
+	if (limit < QTAP_DATA_SMALL && (call.kind == ARGS_BUF || !limit)) {
+		small_emit(st, task, cpu, dir, &call, len, limit);
+		goto count;
+	}
 	s = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!s) {
 		/* No room to build it: the number is taken all the same. */
@@ -907,18 +972,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	ev = (struct qtap_conn_data *)s->data;
 	if (limit)
 		n = copy_payload(ev->payload, &call, limit);
-	if (st->class == CLASS_UNKNOWN && n) {
-		st->class = classify(ev->payload, n);
-		if (st->class == CLASS_UNKNOWN &&
-		    ++st->unknown_events >= SOCK_UNKNOWN_EVENTS_MAX)
-			st->class = CLASS_OTHER;
-		if (st->class == CLASS_TLS && n > QTAP_TLS_HELLO_BYTES)
-			n = QTAP_TLS_HELLO_BYTES;
-	}
-	if (st->class == CLASS_TLS)
-		st->tls_copied[dir] += n;
-	st->seen[dir] = 1;
-
+	n = class_update(st, ev->payload, n, dir);
 	data_emit(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call.op, call.fd, 0, len, n);
 count:
 	if (dir == QTAP_DATA_SEND)

@@ -184,6 +184,9 @@ static int sock_handle_event(void *ctx, void *data, size_t size)
 		}
 		return 0;
 	}
+	/* A small data record is written at its full size: what it holds. */
+	if (hdr->type == QTAP_EVENT_CONN_DATA || hdr->type == QTAP_EVENT_TLS_DATA)
+		size = min + ((const struct qtap_conn_data *)data)->captured;
 	if (hdr->cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(r->received[hdr->cpu * SOCK_KIND__COUNT +
 						 hdr->type - QTAP_EVENT_CONN_OPEN], 1);
