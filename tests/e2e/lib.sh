@@ -57,6 +57,14 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# scrape_with_copy: the endpoints are read with a renamed copy of curl,
+# $SCRAPE, which a test's filters can leave out while tracing curl itself.
+scrape_with_copy() {
+	SCRAPE=$TMP/qtap-scrape
+	cp "$(command -v curl)" "$SCRAPE"
+	CURL=$SCRAPE
+}
+
 # start_agent ARGS...: runs qtap in the background with its log in
 # $TMP/agent.log and waits until /readyz answers 200 (at most 20 s).
 start_agent() {

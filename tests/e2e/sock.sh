@@ -13,9 +13,7 @@
 require_root
 
 PY=/usr/bin/python3
-SCRAPE=$TMP/qtap-scrape
-cp "$(command -v curl)" "$SCRAPE"
-CURL=$SCRAPE
+scrape_with_copy
 
 start_nginx
 ok $? "nginx serves on $SERVER_ADDR:$HTTP_PORT (http) and :$TLS_PORT (tls)"

@@ -13,9 +13,7 @@
 require_root
 
 PY=/usr/bin/python3
-SCRAPE=$TMP/qtap-scrape
-cp "$(command -v curl)" "$SCRAPE"
-CURL=$SCRAPE
+scrape_with_copy
 
 start_nginx
 ok $? "nginx serves TLS on $SERVER_ADDR:$TLS_PORT"
@@ -69,11 +67,18 @@ run_session() {
 	done
 }
 
+# start_session TAG FD: a session reading its fifo $TMP/TAG.in, which the
+# test writes on FD; its pid in SESSION_PID.
+start_session() {
+	$PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" "$1" "$TMP/py.out" \
+		<"$TMP/$1.in" &
+	SESSION_PID=$!
+	eval "exec $2>\"\$TMP/$1.in\""
+}
+
 # The session started before the agent has loaded its TLS library already.
-$PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" before "$TMP/py.out" \
-	<"$TMP/before.in" &
-BEFORE_PID=$!
-exec 7>"$TMP/before.in"
+start_session before 7
+BEFORE_PID=$SESSION_PID
 run_session 7 1
 test "$(grep -c '^before 200 100$' "$TMP/py.out")" = 1
 ok $? "the session started before the agent works"
@@ -106,10 +111,8 @@ https.get({ host: process.argv[1], port: +process.argv[2], localAddress: process
 	r.on("end", () => { console.log(r.statusCode + " " + n); });
 });' "$SERVER_ADDR" "$TLS_PORT" "$CLIENT_ADDR" >"$TMP/node.out" 2>&1
 test "$(cat "$TMP/node.out")" = "200 100"; ok $? "node gets /small"
-$PY "$TMP/session.py" "$SERVER_ADDR:$TLS_PORT" "$CLIENT_ADDR" after "$TMP/py.out" \
-	<"$TMP/after.in" &
-AFTER_PID=$!
-exec 8>"$TMP/after.in"
+start_session after 8
+AFTER_PID=$SESSION_PID
 run_session 8 2
 test "$(grep -c '^after 200 100$' "$TMP/py.out")" = 2
 ok $? "the session started after the agent makes two requests on one connection"
