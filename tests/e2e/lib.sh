@@ -1,6 +1,7 @@
 # Shared by the end-to-end tests: TAP output, and starting and stopping a
 # real agent.  Sourced, not run.
 : "${top_srcdir:?run through make check}" "${top_builddir:?run through make check}"
+export top_srcdir top_builddir
 QTAP=$top_builddir/src/qtap
 # The client that reads the agent's endpoints (a test may use a copy that
 # its filters leave out).

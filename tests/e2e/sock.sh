@@ -154,15 +154,11 @@ test "$d_recv" = "$recv2"; ok $? "egress bytes received = curl's size_header + s
 
 # The connection report of python3's connection (JSON, at debug level).
 $PY - "$TMP/agent.log" >"$TMP/report.out" 2>&1 <<'PYCODE'
-import json, sys
-reports = []
-for line in open(sys.argv[1]):
-    try:
-        o = json.loads(line)
-    except ValueError:
-        continue
-    if o.get("msg") == "connection closed":
-        reports.append(o["record"])
+import json, os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "e2e"))
+import agentlog
+reports, _ = agentlog.read(sys.argv[1])
 py = [r for r in reports if r["comm"] == "python3" and r["direction"] == "egress"]
 assert len(py) == 1, "python3 egress reports: %d" % len(py)
 r = py[0]

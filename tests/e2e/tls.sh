@@ -151,18 +151,12 @@ ok $? "active back to 0 on both sides"
 
 # The connection reports and the trace lines, per client.
 $PY - "$TMP/agent.log" "$TLS_PORT" >"$TMP/report.out" 2>&1 <<'PYCODE'
-import json, sys, re
+import os, sys, re
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "e2e"))
+import agentlog
 log, port = sys.argv[1], sys.argv[2]
-reports, trace = [], []
-for line in open(log):
-    try:
-        o = json.loads(line)
-    except ValueError:
-        continue
-    if o.get("msg") == "connection closed":
-        reports.append(o["record"])
-    elif o.get("msg", "").startswith("bpf-trace module="):
-        trace.append(o["msg"])
+reports, trace = agentlog.read(log)
 ours = [r for r in reports if r["destination"].endswith(":" + port)]
 egress = {r["source"]: r for r in ours if r["direction"] == "egress"}
 ingress = {r["source"]: r for r in ours if r["direction"] == "ingress"}
