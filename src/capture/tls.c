@@ -49,7 +49,10 @@ static const char *const system_libraries[] = {
 	"/usr/bin/node", "/usr/bin/nodejs", "/usr/local/bin/node",
 };
 
-static const char *const kind_names[] = { "openssl", "gnutls", "nodetls" };
+/* What a file is probed as: the library label of its metrics. */
+enum tls_kind { KIND_OPENSSL, KIND_GNUTLS, KIND_NODETLS, KIND__COUNT };
+
+static const char *const kind_names[KIND__COUNT] = { "openssl", "gnutls", "nodetls" };
 
 /* The entry program of each function; every one also gets tls_return. */
 struct tls_hook {
@@ -74,7 +77,7 @@ static const struct tls_hook hooks[] = {
 struct tls_attachment {
 	dev_t dev;
 	ino_t ino;
-	unsigned kind;			/* index into kind_names */
+	enum tls_kind kind;
 	bool pinned;			/* a system library: kept */
 	struct bpf_link *links[2 * HOOKS];
 	unsigned n_links;
@@ -91,9 +94,9 @@ struct tls_probes {
 	size_t n_att, cap_att;
 	struct tls_rescan *rescans;
 	size_t n_rescans, cap_rescans;
-	struct metric_series *attached[3];	/* qtap_system_tls_attachments */
-	struct metric_series *errors[3];	/* qtap_system_tls_attach_errors_total */
-	size_t count[3];
+	struct metric_series *attached[KIND__COUNT];	/* qtap_system_tls_attachments */
+	struct metric_series *errors[KIND__COUNT];	/* ..._attach_errors_total */
+	size_t count[KIND__COUNT];
 };
 
 static uint64_t mono_ns(void)
@@ -127,7 +130,7 @@ static struct bpf_program *hook_program(struct sock_bpf *skel, enum tlslib_fn fn
 	}
 }
 
-/* Which kind the file is probed as (index into kind_names), or -1 when
+/* Which kind the file is probed as, or -1 when
  * --tls-probes leaves it out: GnuTLS; OpenSSL in a shared library; OpenSSL
  * exported by an executable (nodetls). */
 static int kind_of(const struct capture *cap, const struct tlslib_file *f, const char *path)
@@ -136,10 +139,10 @@ static int kind_of(const struct capture *cap, const struct tlslib_file *f, const
 
 	base = base ? base + 1 : path;
 	if (f->kinds & TLSLIB_GNUTLS)
-		return cap->opts.tls_probes & CAPTURE_TLS_GNUTLS ? 1 : -1;
+		return cap->opts.tls_probes & CAPTURE_TLS_GNUTLS ? KIND_GNUTLS : -1;
 	if (strstr(base, ".so"))
-		return cap->opts.tls_probes & CAPTURE_TLS_OPENSSL ? 0 : -1;
-	return cap->opts.tls_probes & CAPTURE_TLS_NODETLS ? 2 : -1;
+		return cap->opts.tls_probes & CAPTURE_TLS_OPENSSL ? KIND_OPENSSL : -1;
+	return cap->opts.tls_probes & CAPTURE_TLS_NODETLS ? KIND_NODETLS : -1;
 }
 
 static struct tls_attachment *attachment_find(struct tls_probes *tp, dev_t dev, ino_t ino)
@@ -165,7 +168,7 @@ static void gauges_update(struct tls_probes *tp)
 {
 	unsigned k;
 
-	for (k = 0; k < 3; k++)
+	for (k = 0; k < KIND__COUNT; k++)
 		if (tp->attached[k])
 			metrics_gauge_set(tp->attached[k], (int64_t)tp->count[k]);
 }
@@ -180,12 +183,12 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 	int kind = kind_of(cap, f, path), err = 0;
 	/* The programs tell a library linked into an executable by the
 	 * cookie (bpf/sock.bpf.c TLS_COOKIE_LINKED). */
-	LIBBPF_OPTS(bpf_uprobe_opts, entry, .bpf_cookie = kind == 2);
-	LIBBPF_OPTS(bpf_uprobe_opts, ret, .retprobe = true, .bpf_cookie = kind == 2);
+	LIBBPF_OPTS(bpf_uprobe_opts, entry, .bpf_cookie = kind == KIND_NODETLS);
+	LIBBPF_OPTS(bpf_uprobe_opts, ret, .retprobe = true, .bpf_cookie = kind == KIND_NODETLS);
 
 	if (kind < 0 || attachment_find(tp, f->dev, f->ino))
 		return 0;
-	a.kind = (unsigned)kind;
+	a.kind = (enum tls_kind)kind;
 	for (i = 0; i < HOOKS && !err; i++) {
 		struct bpf_link *l;
 
@@ -303,7 +306,7 @@ int tls_probes_start(struct capture *cap)
 	tp->reg = tlslib_registry_new();
 	if (!tp->reg)
 		goto nomem;
-	for (k = 0; k < 3; k++) {
+	for (k = 0; k < KIND__COUNT; k++) {
 		const char *values[] = { kind_names[k] };
 
 		tp->attached[k] = metrics_series_get(cap->store, M_SYSTEM_TLS_ATTACHMENTS, values);

@@ -219,9 +219,12 @@ static int inspect_fd(int fd, const struct stat *st, struct tlslib_file *ret)
 		if (err)
 			goto out_end;
 	}
-	for (i = 0; i < TLSLIB_FN__COUNT && from_dyn.value[i]; i++)
-		;
-	if (i < TLSLIB_FN__COUNT && symtab) {	/* something still missing */
+	/* .symtab only when the exports make no kind (a binary that does
+	 * not export its copy): a library of one kind always lacks the
+	 * other's names, and node's .symtab alone takes tens of ms to read. */
+	if (!(from_dyn.value[TLSLIB_SSL_READ] && from_dyn.value[TLSLIB_SSL_WRITE]) &&
+	    !(from_dyn.value[TLSLIB_GNUTLS_RECORD_SEND] &&
+	      from_dyn.value[TLSLIB_GNUTLS_RECORD_RECV]) && symtab) {
 		err = symbols_scan(elf, symtab, NULL, &from_tab);
 		if (err)
 			goto out_end;

@@ -498,6 +498,16 @@ static void exchange(struct pair *p, struct side *client, struct side *server)
 	client->recv += n;
 }
 
+/* pair_open(), one exchange, everything closed. */
+static void pair_run(int family, struct pair *p, struct side *client, struct side *server)
+{
+	pair_open(family, p);
+	exchange(p, client, server);
+	close(p->cfd);
+	close(p->sfd);
+	close(p->lfd);
+}
+
 static bool addr_eq(const uint8_t *got, const struct endpoint *ep)
 {
 	return !memcmp(got, ep->addr, ep->family == AF_INET ? 4 : 16);
@@ -601,6 +611,14 @@ static void run_exchange(int family)
 	finish(&cap);
 }
 
+/* Hands the capture a new configuration, which then replaces conf. */
+static void reconfigure(struct capture *cap, struct qtap_conf *next)
+{
+	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
+	conf_free(&conf);
+	conf = next;
+}
+
 START_TEST(test_exchange_ipv4)
 {
 	run_exchange(AF_INET);
@@ -667,11 +685,7 @@ START_TEST(test_ignore_loopback)
 	size_t n, n2;
 
 	cap = start_text("tap = { ignore_loopback = true; filters = { groups = []; }; };");
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET, &p, &client, &server);
 	pair_open(AF_INET6, &q);
 	exchange(&q, &client, &server);
 	close(q.cfd);
@@ -680,14 +694,8 @@ START_TEST(test_ignore_loopback)
 
 	/* Then loopback again, through a reload: now it is seen. */
 	next = conf_of(CONF_ALL);
-	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
-	conf_free(&conf);
-	conf = next;
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	reconfigure(cap, next);
+	pair_run(AF_INET, &p, &client, &server);
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	ck_assert_uint_ge(n, 2);
 	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
@@ -711,11 +719,7 @@ START_TEST(test_direction_egress)
 
 	cap = start_text("tap = { direction = \"egress\"; ignore_loopback = false; "
 			 "filters = { groups = []; }; };");
-	pair_open(AF_INET6, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET6, &p, &client, &server);
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
 	settle();
@@ -736,23 +740,13 @@ START_TEST(test_direction_internal_external)
 
 	cap = start_text("tap = { direction = \"egress-external\"; "
 			 "ignore_loopback = false; filters = { groups = []; }; };");
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET, &p, &client, &server);
 	next = conf_of("tap = { direction = \"egress-internal\"; "
 		       "ignore_loopback = false; filters = { groups = []; }; };");
-	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
-	conf_free(&conf);
-	conf = next;
+	reconfigure(cap, next);
 	settle();
 	ck_assert_uint_eq(count_tgid(getpid()), 0);
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET, &p, &client, &server);
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	ck_assert_uint_ge(n, 2);
 	ck_assert_uint_eq(count_tgid(getpid()), n);
@@ -1158,6 +1152,9 @@ START_TEST(test_ring_full)
 	pthread_join(thread, NULL);
 	ck_assert_uint_eq(d.got, 500 * sizeof(msg));
 	stall_set(false);
+	/* The reader empties the rings on its next poll: the CLOSE must not
+	 * find them full too. */
+	settle();
 	close(p.cfd);
 	close(p.sfd);
 	close(p.lfd);
@@ -1258,11 +1255,7 @@ START_TEST(test_allow_list)
 	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
 			 "custom = ( { exe = \"/nonexistent\"; "
 			 "strategy = \"exact\"; only = true; } ); }; };");
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET, &p, &client, &server);
 	/* Left out now; seen once the process is on the list. */
 	pair_open(AF_INET, &r);
 	exchange(&r, &client, &server);
@@ -1270,16 +1263,10 @@ START_TEST(test_allow_list)
 		 "custom = ( { exe = \"%s\"; "
 		 "strategy = \"exact\"; only = true; } ); }; };", exe);
 	next = conf_of(text);
-	ck_assert_int_eq(capture_reconfigure(cap, next), 0);
-	conf_free(&conf);
-	conf = next;
+	reconfigure(cap, next);
 	settle();
 	ck_assert_uint_eq(count_tgid(getpid()), 0);
-	pair_open(AF_INET, &p);
-	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
+	pair_run(AF_INET, &p, &client, &server);
 	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	ck_assert_uint_ge(n, 3);
 	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
