@@ -13,7 +13,7 @@
 #include <linux/types.h>
 #endif
 
-#define QTAP_EVENT_ABI_VERSION 2
+#define QTAP_EVENT_ABI_VERSION 3
 
 /* qtap_event_header.type: one number space for every program. */
 #define QTAP_EVENT_PROCESS_EXEC 1
@@ -25,6 +25,9 @@
 #define QTAP_EVENT_TLS_DATA 13	/* sock.h: plaintext of a TLS library call */
 
 #define QTAP_COMM_LEN 16
+
+/* Processes the per-process maps hold (exec generations, filter entries). */
+#define QTAP_PROCS_MAX 65536
 
 struct qtap_event_header {
 	__u16 version;		/* QTAP_EVENT_ABI_VERSION */

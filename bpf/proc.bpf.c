@@ -29,6 +29,17 @@ struct {
 	__type(value, __u64);
 } events_lost SEC(".maps");
 
+/* tgid -> exec generation, bumped here at every exec (before the event is
+ * written, so that a full ring cannot make a generation go unnoticed);
+ * reset to 0 at fork and read by sock.bpf.c, whose map of the same name
+ * the agent points at this one.  Deleted by the agent at exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, QTAP_PROCS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} exec_gen SEC(".maps");
+
 /* Kernels since 6.16 say in the exit tracepoint whether the whole thread
  * group is dead; the field is probed with CO-RE. */
 struct trace_event_raw_sched_process_exit___qtap {
@@ -60,6 +71,8 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 	ev->exit_code = 0;
 	ev->filename_len = 0;
 	ev->filename_truncated = 0;
+	ev->exec_gen = 0;
+	ev->pad = 0;
 	ev->filename[0] = '\0';
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	return ev;
@@ -87,14 +100,20 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 loc = ctx->__data_loc_filename;
 	struct qtap_proc_event *ev;
+	__u32 gen = 1, *old;
 	long n;
 
 	if (tgid == qtap_tgid)
 		return 0;
+	old = bpf_map_lookup_elem(&exec_gen, &tgid);
+	if (old)
+		gen = *old + 1;
+	bpf_map_update_elem(&exec_gen, &tgid, &gen, BPF_ANY);
 	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXEC,
 				(struct task_struct *)bpf_get_current_task());
 	if (!ev)
 		return 0;
+	ev->exec_gen = gen;
 	/* __data_loc: offset in the low 16 bits, length (NUL included) in
 	 * the high 16 bits. */
 	n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),

@@ -25,6 +25,10 @@ struct qtap_proc_event {
 	__u32 exit_code;
 	__u16 filename_len;	/* bytes in filename, NUL excluded */
 	__u16 filename_truncated;
+	/* EXEC: the process's exec generation this exec began (the exec_gen
+	 * map; see struct qtap_tgid_filter in sock.h); 0 otherwise. */
+	__u32 exec_gen;
+	__u32 pad;
 	char comm[QTAP_COMM_LEN];
 	char filename[QTAP_PROC_FILENAME_LEN];
 };

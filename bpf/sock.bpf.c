@@ -103,8 +103,6 @@ char LICENSE[] SEC("license") = "GPL";
 /* Events of a connection whose first bytes were too few to classify
  * before it is taken as "other". */
 #define SOCK_UNKNOWN_EVENTS_MAX 4
-/* Processes with a filter entry. */
-#define SOCK_TGID_FILTER_MAX 65536
 
 /* Payload classes (struct conn_state.class). */
 #define CLASS_UNKNOWN 0
@@ -242,16 +240,17 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SOCK_TGID_FILTER_MAX);
+	__uint(max_entries, QTAP_PROCS_MAX);
 	__type(key, __u32);
 	__type(value, struct qtap_tgid_filter);
 } tgid_filter SEC(".maps");
 
 /* tgid -> exec generation (see struct qtap_tgid_filter); absent is 0.
- * Written here at exec and fork, deleted by the agent at exit. */
+ * The agent makes this proc.bpf.c's map, which bumps it at exec; reset
+ * here at fork, deleted by the agent at exit. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SOCK_TGID_FILTER_MAX);
+	__uint(max_entries, QTAP_PROCS_MAX);
 	__type(key, __u32);
 	__type(value, __u32);
 } exec_gen SEC(".maps");
@@ -444,16 +443,6 @@ static __always_inline __u32 tgid_action(__u32 tgid)
 	if (!f || f->gen != tgid_gen(tgid))
 		return 0;
 	return f->action;
-}
-
-/* A new image: every decision taken for the old one is stale. */
-SEC("tracepoint/sched/sched_process_exec")
-int sock_exec(void *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32, gen = tgid_gen(tgid) + 1;
-
-	bpf_map_update_elem(&exec_gen, &tgid, &gen, BPF_ANY);
-	return 0;
 }
 
 /* A new process runs its parent's image: it inherits the parent's valid
@@ -659,7 +648,7 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	ev.fd = st->fd;
 	ev.direction = st->direction;
 	ev.flags = st->flags;
-	ev.pad = 0;
+	ev.exec_gen = tgid_gen(ev.tgid);
 	ev.key = key;
 	sock_addrs(sk, &ev);
 	__builtin_memcpy(ev.comm, st->comm, sizeof(ev.comm));

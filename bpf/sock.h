@@ -97,7 +97,10 @@ struct qtap_conn_open {
 	__u8 flags;		/* QTAP_CONN_F_* */
 	__u16 lport;		/* host order */
 	__u16 rport;
-	__u32 pad;
+	/* The process's exec generation when the connection was decided:
+	 * with QTAP_CONN_F_UNDECIDED, the agent decides it once the exec
+	 * that began this generation is in its process table. */
+	__u32 exec_gen;
 	/* The kernel's key of the connection (opaque): the agent gives it
 	 * back to drop the connection from the kernel's table. */
 	__u64 key;

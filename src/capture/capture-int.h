@@ -215,6 +215,8 @@ int proc_table_remove_if(struct proc_table *t, uint32_t tgid, uint64_t start_tim
 void proc_table_clear(struct proc_table *t);
 /* Copies the entry of tgid into *ret: 0, or -ENOENT (ret untouched). */
 int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret);
+/* The exec generation of tgid's entry into *ret: 0, or -ENOENT. */
+int proc_table_exec_gen(struct proc_table *t, uint32_t tgid, uint32_t *ret);
 /* Entries in the table; any thread. */
 size_t proc_table_count(struct proc_table *t);
 /* Calls fn for every entry (a copy in *scratch) until fn returns non-zero,

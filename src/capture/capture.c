@@ -203,6 +203,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		info->tgid = ev->tgid;
 		info->ppid = ev->ppid;
 		info->start_time_ns = ev->start_time_ns;
+		info->exec_gen = kind == KIND_EXEC ? ev->exec_gen : 0;
 		memcpy(info->comm, ev->comm, sizeof(info->comm));
 		info->comm[sizeof(info->comm) - 1] = '\0';
 		procfs_cgroup_fill("/proc", cgroup2_root(cap), info);
@@ -523,6 +524,11 @@ static int capture_bpf_load(struct capture *cap)
 		return err;
 
 	err = proc_bpf__load(cap->skel);
+	/* One exec_gen map for both: proc.bpf.c bumps it and writes it in
+	 * its exec events, sock.bpf.c decides under it. */
+	if (!err)
+		err = bpf_map__reuse_fd(cap->sock->maps.exec_gen,
+					bpf_map__fd(cap->skel->maps.exec_gen));
 	if (!err)
 		err = sock_bpf__load(cap->sock);
 	if (err) {
@@ -595,6 +601,7 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, struct capture_proc
 	ret->tgid = tgid;
 	ret->ppid = 0;
 	ret->start_time_ns = 0;
+	ret->exec_gen = 0;
 	ret->comm[0] = '\0';
 	snprintf(path, sizeof(path), "/proc/%u/comm", tgid);
 	f = fopen(path, "re");
@@ -605,6 +612,21 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, struct capture_proc
 	}
 	procfs_cgroup_fill("/proc", cgroup2_root(cap), ret);
 	return 0;
+}
+
+/* pipeline_proc_settled_fn: whether the process's image of exec generation
+ * gen can be known now: the table holds its exec (or a later one), or the
+ * process still runs and /proc names the image it runs. */
+static bool capture_pipeline_settled(void *ctx, uint32_t tgid, uint32_t gen)
+{
+	struct capture *cap = ctx;
+	char path[32];
+	uint32_t have;
+
+	if (!proc_table_exec_gen(cap->procs, tgid, &have) && have >= gen)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
+	return !access(path, F_OK);
 }
 
 /* The pipeline: one producer per socket reader, and the process reader. */
@@ -618,6 +640,7 @@ static int capture_pipeline_new(struct capture *cap)
 		.idle_timeout_s = conf ? conf->capture.idle_timeout : 0,
 		.store = cap->store,
 		.proc_lookup = capture_pipeline_lookup,
+		.proc_settled = capture_pipeline_settled,
 		.conn_forget = sock_conn_forget,
 		.conn_wanted = filter_conn_wanted,
 		.ctx = cap,

@@ -38,6 +38,10 @@ struct capture_proc_info {
 	 * kubepods); 0 and "" when unknown or none. */
 	uint64_t cgroup_id;
 	char container_id[CAPTURE_CONTAINER_ID_LEN];
+	/* The exec generation (the kernel's count of the process's execs
+	 * since the agent started) that exe is the image of: an exec event's,
+	 * 0 for a fork or a process found by the /proc scan. */
+	uint32_t exec_gen;
 };
 
 /* Called on the reader thread for each process event (fork, exec, exit),

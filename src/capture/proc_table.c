@@ -21,6 +21,7 @@ struct proc_entry {
 	char comm[CAPTURE_COMM_LEN];
 	uint64_t cgroup_id;
 	char container_id[CAPTURE_CONTAINER_ID_LEN];
+	uint32_t exec_gen;
 	char exe[];		/* NUL-terminated, allocated to size */
 };
 
@@ -34,6 +35,7 @@ static void entry_copy_out(const struct proc_entry *e, struct capture_proc_info 
 	memcpy(ret->comm, e->comm, sizeof(ret->comm));
 	ret->cgroup_id = e->cgroup_id;
 	memcpy(ret->container_id, e->container_id, sizeof(ret->container_id));
+	ret->exec_gen = e->exec_gen;
 	memcpy(ret->exe, e->exe, strlen(e->exe) + 1);
 }
 
@@ -112,6 +114,7 @@ int proc_table_put(struct proc_table *t, const struct capture_proc_info *info)
 	e->cgroup_id = info->cgroup_id;
 	memcpy(e->container_id, info->container_id, sizeof(e->container_id));
 	e->container_id[sizeof(e->container_id) - 1] = '\0';
+	e->exec_gen = info->exec_gen;
 	memcpy(e->exe, info->exe, exe_len);
 	e->exe[exe_len] = '\0';
 
@@ -175,19 +178,42 @@ void proc_table_clear(struct proc_table *t)
 	__atomic_store_n(&t->count, 0, __ATOMIC_RELAXED);
 }
 
-int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret)
+/* The entry of tgid, or NULL; inside an RCU read-side section. */
+static const struct proc_entry *entry_find(struct proc_table *t, uint32_t tgid)
 {
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *node;
-	struct proc_entry *e;
+
+	cds_lfht_lookup(t->ht, tgid_hash(tgid), entry_match, &tgid, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	return node ? caa_container_of(node, struct proc_entry, node) : NULL;
+}
+
+int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret)
+{
+	const struct proc_entry *e;
 	int err = -ENOENT;
 
 	rcu_read_lock();
-	cds_lfht_lookup(t->ht, tgid_hash(tgid), entry_match, &tgid, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (node) {
-		e = caa_container_of(node, struct proc_entry, node);
+	e = entry_find(t, tgid);
+	if (e) {
 		entry_copy_out(e, ret);
+		err = 0;
+	}
+	rcu_read_unlock();
+	return err;
+}
+
+int proc_table_exec_gen(struct proc_table *t, uint32_t tgid, uint32_t *ret)
+{
+	const struct proc_entry *e;
+	int err = -ENOENT;
+
+	rcu_read_lock();
+	e = entry_find(t, tgid);
+	if (e) {
+		tsan_acquire(e);
+		*ret = e->exec_gen;
 		err = 0;
 	}
 	rcu_read_unlock();

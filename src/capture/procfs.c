@@ -118,6 +118,7 @@ static int scan_one(int procfd, const char *pid, uint64_t ns_per_tick,
 	info->tgid = st.pid;
 	info->ppid = st.ppid;
 	info->start_time_ns = st.start_ticks * ns_per_tick;
+	info->exec_gen = 0;
 	memcpy(info->comm, st.comm, sizeof(info->comm));
 out_close:
 	close(dirfd);

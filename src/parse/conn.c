@@ -62,6 +62,9 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 /* How long the connections of an exited process wait for their own close,
  * which the socket readers may still hold (they drain every few ms). */
 #define EXIT_GRACE_NS NS_PER_S
+/* The longest an undecided connection waits for its process's exec to
+ * reach the process table (where an exited process stays 5 s). */
+#define PROC_WAIT_NS (3ull * NS_PER_S)
 
 #define INITIAL_BUCKETS 1024
 
@@ -123,6 +126,11 @@ struct conn {
 	uint64_t exit_ts;		/* that exit's kernel timestamp */
 	uint32_t tgid, pid, fd;
 	uint64_t key;			/* the kernel's key (OPEN), 0 if unknown */
+	/* An OPEN the kernel could not decide waits (first in pend, the
+	 * events after it behind) until its process's image can be known. */
+	uint64_t await_since;
+	uint32_t await_tgid, await_gen;
+	bool awaiting;
 	uint16_t family, lport, rport;
 	uint8_t direction;		/* QTAP_DIR_* */
 	bool known;			/* metadata set (OPEN, or first event) */
@@ -1120,6 +1128,8 @@ static bool conn_drain(struct conn_tracker *t, struct conn *c, uint64_t now)
 	unsigned done = 0, i;
 	bool alive = true;
 
+	if (c->awaiting)
+		return true;
 	while (done < c->n_pend && c->pend[done].seq <= c->next_seq) {
 		struct pending *p = &c->pend[done++];
 
@@ -1152,6 +1162,7 @@ static bool conn_skip(struct conn_tracker *t, struct conn *c, uint64_t now)
 {
 	uint64_t seq = c->pend[0].seq;
 
+	c->awaiting = false;	/* decided with what is known now */
 	if (seq > c->next_seq) {
 		metrics_counter_add(t->gaps, seq - c->next_seq);
 		c->next_seq = seq;
@@ -1189,7 +1200,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	}
 	if (seq < c->next_seq)
 		return true;	/* skipped over meanwhile: too late */
-	if (seq == c->next_seq)
+	if (seq == c->next_seq && !c->awaiting)
 		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
 	for (i = 0; i < c->n_pend; i++)
 		if (c->pend[i].seq == seq)
@@ -1296,6 +1307,22 @@ static void exit_reap(struct conn_tracker *t, uint64_t now)
 	t->exiting = more;
 }
 
+/* An OPEN the kernel could not decide (its process was not classified
+ * yet) is decided by the filters from the process's image.  When that
+ * image cannot be known yet (the process exited before its exec reached
+ * the process table), the OPEN and what follows wait for it. */
+static void open_await(struct conn_tracker *t, struct conn *c, const struct qtap_conn_open *o,
+		       uint64_t now)
+{
+	if (!(o->flags & QTAP_CONN_F_UNDECIDED) || !t->o.proc_settled ||
+	    t->o.proc_settled(t->o.ctx, o->tgid, o->exec_gen))
+		return;
+	c->awaiting = true;
+	c->await_since = now;
+	c->await_tgid = o->tgid;
+	c->await_gen = o->exec_gen;
+}
+
 static size_t record_min_size(unsigned type)
 {
 	if (type == PIPELINE_EVENT_EXIT)
@@ -1336,7 +1363,9 @@ int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uin
 	}
 	if (seq < c->next_seq)
 		return 0;	/* given up as a gap already */
-	if (seq == c->next_seq && !c->n_pend) {
+	if (h->type == QTAP_EVENT_CONN_OPEN && !c->known && !c->awaiting)
+		open_await(t, c, rec, now_ns);
+	if (seq == c->next_seq && !c->n_pend && !c->awaiting) {
 		conn_apply(t, c, rec, size, now_ns);
 		return 0;
 	}
@@ -1355,6 +1384,13 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 		bool alive = true;
 
 		next = c->wnext;
+		if (c->awaiting) {
+			if (c->await_since + PROC_WAIT_NS > now_ns &&
+			    !t->o.proc_settled(t->o.ctx, c->await_tgid, c->await_gen))
+				continue;
+			c->awaiting = false;
+			alive = conn_drain(t, c, now_ns);
+		}
 		while (alive && c->n_pend && c->wait_since + CONN_REORDER_WAIT_NS <= now_ns)
 			alive = conn_skip(t, c, now_ns);
 	}

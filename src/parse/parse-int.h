@@ -86,6 +86,7 @@ struct conn_tracker_opts {
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
 	pipeline_conn_wanted_fn conn_wanted;
+	pipeline_proc_settled_fn proc_settled;
 	void *ctx;
 	const struct capture_trace *trace;
 	/* Where /proc/net/tcp{,6} are looked for (tests); NULL: "/proc". */

@@ -105,6 +105,12 @@ typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key);
  * section. */
 typedef bool (*pipeline_conn_wanted_fn)(void *ctx, uint32_t tgid, const char *exe,
 					const char *comm);
+/* Whether the image a process ran in its exec generation gen can be known
+ * now (see struct qtap_conn_open.exec_gen): a connection the kernel could
+ * not decide waits for it, so that a process that exits before its exec
+ * reaches the process table is still judged by the right image.  Worker
+ * threads. */
+typedef bool (*pipeline_proc_settled_fn)(void *ctx, uint32_t tgid, uint32_t gen);
 
 struct pipeline_opts {
 	unsigned n_producers;		/* capture readers, >= 1 */
@@ -116,6 +122,7 @@ struct pipeline_opts {
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
 	pipeline_conn_wanted_fn conn_wanted;	/* NULL: every connection is */
+	pipeline_proc_settled_fn proc_settled;	/* NULL: always */
 	void *ctx;			/* for the callbacks */
 	const struct capture_trace *trace; /* --bpf-trace, or NULL */
 };

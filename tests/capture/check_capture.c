@@ -242,7 +242,7 @@ START_TEST(test_exec_exit_exact)
 	struct metrics_store *store;
 	struct capture_proc_info info;
 	struct capture *cap;
-	pid_t pids[N_TRUE], sleeper, forked, self = getpid();
+	pid_t pids[N_TRUE], sleeper, forked, twice, self = getpid();
 	char self_exe[PATH_MAX];
 	uint32_t ids[64];
 	unsigned nids, nfds, ns, i;
@@ -280,6 +280,7 @@ START_TEST(test_exec_exit_exact)
 	ck_assert_int_gt(n, 0);
 	self_exe[n] = '\0';
 	ck_assert_str_eq(info.exe, self_exe);
+	ck_assert_uint_eq(info.exec_gen, 0);
 	reap(forked);
 	ck_assert_msg(wait_event(forked, QTAP_EVENT_PROCESS_EXIT, 2000),
 		      "no exit event for pid %d", (int)forked);
@@ -298,10 +299,31 @@ START_TEST(test_exec_exit_exact)
 	ck_assert_msg(strlen(info.exe) >= 6 && !strcmp(info.exe + strlen(info.exe) - 6, "/sleep"),
 		      "exe of the sleeper: %s", info.exe);
 	ck_assert_uint_gt(info.start_time_ns, 0);
+	/* its first exec since the fork (the kernel's count, carried by the
+	 * exec event) */
+	ck_assert_uint_eq(info.exec_gen, 1);
 	v = check_metrics_sum(store, "qtap_system_processes_tracked", NULL, &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= 1, "processes_tracked %g while the sleeper runs", v);
 	reap(sleeper);
+
+	/* A shell that execs its command: the second exec is generation 2. */
+	twice = fork();
+	ck_assert_int_ge(twice, 0);
+	if (twice == 0) {
+		execl("/bin/sh", "sh", "-c", "exec /bin/sleep 0.2", (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 200; i++) {
+		if (!capture_proc_lookup(cap, twice, &info) && info.exec_gen == 2)
+			break;
+		sleep_ms(10);
+	}
+	ck_assert_msg(i < 200, "pid %d: exec generation %u, exe %s", (int)twice, info.exec_gen,
+		      info.exe);
+	ck_assert_msg(strlen(info.exe) >= 6 && !strcmp(info.exe + strlen(info.exe) - 6, "/sleep"),
+		      "exe after the second exec: %s", info.exe);
+	reap(twice);
 
 	for (i = 0; i < N_TRUE; i++)
 		ck_assert_msg(wait_event(pids[i], QTAP_EVENT_PROCESS_EXIT, 2000),

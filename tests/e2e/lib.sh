@@ -20,6 +20,13 @@ cleanup() {
 		kill -KILL "$AGENT_PID" 2>/dev/null
 		wait "$AGENT_PID" 2>/dev/null
 	fi
+	# QTAP_E2E_KEEP=DIR keeps the test's files (the agent's log among
+	# them) in DIR/NAME for a look after the run.
+	if [ -n "${QTAP_E2E_KEEP:-}" ]; then
+		mkdir -p "$QTAP_E2E_KEEP" &&
+			rm -rf "$QTAP_E2E_KEEP/${0##*/}" &&
+			cp -r "$TMP" "$QTAP_E2E_KEEP/${0##*/}"
+	fi
 	rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -139,12 +139,15 @@ done
 sleep 0.5
 # The session started before the agent opened its connection before it
 # too: it is learned on its first data, and counted then.
-test "$(metric /metrics "qtap_connection_open_total{$EGRESS}")" = 5
-ok $? "egress: 5 connections opened (curl, wget, node, the later session, the earlier one learned)"
-test "$(metric /metrics "qtap_connection_close_total{$EGRESS}")" = 5
-ok $? "egress: 5 closed"
-test "$(metric /metrics "qtap_connection_close_total{$INGRESS}")" = 5
-ok $? "ingress (nginx): 5 closed"
+n=$(metric /metrics "qtap_connection_open_total{$EGRESS}")
+test "$n" = 5
+ok $? "egress: 5 connections opened (curl, wget, node, the later session, the earlier one learned): $n"
+n=$(metric /metrics "qtap_connection_close_total{$EGRESS}")
+test "$n" = 5
+ok $? "egress: 5 closed: $n"
+n=$(metric /metrics "qtap_connection_close_total{$INGRESS}")
+test "$n" = 5
+ok $? "ingress (nginx): 5 closed: $n"
 test "$(metric /metrics "qtap_connection_active_total{$EGRESS}")" = 0 &&
 	test "$(metric /metrics "qtap_connection_active_total{$INGRESS}")" = 0
 ok $? "active back to 0 on both sides"

@@ -618,6 +618,95 @@ START_TEST(test_preexisting)
 }
 END_TEST
 
+/* A process table that learns of execs late: tgid 300 runs /bin/sh until
+ * its exec of /usr/bin/curl (generation 1) is "applied"; tgid 301 never
+ * gets there. */
+static const char *late_exe = "/bin/sh";
+static uint32_t late_gen;
+
+static int late_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+{
+	(void)ctx;
+	memset(ret, 0, sizeof(*ret));
+	ret->tgid = tgid;
+	snprintf(ret->comm, sizeof(ret->comm), "sh");
+	snprintf(ret->exe, sizeof(ret->exe), "%s", tgid == 300 ? late_exe : "/bin/sh");
+	return 0;
+}
+
+static bool late_settled(void *ctx, uint32_t tgid, uint32_t gen)
+{
+	(void)ctx;
+	return tgid == 300 && late_gen >= gen;
+}
+
+/* Undecided connections of a process that exited before its exec reached
+ * the table wait for it (at most PROC_WAIT_NS, 3 s), then are judged by
+ * the image it ran: nothing counted before, nothing lost after. */
+START_TEST(test_undecided_waits)
+{
+	struct conn_tracker_opts o = {
+		.store = store,
+		.idle_timeout_ns = 10000 * MS,
+		.proc_lookup = late_lookup,
+		.conn_forget = conn_forget,
+		.conn_wanted = conn_wanted,
+		.proc_settled = late_settled,
+	};
+	struct qtap_conf *conf;
+	struct conn_tracker *t;
+	struct rec r;
+	unsigned id;
+
+	conf = conf_load_string("tap = { direction = \"all\"; ignore_loopback = false; "
+				"filters = { custom = ( { exe = \"/usr/bin/curl\"; strategy = \"exact\"; "
+				"only = true; } ); }; };", "test", NULL);
+	ck_assert_ptr_nonnull(conf);
+	conf_publish(conf);
+	late_exe = "/bin/sh";
+	late_gen = 0;
+	t = conn_tracker_new(&o);
+	ck_assert_ptr_nonnull(t);
+	for (id = 60; id <= 61; id++) {
+		uint32_t tgid = id == 60 ? 300 : 301;
+
+		mk_open(&r, id, tgid, QTAP_DIR_EGRESS, "10.1.0.9", 443, 45000 + id, T0);
+		r.u.open.flags = QTAP_CONN_F_UNDECIDED;
+		r.u.open.exec_gen = 1;
+		feed(t, &r, T0);
+		mk_data(&r, id, 1, tgid, QTAP_DATA_SEND, 38, http_req, 38, T0 + 1);
+		feed(t, &r, T0);
+		mk_data(&r, id, 2, tgid, QTAP_DATA_RECV, 38, http_resp, 38, T0 + 2);
+		feed(t, &r, T0);
+		mk_close(&r, id, 3, tgid, 38, 38, T0 + 3);
+		feed(t, &r, T0);
+	}
+	/* held: neither counted nor dropped yet, past the reorder wait too */
+	conn_tracker_housekeep(t, T0 + 1500 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "443"), 0);
+	ck_assert_uint_eq(conn_tracker_count(t), 2);
+	/* the exec reaches the table: 60 is curl's, counted in full */
+	late_exe = "/usr/bin/curl";
+	late_gen = 1;
+	conn_tracker_housekeep(t, T0 + 1600 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "443"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "443"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.1.0.9", "443"), 38);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.1.0.9", "443"), 38);
+	ck_assert_uint_eq(proto_val("http1"), 1);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	/* 61 never settles: after 3 s it is judged by what is known (sh) */
+	conn_tracker_housekeep(t, T0 + 2900 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	conn_tracker_housekeep(t, T0 + 3100 * MS);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "443"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_free(&t, T0 + 3200 * MS);
+	conf_publish(NULL);
+}
+END_TEST
+
 /* Copies a handshake file into buf (size bytes at most). */
 static size_t read_corpus(const char *name, uint8_t *buf, size_t size)
 {
@@ -1023,6 +1112,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_process_exit);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_undecided_waits);
 	tcase_add_test(tc, test_tls_handshake);
 	tcase_add_test(tc, test_report);
 	tcase_add_test(tc, test_trace_lines);
