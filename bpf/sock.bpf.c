@@ -28,12 +28,13 @@
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
- * holds wakeup_bytes (see src/capture/sock.c for the measurements).  Data
- * events are built in a per-CPU scratch slot and written with
- * bpf_ringbuf_output() at their exact size (header + captured bytes):
- * bpf_ringbuf_reserve() needs a constant size, and reserving the 16 KiB
- * maximum for every event would fill the ring with unused space, since
- * most events carry a short request or none. */
+ * holds wakeup_bytes (see src/capture/sock.c for the measurements).  A
+ * data event with under QTAP_DATA_SMALL bytes of payload (most: a request,
+ * a response head, none) is built in the ring itself, in a record of a
+ * fixed small size.  Larger ones are built in a per-CPU scratch slot and
+ * written with bpf_ringbuf_output() at their exact size (header + captured
+ * bytes): bpf_ringbuf_reserve() needs a constant size, and reserving the
+ * 16 KiB maximum for every event would fill the ring with unused space. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -94,9 +95,8 @@ char LICENSE[] SEC("license") = "GPL";
 #error "the system call numbers of this architecture are not known"
 #endif
 
-/* Payloads under this size (a power of two) from one buffer are written
- * straight into the ring (small_emit()); larger ones and iovecs go through
- * the scratch slot. */
+/* Payloads under this size (a power of two) are written straight into the
+ * ring (small_emit()); larger ones go through the scratch slot. */
 #define QTAP_DATA_SMALL 512
 /* iovecs looked at for payload (readv, writev, sendmsg, recvmsg). */
 #define SOCK_IOV_MAX 8
@@ -703,59 +703,66 @@ static __always_inline __u8 classify(const __u8 *p, __u32 n)
 	return CLASS_OTHER;
 }
 
-/* Copies up to limit (<= QTAP_DATA_MAX) bytes from the iovec array iov of
- * cnt entries into buf; the bytes copied. */
-static __always_inline __u32 copy_iov(__u8 *buf, __u64 iov, __u64 cnt, __u32 limit)
+/* Copies up to limit (<= max) bytes from the iovec array iov of cnt entries
+ * into buf, which holds 2 * max bytes (max, a constant power of two, bounds
+ * where a copy may start and how long it may be); the bytes copied. */
+static __always_inline __u32 copy_iov(__u8 *buf, __u64 iov, __u64 cnt, __u32 limit, __u32 max)
 {
-	struct iovec64 v;
-	__u64 off = 0, n;
+	struct iovec64 v[SOCK_IOV_MAX] = {};
+	__u64 off = 0, n, k;
 	int i;
 
+	/* The array in one read (the system call read it all already). */
+	k = cnt < SOCK_IOV_MAX ? cnt : SOCK_IOV_MAX;
+	barrier_var(k);
+	if (!k || k > SOCK_IOV_MAX ||
+	    bpf_probe_read_user(v, k * sizeof(v[0]), (void *)iov))
+		return 0;
 	/* 64-bit arithmetic throughout: the verifier must see the bounds on
 	 * the very registers passed to the helper. */
 	for (i = 0; i < SOCK_IOV_MAX; i++) {
-		if (i >= cnt || off >= limit)
+		if (i >= k || off >= limit)
 			break;
-		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v))))
-			break;
-		n = v.len;
+		n = v[i].len;
 		if (n > limit - off)
 			n = limit - off;
 		barrier_var(off);
-		if (off >= QTAP_DATA_MAX)
+		if (off >= max)
 			break;
 		barrier_var(n);
-		if (n > QTAP_DATA_MAX)
+		if (n > max)
 			break;
-		if (n && bpf_probe_read_user(buf + off, n, (void *)v.base))
+		if (n && bpf_probe_read_user(buf + off, n, (void *)v[i].base))
 			break;
 		off += n;
 	}
 	return off;
 }
 
-/* Copies the first limit (<= QTAP_DATA_MAX) bytes the call moved. */
-static __always_inline __u32 copy_payload(__u8 *buf, struct sock_call *a, __u32 limit)
+/* Copies the first limit (<= max) bytes the call moved into buf, which
+ * holds 2 * max bytes (see copy_iov()). */
+static __always_inline __u32 copy_payload(__u8 *buf, const struct sock_call *a, __u32 limit,
+					  __u32 max)
 {
 	struct msghdr64 msg;
 	__u64 n;
 
 	switch (a->kind) {
 	case ARGS_BUF:
-		/* limit <= QTAP_DATA_MAX: the mask changes nothing but shows
-		 * the verifier the copy stays inside the scratch slot. */
+		/* limit <= max: the mask changes nothing but shows the
+		 * verifier the copy stays inside buf. */
 		n = limit;
 		barrier_var(n);
-		n &= 2 * QTAP_DATA_MAX - 1;
+		n &= 2 * max - 1;
 		if (bpf_probe_read_user(buf, n, (void *)a->ptr))
 			return 0;
 		return n;
 	case ARGS_IOV:
-		return copy_iov(buf, a->ptr, a->iovcnt, limit);
+		return copy_iov(buf, a->ptr, a->iovcnt, limit, max);
 	case ARGS_MSG:
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->ptr))
 			return 0;
-		return copy_iov(buf, msg.iov, msg.iovlen, limit);
+		return copy_iov(buf, msg.iov, msg.iovlen, limit, max);
 	}
 	return 0;
 }
@@ -817,30 +824,39 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 	return n;
 }
 
-/* A socket call whose payload is under QTAP_DATA_SMALL, from one buffer: the
- * event is built in the ring itself (a record of the full small size, the
- * reader takes what it holds), the payload copied there once. */
+/* A socket call whose payload is under QTAP_DATA_SMALL: the event is built
+ * in the ring itself (a record of a fixed size, the reader takes what it
+ * holds), the payload copied there once.  From one buffer the record holds
+ * QTAP_DATA_SMALL bytes; from an iovec array twice that, which copy_iov()
+ * needs to show the verifier its copies stay inside. */
 static __always_inline void small_emit(struct conn_state *st, struct task_struct *task,
 				       __u32 cpu, __u8 dir, const struct sock_call *call,
 				       __u32 len, __u32 limit)
 {
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
-	struct qtap_conn_data *ev;
+	struct qtap_conn_data *ev = NULL;
 	__u32 n = limit;
 
-	ev = rb ? bpf_ringbuf_reserve(rb, sizeof(*ev) + QTAP_DATA_SMALL, 0) : NULL;
+	if (rb)
+		ev = call->kind == ARGS_BUF || !limit ?
+			bpf_ringbuf_reserve(rb, sizeof(*ev) + QTAP_DATA_SMALL, 0) :
+			bpf_ringbuf_reserve(rb, sizeof(*ev) + 2 * QTAP_DATA_SMALL, 0);
 	if (!ev) {
 		/* the number is taken all the same: the worker sees the gap */
 		__sync_fetch_and_add(&st->seq, 1);
 		count_lost();
 		return;
 	}
-	/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows the
-	 * verifier the copy stays inside the record. */
-	barrier_var(n);
-	n &= QTAP_DATA_SMALL - 1;
-	if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
-		n = 0;
+	if (call->kind == ARGS_BUF || !limit) {
+		/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows
+		 * the verifier the copy stays inside the record. */
+		barrier_var(n);
+		n &= QTAP_DATA_SMALL - 1;
+		if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
+			n = 0;
+	} else {
+		n = copy_payload(ev->payload, call, limit, QTAP_DATA_SMALL);
+	}
 	n = class_update(st, ev->payload, n, dir);
 	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
 	bpf_ringbuf_submit(ev, bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
@@ -947,7 +963,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	}
 
 	cpu = bpf_get_smp_processor_id();
-	if (limit < QTAP_DATA_SMALL && (call.kind == ARGS_BUF || !limit)) {
+	if (limit < QTAP_DATA_SMALL) {
 		small_emit(st, task, cpu, dir, &call, len, limit);
 		goto count;
 	}
@@ -960,7 +976,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	}
 	ev = (struct qtap_conn_data *)s->data;
 	if (limit)
-		n = copy_payload(ev->payload, &call, limit);
+		n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
 	n = class_update(st, ev->payload, n, dir);
 	data_emit(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call.op, call.fd, 0, len, n);
 count:
@@ -1228,7 +1244,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 	limit = len < QTAP_DATA_MAX ? len : QTAP_DATA_MAX;
 	call.ptr = c.buf;
 	call.kind = ARGS_BUF;
-	n = copy_payload(ev->payload, &call, limit);
+	n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
 	data_emit(ev, st, task, QTAP_EVENT_TLS_DATA, cpu, c.dir & 1, c.op, st->fd,
 		  c.linked ? QTAP_DATA_F_LINKED : 0, len, n);
 	return 0;
