@@ -583,25 +583,30 @@ static int capture_bpf_load(struct capture *cap)
 
 /* pipeline_proc_lookup_fn: the process table, else /proc itself: the
  * process's fork or exec event may still be on its way to the table when
- * its first connection reaches a worker. */
-static int capture_pipeline_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+ * its first connection reaches a worker (the table may then hold the image
+ * it ran before).  An entry older than gen is the answer only when /proc
+ * has none. */
+static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
+				   struct capture_proc_info *ret)
 {
 	struct capture *cap = ctx;
 	char path[40];
 	ssize_t n;
 	FILE *f;
+	int found;
 
-	if (!capture_proc_lookup(cap, tgid, ret))
+	found = capture_proc_lookup(cap, tgid, ret);
+	if (!found && ret->exec_gen >= gen)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
 	n = readlink(path, ret->exe, sizeof(ret->exe) - 1);
 	if (n <= 0)
-		return -ENOENT;
+		return found;
 	ret->exe[n] = '\0';
 	ret->tgid = tgid;
 	ret->ppid = 0;
 	ret->start_time_ns = 0;
-	ret->exec_gen = 0;
+	ret->exec_gen = gen;
 	ret->comm[0] = '\0';
 	snprintf(path, sizeof(path), "/proc/%u/comm", tgid);
 	f = fopen(path, "re");

@@ -635,8 +635,10 @@ static bool preexisting_resolve(struct conn_tracker *t, struct conn *c, uint64_t
 
 /* ---- the events ------------------------------------------------------- */
 
+/* gen: the exec generation whose image names the process (0: the one the
+ * process table has). */
 static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tgid,
-			     uint32_t pid, uint32_t fd, const char *comm)
+			     uint32_t pid, uint32_t fd, const char *comm, uint32_t gen)
 {
 	struct capture_proc_info *info;
 	size_t n;
@@ -656,7 +658,7 @@ static void conn_set_process(struct conn_tracker *t, struct conn *c, uint32_t tg
 	info = conn_malloc_hook(sizeof(*info));
 	if (!info)
 		goto out;
-	if (t->o.proc_lookup(t->o.ctx, tgid, info))
+	if (t->o.proc_lookup(t->o.ctx, tgid, gen, info))
 		goto done;
 	if (!c->comm[0])	/* an event without one: the table's */
 		snprintf(c->comm, sizeof(c->comm), "%s", info->comm);
@@ -691,7 +693,8 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 {
 	const char *op;
 
-	conn_set_process(t, c, o->tgid, o->pid, o->fd, o->comm);
+	conn_set_process(t, c, o->tgid, o->pid, o->fd, o->comm,
+			 (o->flags & QTAP_CONN_F_UNDECIDED) ? o->exec_gen : 0);
 	c->key = o->key;
 	c->family = o->family == AF_INET6 ? AF_INET6 : AF_INET;
 	c->lport = o->lport;
@@ -1074,11 +1077,11 @@ static void conn_learn(struct conn_tracker *t, struct conn *c, const void *rec)
 	if (h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA) {
 		const struct qtap_conn_data *d = rec;
 
-		conn_set_process(t, c, d->tgid, d->pid, d->fd, "");
+		conn_set_process(t, c, d->tgid, d->pid, d->fd, "", 0);
 	} else {
 		const struct qtap_conn_close *e = rec;
 
-		conn_set_process(t, c, e->tgid, e->pid, e->fd, "");
+		conn_set_process(t, c, e->tgid, e->pid, e->fd, "", 0);
 	}
 	c->open_ns = h->timestamp_ns;
 	c->last_ns = h->timestamp_ns;

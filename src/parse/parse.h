@@ -90,9 +90,10 @@ const char *tls_version_name(uint16_t version);
 
 struct pipeline;
 
-/* Looks up a process (exe, comm) for the tracker; any RCU-registered
- * thread.  0, or -ENOENT. */
-typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid,
+/* Looks up a process (exe, comm) for the tracker, as it ran in its exec
+ * generation gen or a later one (0: as the process table has it); any
+ * RCU-registered thread.  0, or -ENOENT. */
+typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid, uint32_t gen,
 				       struct capture_proc_info *ret);
 /* Tells the capture that the tracker forgot a connection the kernel may
  * still hold (process exited, idle timeout), so its kernel entry (key, from

@@ -174,9 +174,10 @@ static const char http_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 /* ---- fixtures ---- */
 
-static int proc_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+static int proc_lookup(void *ctx, uint32_t tgid, uint32_t gen, struct capture_proc_info *ret)
 {
 	(void)ctx;
+	(void)gen;
 	if (tgid == 4242)
 		return -ENOENT;
 	memset(ret, 0, sizeof(*ret));
@@ -624,9 +625,10 @@ END_TEST
 static const char *late_exe = "/bin/sh";
 static uint32_t late_gen;
 
-static int late_lookup(void *ctx, uint32_t tgid, struct capture_proc_info *ret)
+static int late_lookup(void *ctx, uint32_t tgid, uint32_t gen, struct capture_proc_info *ret)
 {
 	(void)ctx;
+	(void)gen;
 	memset(ret, 0, sizeof(*ret));
 	ret->tgid = tgid;
 	snprintf(ret->comm, sizeof(ret->comm), "sh");
