@@ -29,10 +29,11 @@ struct {
 	__type(value, __u64);
 } events_lost SEC(".maps");
 
-/* tgid -> exec generation, bumped here at every exec (before the event is
- * written, so that a full ring cannot make a generation go unnoticed);
- * reset to 0 at fork and read by sock.bpf.c, whose map of the same name
- * the agent points at this one.  Deleted by the agent at exit. */
+/* tgid -> exec generation, bumped here at every exec but the agent's own
+ * (before the event is written, so that a full ring cannot make a
+ * generation go unnoticed); reset to 0 at fork and read by sock.bpf.c,
+ * whose map of the same name the agent points at this one.  Deleted by the
+ * agent at exit. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, QTAP_PROCS_MAX);

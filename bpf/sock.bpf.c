@@ -29,9 +29,10 @@
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
  * holds wakeup_bytes (see src/capture/sock.c for the measurements).  A
- * data event with under QTAP_DATA_SMALL bytes of payload (most: a request,
- * a response head, none) is built in the ring itself, in a record of a
- * fixed small size.  Larger ones are built in a per-CPU scratch slot and
+ * socket call's data event with under QTAP_DATA_SMALL bytes of payload
+ * (most: a request, a response head, none) is built in the ring itself,
+ * in a record of one of two fixed small sizes (see small_emit()).  Larger
+ * ones, and TLS data events, are built in a per-CPU scratch slot and
  * written with bpf_ringbuf_output() at their exact size (header + captured
  * bytes): bpf_ringbuf_reserve() needs a constant size, and reserving the
  * 16 KiB maximum for every event would fill the ring with unused space. */
@@ -434,15 +435,21 @@ static __always_inline __u32 tgid_gen(__u32 tgid)
 	return gen ? *gen : 0;
 }
 
-/* The process's filter entry if it holds for the image it runs, else 0
- * (undecided). */
-static __always_inline __u32 tgid_action(__u32 tgid)
+/* The process's filter entry if it holds for the image of exec generation
+ * gen, else 0 (undecided). */
+static __always_inline __u32 tgid_action_at(__u32 tgid, __u32 gen)
 {
 	struct qtap_tgid_filter *f = bpf_map_lookup_elem(&tgid_filter, &tgid);
 
-	if (!f || f->gen != tgid_gen(tgid))
+	if (!f || f->gen != gen)
 		return 0;
 	return f->action;
+}
+
+/* The same for the image the process runs now. */
+static __always_inline __u32 tgid_action(__u32 tgid)
+{
+	return tgid_action_at(tgid, tgid_gen(tgid));
 }
 
 /* A new process runs its parent's image: it inherits the parent's valid
@@ -475,7 +482,8 @@ static __always_inline bool conn_wanted(const struct qtap_conn_open *ev, __u32 *
 	struct qtap_sock_config *cfg;
 	__u32 key = 0, action;
 
-	action = *ret_action = tgid_action(ev->tgid);
+	/* the generation the OPEN carries: one reading for both */
+	action = *ret_action = tgid_action_at(ev->tgid, ev->exec_gen);
 	cfg = bpf_map_lookup_elem(&sock_config, &key);
 	if (!cfg)
 		return false;

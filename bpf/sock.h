@@ -33,9 +33,10 @@
 
 /* qtap_conn_open.flags */
 #define QTAP_CONN_F_PREEXISTING (1u << 0)	/* learned on its first data */
-/* The process had no tgid_filter entry yet (it was just forked or exec'd
- * and the agent has not classified it): the connection is traced and user
- * space decides, so that nothing of an allowed process is missed. */
+/* The process had no tgid_filter entry for the image it runs (it was just
+ * forked or exec'd and the agent has not classified it): the connection is
+ * traced and user space decides, so that nothing of an allowed process is
+ * missed. */
 #define QTAP_CONN_F_UNDECIDED (1u << 1)
 
 /* qtap_conn_data.dir */
@@ -98,8 +99,9 @@ struct qtap_conn_open {
 	__u16 lport;		/* host order */
 	__u16 rport;
 	/* The process's exec generation when the connection was decided:
-	 * with QTAP_CONN_F_UNDECIDED, the agent decides it once the exec
-	 * that began this generation is in its process table. */
+	 * with QTAP_CONN_F_UNDECIDED, the agent decides it from the image of
+	 * that generation, once its process table has the exec or /proc
+	 * still names it (at most 3 s later). */
 	__u32 exec_gen;
 	/* The kernel's key of the connection (opaque): the agent gives it
 	 * back to drop the connection from the kernel's table. */

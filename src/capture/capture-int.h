@@ -177,6 +177,9 @@ unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
 unsigned filter_group_of(const char *exe, const char *comm);
 /* Writes sock_config from conf (NULL: defaults).  Any thread. */
 int filter_config_write(struct capture *cap, const struct qtap_conf *conf);
+/* The process's exec generation as the kernel has it now (0: none yet, or
+ * the process is gone).  Any thread. */
+uint32_t filter_exec_gen(struct capture *cap, uint32_t tgid);
 /* Writes or deletes the tgid_filter entry of one process from cap->conf.
  * Process reader thread. */
 int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info);

@@ -69,8 +69,9 @@ static const char *cgroup2_root(const struct capture *cap)
 }
 
 /* The exe of ev's process: /proc/PID/exe while the process lives (the
- * resolved path, as the /proc scan sees it); else, for an exec, the name
- * given to execve(); for a fork, the parent's.  "" when none is known. */
+ * resolved path, as the /proc scan sees it) and, for an exec, has not
+ * exec'd again since; else, for an exec, the name given to execve(); for a
+ * fork, the parent's.  "" when none is known. */
 static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev,
 			   char *exe, size_t size)
 {
@@ -78,11 +79,14 @@ static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev
 	size_t len;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
-	n = readlink(path, exe, size - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		return;
+	if (ev->hdr.type != QTAP_EVENT_PROCESS_EXEC ||
+	    filter_exec_gen(cap, ev->tgid) == ev->exec_gen) {
+		snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
+		n = readlink(path, exe, size - 1);
+		if (n > 0) {
+			exe[n] = '\0';
+			return;
+		}
 	}
 	exe[0] = '\0';
 	if (ev->hdr.type == QTAP_EVENT_PROCESS_FORK) {
@@ -581,6 +585,26 @@ static int capture_bpf_load(struct capture *cap)
 	return 0;
 }
 
+/* Copies /proc/PID/exe into exe (CAPTURE_EXE_LEN bytes) when it names the
+ * image of exec generation gen (0: whichever the process runs): the
+ * process runs, and has not exec'd since.  true when it did; exe is left
+ * as it was otherwise. */
+static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, char *exe)
+{
+	/* Per worker thread: an exe path is too large for a worker's stack. */
+	static __thread char buf[CAPTURE_EXE_LEN];
+	char path[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n <= 0 || (gen && filter_exec_gen(cap, tgid) != gen))
+		return false;
+	memcpy(exe, buf, n);
+	exe[n] = '\0';
+	return true;
+}
+
 /* pipeline_proc_lookup_fn: the process table, else /proc itself: the
  * process's fork or exec event may still be on its way to the table when
  * its first connection reaches a worker (the table may then hold the image
@@ -591,18 +615,14 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
 {
 	struct capture *cap = ctx;
 	char path[40];
-	ssize_t n;
 	FILE *f;
 	int found;
 
 	found = capture_proc_lookup(cap, tgid, ret);
 	if (!found && ret->exec_gen >= gen)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
-	n = readlink(path, ret->exe, sizeof(ret->exe) - 1);
-	if (n <= 0)
+	if (!proc_exe_of_gen(cap, tgid, gen, ret->exe))
 		return found;
-	ret->exe[n] = '\0';
 	ret->tgid = tgid;
 	ret->ppid = 0;
 	ret->start_time_ns = 0;
@@ -621,17 +641,16 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
 
 /* pipeline_proc_settled_fn: whether the process's image of exec generation
  * gen can be known now: the table holds its exec (or a later one), or the
- * process still runs and /proc names the image it runs. */
+ * process still runs that image and /proc names it. */
 static bool capture_pipeline_settled(void *ctx, uint32_t tgid, uint32_t gen)
 {
+	static __thread char exe[CAPTURE_EXE_LEN];
 	struct capture *cap = ctx;
-	char path[32];
 	uint32_t have;
 
 	if (!proc_table_exec_gen(cap->procs, tgid, &have) && have >= gen)
 		return true;
-	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
-	return !access(path, F_OK);
+	return proc_exe_of_gen(cap, tgid, gen, exe);
 }
 
 /* The pipeline: one producer per socket reader, and the process reader. */

@@ -39,8 +39,10 @@ struct capture_proc_info {
 	uint64_t cgroup_id;
 	char container_id[CAPTURE_CONTAINER_ID_LEN];
 	/* The exec generation (the kernel's count of the process's execs
-	 * since the agent started) that exe is the image of: an exec event's,
-	 * 0 for a fork or a process found by the /proc scan. */
+	 * since its fork, or since the agent started for an older process)
+	 * of the exec that put this entry in the table: an exec event's, 0 for
+	 * a fork or a process found by the /proc scan.  exe is that exec's
+	 * image. */
 	uint32_t exec_gen;
 };
 

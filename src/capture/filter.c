@@ -155,8 +155,7 @@ static int filter_write(struct capture *cap, uint32_t tgid, unsigned action, uin
 	return err == -ENOENT ? 0 : err;
 }
 
-/* The process's exec generation as the kernel has it now (0: none). */
-static uint32_t filter_gen(struct capture *cap, uint32_t tgid)
+uint32_t filter_exec_gen(struct capture *cap, uint32_t tgid)
 {
 	__u32 key = tgid, gen = 0;
 
@@ -171,7 +170,7 @@ int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info)
 	/* The generation first, the image after: should the process exec
 	 * in between, the entry is written for a generation that is already
 	 * past, and the kernel takes it as undecided. */
-	uint32_t gen = filter_gen(cap, info->tgid);
+	uint32_t gen = filter_exec_gen(cap, info->tgid);
 	struct capture_proc_info *now = &cap->filter_scratch;
 	char path[32];
 	ssize_t n;

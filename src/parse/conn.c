@@ -1182,6 +1182,16 @@ static bool conn_flush(struct conn_tracker *t, struct conn *c, uint64_t now)
 	return true;
 }
 
+/* An event that could not be kept: a gap later.  A held OPEN that was it
+ * leaves nothing to wait for (and the connection off the waiting list,
+ * where only a wait would end).  true. */
+static bool pend_lost(struct conn *c)
+{
+	if (!c->n_pend)
+		c->awaiting = false;
+	return true;
+}
+
 /* Keeps a copy of an early event.  The buffer is bounded: when full, the
  * oldest gap is given up first.  false: the connection is gone. */
 static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, size_t size,
@@ -1213,7 +1223,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 		struct pending *np = conn_malloc_hook(cap * sizeof(*np));
 
 		if (!np)
-			return true;	/* dropped: a gap later */
+			return pend_lost(c);
 		if (c->n_pend)
 			memcpy(np, c->pend, c->n_pend * sizeof(*np));
 		free(c->pend);
@@ -1223,7 +1233,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	p = c->pend + c->n_pend;
 	p->rec = conn_malloc_hook(keep);
 	if (!p->rec)
-		return true;	/* dropped: a gap later */
+		return pend_lost(c);
 	memcpy(p->rec, rec, keep);
 	if (keep < size)
 		((struct qtap_conn_data *)p->rec)->captured = 0;
