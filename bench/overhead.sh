@@ -1,19 +1,20 @@
 #!/bin/sh
 # Overhead of the agent on a busy HTTP server: nginx on loopback driven by
 # wrk with keep-alive, requests per second without an agent, with the
-# bare-probe floor (the agent's tracepoints and, for https, its TLS library
-# uprobes, attached by bpftrace with empty programs) and with qtap
-# running, alternated in one run (so all see the same machine), ROUNDS
-# times each; prints the medians, their ratios, and the events the agent
-# lost on the way (must be 0).
+# bare-probe floor (empty programs on the agent's tracepoints, attached
+# the way the agent attaches its own, by bench/bench_floor, and for https
+# on its TLS library uprobes, by bpftrace) and with qtap running,
+# alternated in one run (so all see the same machine), ROUNDS times each;
+# prints the medians, their ratios, and the events the agent lost on the
+# way (must be 0).
 #
 #   make bench-overhead          plaintext HTTP/1.1 (from the build
 #                                directory, as root)
 #   make bench-tls-overhead      the same over TLS (SCHEME=https)
 #   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto SCHEME=https SERVER_ONLY=1 bench/overhead.sh
 #
-# Needs nginx, wrk and curl; the floor column needs bpftrace (left out
-# without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
+# Needs nginx, wrk and curl; for https the floor column needs bpftrace
+# (left out without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
 # figure; TLS, at least 90% of the floor (the uprobes' own cost, which no
 # agent can avoid, is the floor's).
 set -u
@@ -47,28 +48,37 @@ else
 	URL="http://$SERVER_ADDR:$HTTP_PORT/small"
 fi
 
-# The floor: what the agent attaches, with programs that do nothing.
-FLOOR=
-if command -v bpftrace >/dev/null 2>&1; then
-	FLOOR="tracepoint:sock:sock_send_length, tracepoint:sock:sock_recv_length,
-tracepoint:sock:inet_sock_set_state, tracepoint:tcp:tcp_destroy_sock,
-tracepoint:sched:sched_process_exec, tracepoint:sched:sched_process_fork,
-tracepoint:sched:sched_process_exit"
-	if [ "$SCHEME" = https ]; then
-		for lib in /usr/lib/*/libssl.so.3 /usr/lib/*/libgnutls.so.30; do
-			[ -e "$lib" ] || continue
-			case $lib in
-			*libssl*) fns="SSL_read SSL_read_ex SSL_write SSL_write_ex SSL_do_handshake" ;;
-			*) fns="gnutls_record_recv gnutls_record_send gnutls_handshake" ;;
-			esac
-			for fn in $fns; do
-				FLOOR="$FLOOR, uprobe:$lib:$fn, uretprobe:$lib:$fn"
-			done
-		done
-	fi
-else
+# The floor: what the agent attaches, with programs that do nothing: its
+# tracepoints by bench_floor, its TLS library uprobes (https) by bpftrace.
+FLOOR_TP=$top_builddir/bench/bench_floor
+FLOOR_UPROBES=
+if [ ! -x "$FLOOR_TP" ]; then
+	echo "$FLOOR_TP not built: no floor column (make bench/bench_floor)"
+	FLOOR_TP=
+elif [ "$SCHEME" = https ] && ! command -v bpftrace >/dev/null 2>&1; then
 	echo "bpftrace not found: no floor column (apt-get install bpftrace)"
+	FLOOR_TP=
+elif [ "$SCHEME" = https ]; then
+	for lib in /usr/lib/*/libssl.so.3 /usr/lib/*/libgnutls.so.30; do
+		[ -e "$lib" ] || continue
+		case $lib in
+		*libssl*) fns="SSL_read SSL_read_ex SSL_write SSL_write_ex SSL_do_handshake" ;;
+		*) fns="gnutls_record_recv gnutls_record_send gnutls_handshake" ;;
+		esac
+		for fn in $fns; do
+			FLOOR_UPROBES="${FLOOR_UPROBES:+$FLOOR_UPROBES, }uprobe:$lib:$fn, uretprobe:$lib:$fn"
+		done
+	done
 fi
+
+# wait_for FILE PATTERN: until FILE has a line matching PATTERN (10 s at most).
+wait_for() {
+	i=0
+	until grep -q "$2" "$1" || [ $i -ge 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 
 # rps: one wrk run; prints requests/s.
 rps() {
@@ -89,19 +99,21 @@ r=1
 while [ $r -le "$ROUNDS" ]; do
 	rps >>"$TMP/base"
 	f=-
-	if [ -n "$FLOOR" ]; then
-		bpftrace -e "$FLOOR { }" >"$TMP/bpftrace.out" 2>&1 &
-		bt=$!
-		i=0
-		until grep -q '^Attaching' "$TMP/bpftrace.out" || [ $i -ge 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
+	if [ -n "$FLOOR_TP" ]; then
+		"$FLOOR_TP" >"$TMP/floor.out" 2>&1 &
+		ft=$!
+		wait_for "$TMP/floor.out" '^attached'
+		bt=
+		if [ -n "$FLOOR_UPROBES" ]; then
+			bpftrace -e "$FLOOR_UPROBES { }" >"$TMP/bpftrace.out" 2>&1 &
+			bt=$!
+			wait_for "$TMP/bpftrace.out" '^Attaching'
+		fi
 		sleep 1
 		f=$(rps)
 		echo "$f" >>"$TMP/floor"
-		kill -INT "$bt"
-		wait "$bt" 2>/dev/null
+		kill -INT "$ft" $bt
+		wait "$ft" $bt 2>/dev/null
 	fi
 	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
 	rps >>"$TMP/agent"
