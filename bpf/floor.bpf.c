@@ -9,50 +9,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("raw_tp/sock_send_length")
-int floor_send(void *ctx)
-{
-	return 0;
-}
+/* FLOOR(section, name): a program there that does nothing. */
+#define FLOOR(sec, name)			\
+	SEC(sec) int name(void *ctx)		\
+	{					\
+		return 0;			\
+	}
 
-SEC("raw_tp/sock_recv_length")
-int floor_recv(void *ctx)
-{
-	return 0;
-}
-
-SEC("raw_tp/inet_sock_set_state")
-int floor_state(void *ctx)
-{
-	return 0;
-}
-
-SEC("raw_tp/tcp_destroy_sock")
-int floor_destroy(void *ctx)
-{
-	return 0;
-}
-
-SEC("raw_tp/sched_process_fork")
-int floor_fork_proc(void *ctx)
-{
-	return 0;
-}
-
-SEC("raw_tp/sched_process_fork")
-int floor_fork_sock(void *ctx)
-{
-	return 0;
-}
-
-SEC("tracepoint/sched/sched_process_exec")
-int floor_exec(void *ctx)
-{
-	return 0;
-}
-
-SEC("tracepoint/sched/sched_process_exit")
-int floor_exit(void *ctx)
-{
-	return 0;
-}
+FLOOR("raw_tp/sock_send_length", floor_send)
+FLOOR("raw_tp/sock_recv_length", floor_recv)
+FLOOR("raw_tp/inet_sock_set_state", floor_state)
+FLOOR("raw_tp/tcp_destroy_sock", floor_destroy)
+FLOOR("raw_tp/sched_process_fork", floor_fork_proc)
+FLOOR("raw_tp/sched_process_fork", floor_fork_sock)
+FLOOR("tracepoint/sched/sched_process_exec", floor_exec)
+FLOOR("tracepoint/sched/sched_process_exit", floor_exit)

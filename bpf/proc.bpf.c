@@ -8,6 +8,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "proc.h"
+#include "exec_gen.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -28,18 +29,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } events_lost SEC(".maps");
-
-/* tgid -> exec generation, bumped here at every exec but the agent's own
- * (before the event is written, so that a full ring cannot make a
- * generation go unnoticed); reset to 0 at fork and read by sock.bpf.c,
- * whose map of the same name the agent points at this one.  Deleted by the
- * agent at exit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, QTAP_PROCS_MAX);
-	__type(key, __u32);
-	__type(value, __u32);
-} exec_gen SEC(".maps");
 
 /* Kernels since 6.16 say in the exit tracepoint whether the whole thread
  * group is dead; the field is probed with CO-RE. */

@@ -43,6 +43,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "sock.h"
+#include "exec_gen.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -245,16 +246,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct qtap_tgid_filter);
 } tgid_filter SEC(".maps");
-
-/* tgid -> exec generation (see struct qtap_tgid_filter); absent is 0.
- * The agent makes this proc.bpf.c's map, which bumps it at exec; reset
- * here at fork, deleted by the agent at exit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, QTAP_PROCS_MAX);
-	__type(key, __u32);
-	__type(value, __u32);
-} exec_gen SEC(".maps");
 
 /* A TLS library read or write in progress on a thread, from the function's
  * entry to its return (op 0: none).  The socket call it makes meanwhile
@@ -843,10 +834,11 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 {
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
 	struct qtap_conn_data *ev = NULL;
+	bool one_buf = call->kind == ARGS_BUF || !limit;
 	__u32 n = limit;
 
 	if (rb)
-		ev = call->kind == ARGS_BUF || !limit ?
+		ev = one_buf ?
 			bpf_ringbuf_reserve(rb, sizeof(*ev) + QTAP_DATA_SMALL, 0) :
 			bpf_ringbuf_reserve(rb, sizeof(*ev) + 2 * QTAP_DATA_SMALL, 0);
 	if (!ev) {
@@ -855,7 +847,7 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 		count_lost();
 		return;
 	}
-	if (call->kind == ARGS_BUF || !limit) {
+	if (one_buf) {
 		/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows
 		 * the verifier the copy stays inside the record. */
 		barrier_var(n);

@@ -180,9 +180,10 @@ int filter_config_write(struct capture *cap, const struct qtap_conf *conf);
 /* The process's exec generation as the kernel has it now (0: none yet, or
  * the process is gone).  Any thread. */
 uint32_t filter_exec_gen(struct capture *cap, uint32_t tgid);
-/* Writes or deletes the tgid_filter entry of one process from cap->conf.
- * Process reader thread. */
-int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info);
+/* Writes or deletes the tgid_filter entry of one process from cap->conf,
+ * for gen: the process's exec generation, read (filter_exec_gen()) before
+ * anything of its image was.  Process reader thread. */
+int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info, uint32_t gen);
 /* Deletes the entry of an exited process.  Process reader thread. */
 void filter_proc_forget(struct capture *cap, uint32_t tgid);
 /* Recomputes every entry from the process table and cap->conf, removing

@@ -70,17 +70,17 @@ static const char *cgroup2_root(const struct capture *cap)
 
 /* The exe of ev's process: /proc/PID/exe while the process lives (the
  * resolved path, as the /proc scan sees it) and, for an exec, has not
- * exec'd again since; else, for an exec, the name given to execve(); for a
- * fork, the parent's.  "" when none is known. */
-static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev,
+ * exec'd again since (gen, the kernel's generation now, is the event's);
+ * else, for an exec, the name given to execve(); for a fork, the parent's.
+ * "" when none is known. */
+static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev, uint32_t gen,
 			   char *exe, size_t size)
 {
 	char path[32];
 	size_t len;
 	ssize_t n;
 
-	if (ev->hdr.type != QTAP_EVENT_PROCESS_EXEC ||
-	    filter_exec_gen(cap, ev->tgid) == ev->exec_gen) {
+	if (ev->hdr.type != QTAP_EVENT_PROCESS_EXEC || gen == ev->exec_gen) {
 		snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
 		n = readlink(path, exe, size - 1);
 		if (n > 0) {
@@ -187,6 +187,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 {
 	struct capture_proc_info *info = &cap->scratch;
 	unsigned kind;
+	uint32_t gen;
 	int err;
 
 	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXIT) {
@@ -203,7 +204,9 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
-		proc_event_exe(cap, ev, info->exe, sizeof(info->exe));
+		/* before the image: see filter_proc_apply() */
+		gen = filter_exec_gen(cap, ev->tgid);
+		proc_event_exe(cap, ev, gen, info->exe, sizeof(info->exe));
 		info->tgid = ev->tgid;
 		info->ppid = ev->ppid;
 		info->start_time_ns = ev->start_time_ns;
@@ -217,7 +220,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 				 strerror(-err));
 			cap->put_failed_logged = true;
 		}
-		err = filter_proc_apply(cap, info);
+		err = filter_proc_apply(cap, info, gen);
 		if (err && !cap->filter_failed_logged) {
 			log_warn("writing the filter entry of pid %u failed: %s", ev->tgid,
 				 strerror(-err));
@@ -585,10 +588,10 @@ static int capture_bpf_load(struct capture *cap)
 	return 0;
 }
 
-/* Copies /proc/PID/exe into exe (CAPTURE_EXE_LEN bytes) when it names the
- * image of exec generation gen (0: whichever the process runs): the
- * process runs, and has not exec'd since.  true when it did; exe is left
- * as it was otherwise. */
+/* Whether /proc/PID/exe names the image of exec generation gen (0:
+ * whichever the process runs): the process runs, and has not exec'd since.
+ * When it does, the path is copied into exe (CAPTURE_EXE_LEN bytes) unless
+ * exe is NULL; exe is left as it was otherwise. */
 static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, char *exe)
 {
 	/* Per worker thread: an exe path is too large for a worker's stack. */
@@ -600,8 +603,10 @@ static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, ch
 	n = readlink(path, buf, sizeof(buf) - 1);
 	if (n <= 0 || (gen && filter_exec_gen(cap, tgid) != gen))
 		return false;
-	memcpy(exe, buf, n);
-	exe[n] = '\0';
+	if (exe) {
+		memcpy(exe, buf, n);
+		exe[n] = '\0';
+	}
 	return true;
 }
 
@@ -644,13 +649,12 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
  * process still runs that image and /proc names it. */
 static bool capture_pipeline_settled(void *ctx, uint32_t tgid, uint32_t gen)
 {
-	static __thread char exe[CAPTURE_EXE_LEN];
 	struct capture *cap = ctx;
 	uint32_t have;
 
 	if (!proc_table_exec_gen(cap->procs, tgid, &have) && have >= gen)
 		return true;
-	return proc_exe_of_gen(cap, tgid, gen, exe);
+	return proc_exe_of_gen(cap, tgid, gen, NULL);
 }
 
 /* The pipeline: one producer per socket reader, and the process reader. */

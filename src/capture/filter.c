@@ -165,12 +165,11 @@ uint32_t filter_exec_gen(struct capture *cap, uint32_t tgid)
 	return gen;
 }
 
-int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info)
+int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info, uint32_t gen)
 {
 	/* The generation first, the image after: should the process exec
 	 * in between, the entry is written for a generation that is already
 	 * past, and the kernel takes it as undecided. */
-	uint32_t gen = filter_exec_gen(cap, info->tgid);
 	struct capture_proc_info *now = &cap->filter_scratch;
 	char path[32];
 	ssize_t n;
@@ -198,7 +197,7 @@ void filter_proc_forget(struct capture *cap, uint32_t tgid)
 static int apply_one(const struct capture_proc_info *info, void *ctx)
 {
 	struct capture *cap = ctx;
-	int err = filter_proc_apply(cap, info);
+	int err = filter_proc_apply(cap, info, filter_exec_gen(cap, info->tgid));
 
 	/* Keep going: one full map must not leave the rest undecided. */
 	if (err && !cap->filter_failed_logged) {
@@ -215,16 +214,18 @@ int filter_apply_all(struct capture *cap)
 	__u32 key, next, *prev = NULL;
 	int fd = bpf_map__fd(cap->sock->maps.tgid_filter);
 	char path[32];
+	uint32_t gen;
 	ssize_t n;
 	int err;
 
 	/* The agent is left out of the process table: decided here. */
 	memset(self, 0, sizeof(*self));
 	self->tgid = cap->self_tgid;
+	gen = filter_exec_gen(cap, self->tgid);
 	snprintf(path, sizeof(path), "/proc/%u/exe", cap->self_tgid);
 	n = readlink(path, self->exe, sizeof(self->exe) - 1);
 	self->exe[n > 0 ? n : 0] = '\0';
-	err = filter_proc_apply(cap, self);
+	err = filter_proc_apply(cap, self, gen);
 	proc_table_foreach(cap->procs, &cap->scratch, apply_one, cap);
 
 	/* Entries of processes no longer in the table. */

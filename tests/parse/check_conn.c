@@ -216,20 +216,28 @@ static bool conn_wanted(void *ctx, uint32_t tgid, const char *exe, const char *c
 	return keep;
 }
 
-static struct conn_tracker *tracker(const char *proc_root)
+/* A tracker on the fixtures, with this process table. */
+static struct conn_tracker *tracker_on(const char *proc_root, pipeline_proc_lookup_fn lookup,
+				       pipeline_proc_settled_fn settled)
 {
 	struct conn_tracker_opts o = {
 		.store = store,
 		.idle_timeout_ns = 10000 * MS,
-		.proc_lookup = proc_lookup,
+		.proc_lookup = lookup,
 		.conn_forget = conn_forget,
 		.conn_wanted = conn_wanted,
+		.proc_settled = settled,
 		.proc_root = proc_root,
 	};
 	struct conn_tracker *t = conn_tracker_new(&o);
 
 	ck_assert_ptr_nonnull(t);
 	return t;
+}
+
+static struct conn_tracker *tracker(const char *proc_root)
+{
+	return tracker_on(proc_root, proc_lookup, NULL);
 }
 
 static void feed(struct conn_tracker *t, const struct rec *r, uint64_t now)
@@ -647,14 +655,6 @@ static bool late_settled(void *ctx, uint32_t tgid, uint32_t gen)
  * the image it ran: nothing counted before, nothing lost after. */
 START_TEST(test_undecided_waits)
 {
-	struct conn_tracker_opts o = {
-		.store = store,
-		.idle_timeout_ns = 10000 * MS,
-		.proc_lookup = late_lookup,
-		.conn_forget = conn_forget,
-		.conn_wanted = conn_wanted,
-		.proc_settled = late_settled,
-	};
 	struct qtap_conf *conf;
 	struct conn_tracker *t;
 	struct rec r;
@@ -667,8 +667,7 @@ START_TEST(test_undecided_waits)
 	conf_publish(conf);
 	late_exe = "/bin/sh";
 	late_gen = 0;
-	t = conn_tracker_new(&o);
-	ck_assert_ptr_nonnull(t);
+	t = tracker_on(NULL, late_lookup, late_settled);
 	for (id = 60; id <= 61; id++) {
 		uint32_t tgid = id == 60 ? 300 : 301;
 
