@@ -111,6 +111,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define CLASS_HTTP 1
 #define CLASS_TLS 2
 #define CLASS_OTHER 3
+/* HTTP that may carry TLS after its head: CONNECT (a proxy tunnel). */
+#define CLASS_TUNNEL 4
 
 /* struct conn_state.state */
 #define CONN_PENDING 0	/* not reported yet: its process or its handshake to come */
@@ -695,7 +697,7 @@ static __always_inline __u8 classify(const __u8 *p, __u32 n)
 	case 'O':
 		return prefix(p, "OPTIONS ", 8) ? CLASS_HTTP : CLASS_OTHER;
 	case 'C':
-		return prefix(p, "CONNECT ", 8) ? CLASS_HTTP : CLASS_OTHER;
+		return prefix(p, "CONNECT ", 8) ? CLASS_TUNNEL : CLASS_OTHER;
 	case 'T':
 		return prefix(p, "TRACE ", 6) ? CLASS_HTTP : CLASS_OTHER;
 	}
@@ -893,7 +895,10 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 			return 0;
 	}
 	task = bpf_get_current_task_btf();
-	if (tls_probes_on) {
+	/* Plaintext HTTP carries no TLS library's calls: a CONNECT tunnel
+	 * (CLASS_TUNNEL) may, after its head; so may a connection not
+	 * classified yet, or one learned in the middle of TLS (OTHER). */
+	if (tls_probes_on && st->class != CLASS_HTTP) {
 		struct tls_call *tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
 
 		if (tc && tc->op) {
@@ -937,6 +942,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 
 	switch (st->class) {
 	case CLASS_HTTP:
+	case CLASS_TUNNEL:
 	case CLASS_UNKNOWN:
 		limit = QTAP_DATA_MAX;
 		break;

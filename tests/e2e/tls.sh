@@ -8,7 +8,8 @@
 # the status line, from --bpf-trace), the connection report names the
 # library and the protocol, the bytes are the syscall layer's on both
 # sides, and nothing is lost.  Then a client killed in the middle of a
-# request leaves nothing behind.
+# request leaves nothing behind, and TLS inside a CONNECT tunnel is tied
+# to its connection.
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
@@ -295,6 +296,65 @@ test "$a" = 0 && test "$b" = 0
 ok $? "killed mid-request: active back to 0 on both sides ($a, $b)"
 grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /half HTTP/1.1\\"' "$TMP/agent.log"
 ok $? "the half request's line was seen before the kill"
+
+# TLS inside a CONNECT tunnel: curl's connection to a proxy starts as
+# plaintext HTTP (CONNECT), then carries TLS; its SSL calls are still tied
+# to it.  The proxy (python3) relays to nginx whatever CONNECT names.
+PROXY_PORT=$(free_port)
+$PY - "$CLIENT_ADDR" "$PROXY_PORT" "$SERVER_ADDR" "$TLS_PORT" "$TMP/proxy.ready" <<'PYCODE' &
+import socket, sys, threading
+addr, port, server, sport, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((addr, port))
+ls.listen(1)
+ls.settimeout(20)
+open(ready, "w").close()
+c, _ = ls.accept()
+c.settimeout(20)
+head = b""
+while b"\r\n\r\n" not in head:
+    b = c.recv(4096)
+    if not b:
+        sys.exit(1)
+    head += b
+u = socket.create_connection((server, sport), timeout=20)
+c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+t = threading.Thread(target=pump, args=(u, c))
+t.start()
+pump(c, u)
+t.join()
+PYCODE
+PROXY_PID=$!
+i=0
+while [ ! -e "$TMP/proxy.ready" ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+untied_before=$(metric /system/metrics qtap_system_tls_calls_untied_total)
+curl -sk --http1.1 --interface "$CLIENT_ADDR" --proxy "http://$CLIENT_ADDR:$PROXY_PORT" \
+	-o /dev/null -w '%{http_code}\n' "https://test.example:$TLS_PORT/tunnel" >"$TMP/tunnel.out"
+wait "$PROXY_PID" 2>/dev/null
+sleep 0.3
+untied_after=$(metric /system/metrics qtap_system_tls_calls_untied_total)
+test "$(cat "$TMP/tunnel.out")" = 404 &&
+	grep -q 'module=openssl op=SSL_write .*comm=curl.*line=\\"GET /tunnel HTTP/1.1\\"' "$TMP/agent.log" &&
+	grep -q 'module=openssl op=SSL_read .*comm=curl.*line=\\"HTTP/1.1 404 Not Found\\"' "$TMP/agent.log" &&
+	test "$untied_after" = "$untied_before"
+ok $? "TLS inside a CONNECT tunnel: curl's request and status lines ($(cat "$TMP/tunnel.out"), untied $untied_before -> $untied_after)"
 
 stop_agent
 test "$AGENT_STATUS" = 0; ok $? "agent stops cleanly"
