@@ -257,7 +257,7 @@ struct tls_call {
 	__u64 buf;
 	__u64 outlen;		/* SSL_read_ex/SSL_write_ex: size_t * of the count */
 	__u64 key;		/* conns key of the nested socket call; 0: none */
-	__u8 op;		/* QTAP_OP_SSL_*, QTAP_OP_GNUTLS_* or TLS_OP_TIE; 0: none */
+	__u8 op;		/* QTAP_OP_SSL_*, QTAP_OP_GNUTLS_* or QTAP_TLS_OP_TIE; 0: none */
 	__u8 dir;		/* QTAP_DATA_* */
 	__u16 depth;		/* probed library calls inside this one */
 	__u8 linked;		/* the library is linked into the executable */
@@ -270,16 +270,8 @@ struct tls_call {
 	__u64 last_return_ns;	/* when the thread's last TLS call returned */
 };
 
-/* The attach cookie of the probes of a library linked into an executable
- * (the agent sets it); 0 for a shared library. */
-#define TLS_COOKIE_LINKED 1
 /* How recent that last read must be to stand for a TLS read's socket. */
 #define TLS_LAST_RECV_NS (10ull * 1000 * 1000)
-
-/* A handshake: it moves no plaintext, but its socket calls tie the SSL *
- * to its connection before the first read, which the library may serve
- * from what it buffered during the handshake, without a socket call. */
-#define TLS_OP_TIE 0xff
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -1089,10 +1081,15 @@ int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
 /* ---- TLS libraries ------------------------------------------------------ */
 
 /* Entry of a library read or write (SSL_read, SSL_read_ex, SSL_write,
- * SSL_write_ex, gnutls_record_recv, gnutls_record_send). */
-static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op, __u8 dir,
-				     __u64 cookie)
+ * SSL_write_ex, gnutls_record_recv, gnutls_record_send) or handshake
+ * (SSL_do_handshake, gnutls_handshake): which one, its cookie says
+ * (QTAP_TLS_COOKIE_*).  Arguments: the SSL * or session, the buffer, its
+ * size, and for the _ex functions where the count comes back. */
+SEC("uprobe")
+int BPF_KPROBE(tls_enter, void *ctx_ptr, void *buf, __u64 num, void *count)
 {
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u8 op = cookie & QTAP_TLS_COOKIE_OP;
 	struct tls_call *tc;
 
 	tc = bpf_task_storage_get(&tls_inflight, bpf_get_current_task_btf(), 0,
@@ -1104,65 +1101,15 @@ static __always_inline int tls_enter(__u64 ctx, __u64 buf, __u64 outlen, __u8 op
 		return 0;
 	}
 	tc->depth = 0;
-	tc->ctx = ctx;
-	tc->buf = buf;
-	tc->outlen = outlen;
+	tc->ctx = (__u64)ctx_ptr;
+	tc->buf = op == QTAP_TLS_OP_TIE ? 0 : (__u64)buf;
+	tc->outlen = cookie & QTAP_TLS_COOKIE_EX ? (__u64)count : 0;
 	tc->key = 0;
-	tc->dir = dir;
-	tc->linked = cookie == TLS_COOKIE_LINKED;
+	tc->dir = op == QTAP_OP_SSL_READ || op == QTAP_OP_GNUTLS_RECV ? QTAP_DATA_RECV :
+		  op == QTAP_TLS_OP_TIE ? 0 : QTAP_DATA_SEND;
+	tc->linked = !!(cookie & QTAP_TLS_COOKIE_LINKED);
 	tc->op = op;
 	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_ssl_read, void *ssl, void *buf)
-{
-	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_READ, QTAP_DATA_RECV,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
-{
-	return tls_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, QTAP_OP_SSL_READ,
-			 QTAP_DATA_RECV,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_ssl_write, void *ssl, void *buf)
-{
-	return tls_enter((__u64)ssl, (__u64)buf, 0, QTAP_OP_SSL_WRITE, QTAP_DATA_SEND,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
-{
-	return tls_enter((__u64)ssl, (__u64)buf, (__u64)written, QTAP_OP_SSL_WRITE,
-			 QTAP_DATA_SEND,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_handshake, void *ctx_ptr)
-{
-	return tls_enter((__u64)ctx_ptr, 0, 0, TLS_OP_TIE, 0,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_gnutls_recv, void *session, void *buf)
-{
-	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_RECV, QTAP_DATA_RECV,
-			 bpf_get_attach_cookie(ctx));
-}
-
-SEC("uprobe")
-int BPF_KPROBE(tls_gnutls_send, void *session, void *buf)
-{
-	return tls_enter((__u64)session, (__u64)buf, 0, QTAP_OP_GNUTLS_SEND, QTAP_DATA_SEND,
-			 bpf_get_attach_cookie(ctx));
 }
 
 /* The return of any of them: the plaintext it moved, as a TLS data event
@@ -1222,7 +1169,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 	tc->last_return_ns = now;
 	if (c.key && (!kp || *kp != c.key))
 		bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
-	if (!len || c.op == TLS_OP_TIE)
+	if (!len || c.op == QTAP_TLS_OP_TIE)
 		return 0;
 	if (!c.key) {
 		__u64 *untied = bpf_map_lookup_elem(&tls_untied, &zero);

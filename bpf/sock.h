@@ -64,6 +64,20 @@
 #define QTAP_OP_GNUTLS_RECV 18
 #define QTAP_OP_GNUTLS_SEND 19
 
+/* The attach cookie of the TLS library entry probe (tls_enter: one program
+ * for every function, attached with uprobe_multi links, one cookie per
+ * function): bits 0-7 the QTAP_OP_SSL_* or QTAP_OP_GNUTLS_* of the call, or
+ * QTAP_TLS_OP_TIE for a handshake (it moves no plaintext, but its socket
+ * calls tie the session to its connection before the first read, which
+ * the library may serve from what it buffered during the handshake);
+ * QTAP_TLS_COOKIE_EX: the count comes back through the size_t * of the 4th
+ * argument (SSL_read_ex, SSL_write_ex); QTAP_TLS_COOKIE_LINKED: the
+ * library is linked into an executable (node). */
+#define QTAP_TLS_OP_TIE 0xff
+#define QTAP_TLS_COOKIE_OP 0xffu
+#define QTAP_TLS_COOKIE_EX (1u << 8)
+#define QTAP_TLS_COOKIE_LINKED (1u << 9)
+
 /* fd of an event whose call did not name one (QTAP_OP_OTHER) */
 #define QTAP_FD_UNKNOWN 0xffffffffu
 

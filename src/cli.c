@@ -20,6 +20,7 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_LOG_ENCODING,
 	OPT_TLS_PROBES,
+	OPT_TLS_ATTACH,
 	OPT_BPF_TRACE,
 	OPT_HTTP_BUFFER_SIZE,
 	OPT_VALIDATE,
@@ -47,6 +48,18 @@ const struct cli_option cli_options[] = {
 	  "exports), gnutls, nodetls (OpenSSL linked into an executable such as "
 	  "node), gotls (Go crypto/tls, not available yet: a warning), or none. "
 	  "The default is openssl,gnutls,nodetls." },
+	{ "tls-attach", 0, "MODE", "library or process (default library)",
+	  "How the TLS probes are attached. library: once per library file, for "
+	  "every process, so that a process is seen from its first TLS call "
+	  "whenever it starts; a process the filters leave out still takes each "
+	  "probe's breakpoint (a few microseconds per TLS call) but gives nothing. "
+	  "process: for each process the filters allow, when it is found at "
+	  "start, execs, forks or a reload allows it, and detached when it exits; "
+	  "a process the filters leave out runs its TLS calls at full speed. "
+	  "A process attached this way is seen from a few milliseconds after its "
+	  "exec: TLS calls it makes before then (a short-lived client's) are not "
+	  "seen. Use process on hosts whose traced processes are long-running "
+	  "services and whose other processes make many TLS calls." },
 	{ "bpf-trace", 0, "FILTER", "log one line per traced kernel event matching FILTER",
 	  "Log one line per traced event at info level: pid, comm, operation and "
 	  "the decision taken. FILTER is a comma-separated list of modules "
@@ -74,7 +87,7 @@ const size_t cli_n_options = sizeof(cli_options) / sizeof(cli_options[0]);
 
 static const int opt_codes[] = {
 	OPT_CONFIG, OPT_HTTPD_LISTEN, OPT_LOG_LEVEL, OPT_LOG_ENCODING, OPT_TLS_PROBES,
-	OPT_BPF_TRACE, OPT_HTTP_BUFFER_SIZE, OPT_VALIDATE, OPT_VERSION, OPT_HELP,
+	OPT_TLS_ATTACH, OPT_BPF_TRACE, OPT_HTTP_BUFFER_SIZE, OPT_VALIDATE, OPT_VERSION, OPT_HELP,
 };
 _Static_assert(sizeof(opt_codes) / sizeof(opt_codes[0]) ==
 		       sizeof(cli_options) / sizeof(cli_options[0]),
@@ -212,6 +225,16 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 		case OPT_TLS_PROBES:
 			if (cli_tls_probes_parse(optarg, &a.tls_probes)) {
 				snprintf(err, errlen, "--tls-probes: \"%s\" is not a list of openssl, gnutls, nodetls, gotls, or none", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_TLS_ATTACH:
+			if (!strcmp(optarg, "library")) {
+				a.tls_attach_process = false;
+			} else if (!strcmp(optarg, "process")) {
+				a.tls_attach_process = true;
+			} else {
+				snprintf(err, errlen, "--tls-attach: \"%s\" is not library or process", optarg);
 				return -EINVAL;
 			}
 			break;

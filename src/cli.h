@@ -42,6 +42,7 @@ struct cli_args {
 	enum log_level log_level;
 	enum log_encoding log_encoding;
 	unsigned tls_probes;       /* CLI_TLS_* bits */
+	bool tls_attach_process;   /* --tls-attach process */
 	const char *bpf_trace;     /* NULL: off */
 	size_t http_buffer_size;
 	const char *validate_path; /* --validate: check this file and exit */

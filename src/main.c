@@ -161,6 +161,8 @@ static int run(const struct cli_args *args)
 	copts.tls_probes = (args->tls_probes & CLI_TLS_OPENSSL ? CAPTURE_TLS_OPENSSL : 0) |
 			   (args->tls_probes & CLI_TLS_GNUTLS ? CAPTURE_TLS_GNUTLS : 0) |
 			   (args->tls_probes & CLI_TLS_NODETLS ? CAPTURE_TLS_NODETLS : 0);
+	copts.tls_attach = args->tls_attach_process ? CAPTURE_TLS_ATTACH_PROCESS :
+						      CAPTURE_TLS_ATTACH_LIBRARY;
 	if (args->tls_probes & CLI_TLS_GOTLS)
 		log_warn("--tls-probes: gotls (Go crypto/tls) is not available in this version; "
 			 "Go programs' TLS is seen as ciphertext only");

@@ -142,14 +142,25 @@ void sock_conn_forget(void *ctx, uint64_t key);
  * per library file, detached when no process maps it.  Process reader
  * thread (tls_probes_stop() once it stopped). */
 
+/* BPF_TRACE_UPROBE_MULTI (kernel 6.6), which this libbpf's headers
+ * predate: the attach type of the TLS library probes. */
+#define CAPTURE_ATTACH_UPROBE_MULTI 48
+
 /* Attaches the system's libraries and those the processes in the table
  * map (opts.tls_probes; nothing when 0).  0 or -ENOMEM (logged); a file
  * that cannot be attached is counted and logged, not an error. */
 int tls_probes_start(struct capture *cap);
-/* A process ran exec: its new image now, its libraries a little later. */
+/* A process ran exec: its new image now, its libraries a little later
+ * (per process: its links given or taken by the filters' decision, which
+ * must be written first). */
 void tls_proc_exec(struct capture *cap, uint32_t tgid);
-/* A process exited: files no process maps any more are detached. */
+/* A new process (per process: its links, by its decision). */
+void tls_proc_fork(struct capture *cap, uint32_t tgid);
+/* A process exited: its own links, and files no process maps any more,
+ * are detached. */
 void tls_proc_exit(struct capture *cap, uint32_t tgid);
+/* The filters changed (per process: every process's links follow). */
+void tls_probes_resync(struct capture *cap);
 /* Runs the scans that are due (the process reader's loop). */
 void tls_rescans_run(struct capture *cap);
 /* Detaches everything and frees. */

@@ -228,6 +228,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		}
 		if (kind == KIND_EXEC)
 			tls_proc_exec(cap, ev->tgid);
+		else
+			tls_proc_fork(cap, ev->tgid);
 	}
 	if (ev->hdr.cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(cap->received[ev->hdr.cpu * KIND__COUNT + kind], 1);
@@ -306,6 +308,7 @@ static void reader_reconfigure(struct capture *cap)
 	cap->conf = next;
 	cap->filter_failed_logged = false;
 	filter_apply_all(cap);
+	tls_probes_resync(cap);
 	pthread_mutex_lock(&cap->lock);
 	cap->conf_done = seq;
 	pthread_cond_broadcast(&cap->cond);

@@ -84,7 +84,14 @@ struct capture_opts {
 	/* The TLS libraries whose read and write functions get uprobes
 	 * (CAPTURE_TLS_* bits); 0: none. */
 	unsigned tls_probes;
+	/* How they are attached: CAPTURE_TLS_ATTACH_LIBRARY (once per
+	 * library file, for every process) or CAPTURE_TLS_ATTACH_PROCESS
+	 * (for each process the filters allow). */
+	unsigned tls_attach;
 };
+
+#define CAPTURE_TLS_ATTACH_LIBRARY 0
+#define CAPTURE_TLS_ATTACH_PROCESS 1
 
 #define CAPTURE_TLS_OPENSSL (1u << 0)	/* OpenSSL and BoringSSL libraries */
 #define CAPTURE_TLS_GNUTLS (1u << 1)

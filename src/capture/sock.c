@@ -109,6 +109,18 @@ int sock_bpf_prepare(struct capture *cap)
 	if (!err)
 		err = bpf_map__set_max_entries(skel->maps.conns, max_conns);
 	skel->rodata->wakeup_bytes = cap->ring_bytes / 4;
+	/* The TLS library probes are uprobe_multi links (see tls.c); not
+	 * loaded at all without --tls-probes. */
+	if (!err && cap->opts.tls_probes) {
+		err = bpf_program__set_expected_attach_type(skel->progs.tls_enter,
+							    CAPTURE_ATTACH_UPROBE_MULTI);
+		if (!err)
+			err = bpf_program__set_expected_attach_type(skel->progs.tls_return,
+								    CAPTURE_ATTACH_UPROBE_MULTI);
+	} else if (!err) {
+		bpf_program__set_autoload(skel->progs.tls_enter, false);
+		bpf_program__set_autoload(skel->progs.tls_return, false);
+	}
 	if (err) {
 		log_error("sizing the socket BPF maps failed: %s", strerror(-err));
 		return err;

@@ -13,20 +13,42 @@
  *   functions, such as node), and again after EXEC_RESCAN_MS (the
  *   libraries the dynamic loader maps after the exec).
  *
+ * With --tls-attach process (CAPTURE_TLS_ATTACH_PROCESS) nothing is attached
+ * for every process: each process the filters allow gets its own links, on
+ * every TLS library file known (the system's, and those processes were
+ * seen to map: a link on a file the process maps later takes effect when
+ * it maps it), when it is found at start, at its exec, at its fork (its
+ * parent's decision) and when a reload allows it; they are detached when
+ * it exits or the filters leave it out.  A process the filters leave out
+ * then runs its TLS calls without a breakpoint.  The cost: a process that
+ * makes TLS calls within a few milliseconds of its exec (before its links
+ * are in place) is not seen; qtap.conf(5) and qtap(8) say so.
+ *
+ * Links are uprobe_multi links, two per file (entries and returns), one
+ * cookie per function (QTAP_TLS_COOKIE_*).  Closing one waits for the
+ * kernel's grace periods (about 40 ms here); closes from several threads
+ * share them, so links are closed by TLS_CLOSERS threads of their own.
+ *
  * Threads: the process reader only (the registry is not thread-safe);
- * tls_probes_stop() runs after it stopped. */
+ * tls_probes_stop() runs after it stopped; the closer threads only close
+ * the link fds handed to them. */
 #include "config.h"
 
 #include <errno.h>
 #include <glob.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "sock.h"
 #include "sock.skel.h"
 
 #include "capture/capture-int.h"
@@ -37,6 +59,28 @@
 /* After an exec, the maps are read again this late (the loader has mapped
  * the libraries by then). */
 #define EXEC_RESCAN_MS 50
+
+/* Threads closing detached links. */
+#define TLS_CLOSERS 4
+
+/* uprobe_multi links (CAPTURE_ATTACH_UPROBE_MULTI): the flag of a return
+ * probe, and BPF_LINK_CREATE's attribute for them. */
+#define TLS_UPROBE_MULTI_RETURN 1u	/* BPF_F_UPROBE_MULTI_RETURN */
+
+struct tls_link_create {
+	uint32_t prog_fd;
+	uint32_t target_fd;
+	uint32_t attach_type;
+	uint32_t flags;
+	uint64_t path;
+	uint64_t offsets;
+	uint64_t ref_ctr_offsets;
+	uint64_t cookies;
+	uint32_t cnt;
+	uint32_t multi_flags;
+	uint32_t pid;
+	uint32_t pad;
+};
 
 /* The system's own copies, attached at start; and the executables known
  * to link OpenSSL in and export it (node), so that one started later is
@@ -54,33 +98,35 @@ enum tls_kind { KIND_OPENSSL, KIND_GNUTLS, KIND_NODETLS, KIND__COUNT };
 
 static const char *const kind_names[KIND__COUNT] = { "openssl", "gnutls", "nodetls" };
 
-/* The entry program of each function; every one also gets tls_return. */
+/* The functions probed: tls_enter at the entry, with the cookie that says
+ * which (QTAP_TLS_COOKIE_*), and tls_return at the return. */
 struct tls_hook {
 	enum tlslib_fn fn;
 	unsigned kind;		/* TLSLIB_* */
+	uint64_t cookie;
 };
 
 static const struct tls_hook hooks[] = {
-	{ TLSLIB_SSL_READ, TLSLIB_OPENSSL },
-	{ TLSLIB_SSL_READ_EX, TLSLIB_OPENSSL },
-	{ TLSLIB_SSL_WRITE, TLSLIB_OPENSSL },
-	{ TLSLIB_SSL_WRITE_EX, TLSLIB_OPENSSL },
-	{ TLSLIB_GNUTLS_RECORD_RECV, TLSLIB_GNUTLS },
-	{ TLSLIB_GNUTLS_RECORD_SEND, TLSLIB_GNUTLS },
-	{ TLSLIB_SSL_DO_HANDSHAKE, TLSLIB_OPENSSL },
-	{ TLSLIB_GNUTLS_HANDSHAKE, TLSLIB_GNUTLS },
+	{ TLSLIB_SSL_READ, TLSLIB_OPENSSL, QTAP_OP_SSL_READ },
+	{ TLSLIB_SSL_READ_EX, TLSLIB_OPENSSL, QTAP_OP_SSL_READ | QTAP_TLS_COOKIE_EX },
+	{ TLSLIB_SSL_WRITE, TLSLIB_OPENSSL, QTAP_OP_SSL_WRITE },
+	{ TLSLIB_SSL_WRITE_EX, TLSLIB_OPENSSL, QTAP_OP_SSL_WRITE | QTAP_TLS_COOKIE_EX },
+	{ TLSLIB_GNUTLS_RECORD_RECV, TLSLIB_GNUTLS, QTAP_OP_GNUTLS_RECV },
+	{ TLSLIB_GNUTLS_RECORD_SEND, TLSLIB_GNUTLS, QTAP_OP_GNUTLS_SEND },
+	{ TLSLIB_SSL_DO_HANDSHAKE, TLSLIB_OPENSSL, QTAP_TLS_OP_TIE },
+	{ TLSLIB_GNUTLS_HANDSHAKE, TLSLIB_GNUTLS, QTAP_TLS_OP_TIE },
 };
 
 #define HOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
-/* One library file with probes. */
+/* The links of one library file: for every process, or for one. */
 struct tls_attachment {
 	dev_t dev;
 	ino_t ino;
+	uint32_t pid;			/* 0: every process */
 	enum tls_kind kind;
 	bool pinned;			/* a system library: kept */
-	struct bpf_link *links[2 * HOOKS];
-	unsigned n_links;
+	int fd[2];			/* entries, returns; -1: none */
 };
 
 struct tls_rescan {
@@ -88,12 +134,34 @@ struct tls_rescan {
 	uint64_t due_ns;
 };
 
+/* A file known to be a TLS library, with the path to attach it by (the
+ * system's, in process mode). */
+struct tls_known {
+	struct tlslib_file file;
+	char *path;
+};
+
+/* Link fds waiting for a closer thread. */
+struct tls_closer {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int *fds;
+	size_t n, cap;
+	bool stop;
+	pthread_t threads[TLS_CLOSERS];
+	unsigned n_threads;
+};
+
 struct tls_probes {
 	struct tlslib_registry *reg;
+	bool per_process;		/* --tls-attach process */
 	struct tls_attachment *att;
 	size_t n_att, cap_att;
+	struct tls_known *sys;		/* per_process: the system's libraries */
+	size_t n_sys;
 	struct tls_rescan *rescans;
 	size_t n_rescans, cap_rescans;
+	struct tls_closer closer;
 	struct metric_series *attached[KIND__COUNT];	/* qtap_system_tls_attachments */
 	struct metric_series *errors[KIND__COUNT];	/* ..._attach_errors_total */
 	size_t count[KIND__COUNT];
@@ -105,29 +173,6 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static struct bpf_program *hook_program(struct sock_bpf *skel, enum tlslib_fn fn)
-{
-	switch (fn) {
-	case TLSLIB_SSL_READ:
-		return skel->progs.tls_ssl_read;
-	case TLSLIB_SSL_READ_EX:
-		return skel->progs.tls_ssl_read_ex;
-	case TLSLIB_SSL_WRITE:
-		return skel->progs.tls_ssl_write;
-	case TLSLIB_SSL_WRITE_EX:
-		return skel->progs.tls_ssl_write_ex;
-	case TLSLIB_GNUTLS_RECORD_RECV:
-		return skel->progs.tls_gnutls_recv;
-	case TLSLIB_GNUTLS_RECORD_SEND:
-		return skel->progs.tls_gnutls_send;
-	case TLSLIB_SSL_DO_HANDSHAKE:
-	case TLSLIB_GNUTLS_HANDSHAKE:
-		return skel->progs.tls_handshake;
-	default:
-		return NULL;
-	}
 }
 
 /* Which kind the file is probed as, or -1 when
@@ -145,23 +190,101 @@ static int kind_of(const struct capture *cap, const struct tlslib_file *f, const
 	return cap->opts.tls_probes & CAPTURE_TLS_NODETLS ? KIND_NODETLS : -1;
 }
 
-static struct tls_attachment *attachment_find(struct tls_probes *tp, dev_t dev, ino_t ino)
+static struct tls_attachment *attachment_find(struct tls_probes *tp, dev_t dev, ino_t ino,
+					      uint32_t pid)
 {
 	size_t i;
 
 	for (i = 0; i < tp->n_att; i++)
-		if (tp->att[i].dev == dev && tp->att[i].ino == ino)
+		if (tp->att[i].dev == dev && tp->att[i].ino == ino && tp->att[i].pid == pid)
 			return &tp->att[i];
 	return NULL;
 }
 
-static void attachment_detach(struct tls_attachment *a)
+/* ---- closing links ---------------------------------------------------- */
+
+static void *closer_main(void *arg)
+{
+	struct tls_closer *c = arg;
+	int fd;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->n && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (!c->n)
+			break;	/* stopping, and nothing left */
+		fd = c->fds[--c->n];
+		pthread_mutex_unlock(&c->lock);
+		close(fd);	/* waits for the kernel's grace periods */
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void closer_start(struct tls_closer *c)
 {
 	unsigned i;
 
-	for (i = 0; i < a->n_links; i++)
-		bpf_link__destroy(a->links[i]);
-	a->n_links = 0;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	for (i = 0; i < TLS_CLOSERS; i++) {
+		if (pthread_create(&c->threads[c->n_threads], NULL, closer_main, c))
+			break;	/* fewer threads, or none: links close inline */
+		c->n_threads++;
+	}
+}
+
+/* Hands fd to the closer threads (or closes it here without them). */
+static void closer_put(struct tls_closer *c, int fd)
+{
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (c->n_threads && c->n == c->cap) {
+		size_t n = c->cap ? c->cap * 2 : 64;
+		int *p = realloc(c->fds, n * sizeof(*p));
+
+		if (p) {
+			c->fds = p;
+			c->cap = n;
+		}
+	}
+	if (c->n_threads && c->n < c->cap) {
+		c->fds[c->n++] = fd;
+		pthread_cond_signal(&c->cond);
+		fd = -1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Closes what is queued and stops the threads. */
+static void closer_stop(struct tls_closer *c)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->n_threads; i++)
+		pthread_join(c->threads[i], NULL);
+	free(c->fds);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- attaching -------------------------------------------------------- */
+
+static void attachment_detach(struct tls_probes *tp, struct tls_attachment *a)
+{
+	closer_put(&tp->closer, a->fd[0]);
+	closer_put(&tp->closer, a->fd[1]);
+	a->fd[0] = a->fd[1] = -1;
 }
 
 static void gauges_update(struct tls_probes *tp)
@@ -173,61 +296,85 @@ static void gauges_update(struct tls_probes *tp)
 			metrics_gauge_set(tp->attached[k], (int64_t)tp->count[k]);
 }
 
-/* Sets the probes of one file: 0, or -errno (counted and logged). */
+/* One uprobe_multi link of prog on path's offsets for pid (0: every
+ * process); its fd, or -errno. */
+static int link_create(int prog_fd, const char *path, const uint64_t *offsets,
+		       const uint64_t *cookies, unsigned cnt, bool ret, uint32_t pid)
+{
+	struct tls_link_create attr;
+	long fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = (uint32_t)prog_fd;
+	attr.attach_type = CAPTURE_ATTACH_UPROBE_MULTI;
+	attr.path = (uint64_t)(uintptr_t)path;
+	attr.offsets = (uint64_t)(uintptr_t)offsets;
+	attr.cookies = (uint64_t)(uintptr_t)cookies;
+	attr.cnt = cnt;
+	attr.multi_flags = ret ? TLS_UPROBE_MULTI_RETURN : 0;
+	attr.pid = pid;
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Sets the probes of one file for pid (0: every process): 0, or -errno
+ * (counted and logged). */
 static int file_attach(struct capture *cap, const struct tlslib_file *f, const char *path,
-		       bool pinned)
+		       bool pinned, uint32_t pid)
 {
 	struct tls_probes *tp = cap->tls;
-	struct tls_attachment a = { .dev = f->dev, .ino = f->ino, .pinned = pinned };
-	unsigned i;
+	struct tls_attachment a = {
+		.dev = f->dev, .ino = f->ino, .pid = pid, .pinned = pinned, .fd = { -1, -1 },
+	};
+	uint64_t offsets[HOOKS], cookies[HOOKS];
+	unsigned i, n = 0;
 	int kind = kind_of(cap, f, path), err = 0;
-	/* The programs tell a library linked into an executable by the
-	 * cookie (bpf/sock.bpf.c TLS_COOKIE_LINKED). */
-	LIBBPF_OPTS(bpf_uprobe_opts, entry, .bpf_cookie = kind == KIND_NODETLS);
-	LIBBPF_OPTS(bpf_uprobe_opts, ret, .retprobe = true, .bpf_cookie = kind == KIND_NODETLS);
 
-	if (kind < 0 || attachment_find(tp, f->dev, f->ino))
+	if (kind < 0 || attachment_find(tp, f->dev, f->ino, pid))
 		return 0;
 	a.kind = (enum tls_kind)kind;
-	for (i = 0; i < HOOKS && !err; i++) {
-		struct bpf_link *l;
-
+	for (i = 0; i < HOOKS; i++) {
 		if (!(f->kinds & hooks[i].kind) || !f->offset[hooks[i].fn])
 			continue;
-		l = bpf_program__attach_uprobe_opts(hook_program(cap->sock, hooks[i].fn), -1,
-						    path, f->offset[hooks[i].fn], &entry);
-		if (!l) {
-			err = -errno;
-			break;
-		}
-		a.links[a.n_links++] = l;
-		l = bpf_program__attach_uprobe_opts(cap->sock->progs.tls_return, -1, path,
-						    f->offset[hooks[i].fn], &ret);
-		if (!l) {
-			err = -errno;
-			break;
-		}
-		a.links[a.n_links++] = l;
+		offsets[n] = f->offset[hooks[i].fn];
+		/* The programs tell a library linked into an executable by
+		 * the cookie. */
+		cookies[n++] = hooks[i].cookie | (kind == KIND_NODETLS ? QTAP_TLS_COOKIE_LINKED : 0);
 	}
-	if (!err && !a.n_links)
+	if (!n)
 		err = -ENOENT;
+	if (!err) {
+		a.fd[0] = link_create(bpf_program__fd(cap->sock->progs.tls_enter), path, offsets,
+				      cookies, n, false, pid);
+		err = a.fd[0] < 0 ? a.fd[0] : 0;
+	}
+	if (!err) {
+		a.fd[1] = link_create(bpf_program__fd(cap->sock->progs.tls_return), path, offsets,
+				      NULL, n, true, pid);
+		err = a.fd[1] < 0 ? a.fd[1] : 0;
+	}
 	if (!err && tp->n_att == tp->cap_att) {
-		size_t n = tp->cap_att ? tp->cap_att * 2 : 8;
-		struct tls_attachment *p = realloc(tp->att, n * sizeof(*p));
+		size_t cnt = tp->cap_att ? tp->cap_att * 2 : 8;
+		struct tls_attachment *p = realloc(tp->att, cnt * sizeof(*p));
 
 		if (p) {
 			tp->att = p;
-			tp->cap_att = n;
+			tp->cap_att = cnt;
 		} else {
 			err = -ENOMEM;
 		}
 	}
 	if (err) {
-		attachment_detach(&a);
+		if (a.fd[0] >= 0)
+			close(a.fd[0]);	/* never used: nothing to wait for */
+		if (a.fd[1] >= 0)
+			close(a.fd[1]);
+		if (err == -ESRCH && pid)
+			return err;	/* the process is gone already */
 		if (tp->errors[a.kind])
 			metrics_counter_add(tp->errors[a.kind], 1);
-		log_warn("attaching the %s probes to %s failed: %s", kind_names[a.kind], path,
-			 strerror(-err));
+		log_warn("attaching the %s probes to %s%s failed: %s", kind_names[a.kind], path,
+			 pid ? " for one process" : "", strerror(-err));
 		return err;
 	}
 	tp->att[tp->n_att++] = a;
@@ -235,14 +382,98 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 	gauges_update(tp);
 	/* The socket programs look for TLS calls in progress from now on. */
 	__atomic_store_n(&cap->sock->bss->tls_probes_on, 1, __ATOMIC_RELAXED);
-	log_info("TLS probes (%s) attached to %s", kind_names[a.kind], path);
+	if (pid)
+		log_debug("TLS probes (%s) attached to %s for pid %u", kind_names[a.kind], path, pid);
+	else
+		log_info("TLS probes (%s) attached to %s", kind_names[a.kind], path);
 	return 0;
+}
+
+/* Detaches attachment i (the last one takes its place). */
+static void attachment_remove(struct tls_probes *tp, size_t i)
+{
+	struct tls_attachment *a = &tp->att[i];
+
+	attachment_detach(tp, a);
+	tp->count[a->kind]--;
+	*a = tp->att[--tp->n_att];
+	gauges_update(tp);
+}
+
+/* ---- per process (--tls-attach process) ------------------------------- */
+
+struct proc_attach {
+	struct capture *cap;
+	uint32_t pid;
+	struct stat exe;	/* the process's executable; st_ino 0: unknown */
+};
+
+/* tlslib_file_fn: attaches one known file for a process.  An executable
+ * that links the library in is attached for its own processes only. */
+static int known_attach(const struct tlslib_file *f, const char *path, void *arg)
+{
+	struct proc_attach *pa = arg;
+
+	if (kind_of(pa->cap, f, path) == KIND_NODETLS &&
+	    (f->dev != pa->exe.st_dev || f->ino != pa->exe.st_ino))
+		return 0;
+	return file_attach(pa->cap, f, path, false, pa->pid) == -ESRCH ? -ESRCH : 0;
+}
+
+static void proc_detach(struct tls_probes *tp, uint32_t pid)
+{
+	size_t i = tp->n_att;
+
+	while (i--)
+		if (tp->att[i].pid == pid)
+			attachment_remove(tp, i);
+}
+
+/* Whether the filters allow the process (its kernel filter entry). */
+static bool proc_allowed(struct capture *cap, uint32_t tgid)
+{
+	struct qtap_tgid_filter value;
+	__u32 key = tgid;
+
+	if (tgid == cap->self_tgid ||
+	    bpf_map__lookup_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), &value,
+				 sizeof(value), 0))
+		return false;
+	return value.action == QTAP_TGID_ALLOW;
+}
+
+/* Gives the process links on every known file when the filters allow it,
+ * and takes them away when they do not. */
+static void proc_sync(struct capture *cap, uint32_t tgid)
+{
+	struct tls_probes *tp = cap->tls;
+	struct proc_attach pa = { .cap = cap, .pid = tgid };
+	char exe[32];
+	size_t i;
+
+	if (!tp || !tp->per_process)
+		return;
+	if (!proc_allowed(cap, tgid)) {
+		proc_detach(tp, tgid);
+		return;
+	}
+	snprintf(exe, sizeof(exe), "/proc/%u/exe", tgid);
+	if (stat(exe, &pa.exe))
+		memset(&pa.exe, 0, sizeof(pa.exe));
+	for (i = 0; i < tp->n_sys; i++)
+		if (known_attach(&tp->sys[i].file, tp->sys[i].path, &pa) == -ESRCH)
+			return;
+	tlslib_registry_foreach(tp->reg, known_attach, &pa);
 }
 
 /* tlslib_file_fn: a library file a process maps, new to the registry. */
 static int file_new(const struct tlslib_file *f, const char *path, void *arg)
 {
-	file_attach(arg, f, path, false);
+	struct capture *cap = arg;
+
+	/* Per process, the processes are given it by proc_sync(). */
+	if (!cap->tls->per_process)
+		file_attach(cap, f, path, false, 0);
 	/* recorded even when it failed: the next process that maps it does
 	 * not retry in a loop; the failure is counted */
 	return 0;
@@ -253,20 +484,19 @@ static int file_gone(const struct tlslib_file *f, const char *path, void *arg)
 {
 	struct capture *cap = arg;
 	struct tls_probes *tp = cap->tls;
-	struct tls_attachment *a = attachment_find(tp, f->dev, f->ino);
+	struct tls_attachment *a = attachment_find(tp, f->dev, f->ino, 0);
 
 	(void)path;
-	if (!a || a->pinned)
-		return 0;
-	attachment_detach(a);
-	tp->count[a->kind]--;
-	*a = tp->att[--tp->n_att];
-	gauges_update(tp);
+	if (a && !a->pinned)
+		attachment_remove(tp, (size_t)(a - tp->att));
 	return 0;
 }
 
+/* The system's libraries: attached for every process now, or (per
+ * process) kept to be attached for each allowed process. */
 static void system_libraries_attach(struct capture *cap)
 {
+	struct tls_probes *tp = cap->tls;
 	struct tlslib_file f;
 	glob_t g;
 	size_t i, j;
@@ -274,9 +504,24 @@ static void system_libraries_attach(struct capture *cap)
 	for (i = 0; i < sizeof(system_libraries) / sizeof(system_libraries[0]); i++) {
 		if (glob(system_libraries[i], 0, NULL, &g))
 			continue;
-		for (j = 0; j < g.gl_pathc; j++)
-			if (!tlslib_inspect(g.gl_pathv[j], &f))
-				file_attach(cap, &f, g.gl_pathv[j], true);
+		for (j = 0; j < g.gl_pathc; j++) {
+			if (tlslib_inspect(g.gl_pathv[j], &f))
+				continue;
+			if (!tp->per_process) {
+				file_attach(cap, &f, g.gl_pathv[j], true, 0);
+			} else {
+				struct tls_known *p = realloc(tp->sys, (tp->n_sys + 1) * sizeof(*p));
+				char *path = strdup(g.gl_pathv[j]);
+
+				if (p)
+					tp->sys = p;
+				if (!p || !path) {
+					free(path);
+					continue;
+				}
+				tp->sys[tp->n_sys++] = (struct tls_known){ .file = f, .path = path };
+			}
+		}
 		globfree(&g);
 	}
 }
@@ -287,6 +532,12 @@ static int proc_add(const struct capture_proc_info *info, void *ctx)
 
 	if (info->tgid != cap->self_tgid)
 		tlslib_registry_add_pid(cap->tls->reg, (pid_t)info->tgid, file_new, cap);
+	return 0;
+}
+
+static int proc_sync_one(const struct capture_proc_info *info, void *ctx)
+{
+	proc_sync(ctx, info->tgid);
 	return 0;
 }
 
@@ -306,6 +557,7 @@ int tls_probes_start(struct capture *cap)
 	tp->reg = tlslib_registry_new();
 	if (!tp->reg)
 		goto nomem;
+	tp->per_process = cap->opts.tls_attach == CAPTURE_TLS_ATTACH_PROCESS;
 	for (k = 0; k < KIND__COUNT; k++) {
 		const char *values[] = { kind_names[k] };
 
@@ -313,12 +565,17 @@ int tls_probes_start(struct capture *cap)
 		tp->errors[k] = metrics_series_get(cap->store, M_SYSTEM_TLS_ATTACH_ERRORS_TOTAL,
 						   values);
 	}
+	closer_start(&tp->closer);
 	cap->tls = tp;
 	gauges_update(tp);
 	system_libraries_attach(cap);
+	/* Every file first: a process is given all of them at once. */
 	proc_table_foreach(cap->procs, scratch, proc_add, cap);
+	if (tp->per_process)
+		proc_table_foreach(cap->procs, scratch, proc_sync_one, cap);
 	free(scratch);
-	log_debug("TLS probes: %zu library files attached (%lu files read)", tp->n_att,
+	log_debug("TLS probes: %zu attachments (%s), %lu files read", tp->n_att,
+		  tp->per_process ? "per process" : "per library file",
 		  tlslib_registry_inspections(tp->reg));
 	return 0;
 nomem:
@@ -338,6 +595,9 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid)
 	if (!tp || tgid == cap->self_tgid)
 		return;
 	tlslib_registry_add_pid(tp->reg, (pid_t)tgid, file_new, cap);
+	/* The new image is judged now, before the loader maps its
+	 * libraries: links on them take effect when it does. */
+	proc_sync(cap, tgid);
 	if (tp->n_rescans == tp->cap_rescans) {
 		size_t n = tp->cap_rescans ? tp->cap_rescans * 2 : 16;
 		struct tls_rescan *p = realloc(tp->rescans, n * sizeof(*p));
@@ -352,10 +612,36 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid)
 	};
 }
 
+void tls_proc_fork(struct capture *cap, uint32_t tgid)
+{
+	/* It runs its parent's image under its parent's decision: the
+	 * breakpoints it inherits would be taken out at its first call. */
+	if (cap->tls && tgid != cap->self_tgid)
+		proc_sync(cap, tgid);
+}
+
 void tls_proc_exit(struct capture *cap, uint32_t tgid)
 {
-	if (cap->tls)
-		tlslib_registry_remove_pid(cap->tls->reg, (pid_t)tgid, file_gone, cap);
+	struct tls_probes *tp = cap->tls;
+
+	if (!tp)
+		return;
+	if (tp->per_process)
+		proc_detach(tp, tgid);
+	tlslib_registry_remove_pid(tp->reg, (pid_t)tgid, file_gone, cap);
+}
+
+void tls_probes_resync(struct capture *cap)
+{
+	struct capture_proc_info *scratch;
+
+	if (!cap->tls || !cap->tls->per_process)
+		return;
+	scratch = malloc(sizeof(*scratch));
+	if (!scratch)
+		return;
+	proc_table_foreach(cap->procs, scratch, proc_sync_one, cap);
+	free(scratch);
 }
 
 void tls_rescans_run(struct capture *cap)
@@ -373,7 +659,9 @@ void tls_rescans_run(struct capture *cap)
 			continue;
 		}
 		/* -ESRCH: gone already (its exit removes it) */
-		tlslib_registry_add_pid(tp->reg, (pid_t)tp->rescans[i].tgid, file_new, cap);
+		if (tlslib_registry_add_pid(tp->reg, (pid_t)tp->rescans[i].tgid, file_new,
+					    cap) > 0)
+			proc_sync(cap, tp->rescans[i].tgid);	/* files new to it */
 	}
 	tp->n_rescans = kept;
 }
@@ -386,10 +674,14 @@ void tls_probes_stop(struct capture *cap)
 	if (!tp)
 		return;
 	for (i = 0; i < tp->n_att; i++)
-		attachment_detach(&tp->att[i]);
+		attachment_detach(tp, &tp->att[i]);
+	closer_stop(&tp->closer);	/* every link closed */
 	memset(tp->count, 0, sizeof(tp->count));
 	gauges_update(tp);
 	free(tp->att);
+	for (i = 0; i < tp->n_sys; i++)
+		free(tp->sys[i].path);
+	free(tp->sys);
 	free(tp->rescans);
 	tlslib_registry_free(&tp->reg);
 	free(tp);
