@@ -13,6 +13,8 @@ n_failed=0
 
 cleanup() {
 	if [ -n "${NGINX_PID:-}" ]; then
+		# the workers first: they would outlive their master
+		pkill -KILL -P "$NGINX_PID" 2>/dev/null
 		kill -KILL "$NGINX_PID" 2>/dev/null
 		wait "$NGINX_PID" 2>/dev/null
 	fi

@@ -248,16 +248,25 @@ tls_events() {
 	"$CURL" -s "$BASE/system/metrics" |
 		awk '/^qtap_system_events_received_total\{.*type="tls_data"/ { s += $NF } END { print s + 0 }'
 }
+tls_runs() {
+	metric /system/metrics 'qtap_system_bpf_program_runs_total{program="tls_enter"}'
+}
 before=$(tls_events)
+runs_before=$(tls_runs)
 "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/"
 s_status=$?
 sleep 0.3
 after=$(tls_events)
+runs_after=$(tls_runs)
 kill "$S_PID"
 wait "$S_PID" 2>/dev/null
 test "$s_status" = 0 && test "$after" = "$before" &&
 	! grep -q "127.0.0.1:$S_PORT" "$TMP/agent.log"
 ok $? "processes the filters leave out give no TLS event and no report ($before, $after)"
+# Attached per library file, the probes still run in them (tlsproc.sh: not
+# with --tls-attach process).
+test -n "$runs_before" && test "$runs_after" -gt "$runs_before"
+ok $? "the probes run in them all the same ($runs_before, $runs_after)"
 
 # A client killed in the middle of a request: half a request line over
 # TLS, then SIGKILL.  Its connection and nginx's end, active returns.
