@@ -14,13 +14,13 @@
 
 static int parse(struct cli_args *a, char *err, size_t n, ...)
 {
-	char *argv[16];
+	char *argv[24];
 	va_list ap;
 	int argc = 0;
 
 	argv[argc++] = (char *)"qtap";
 	va_start(ap, n);
-	while (argc < 15 && (argv[argc] = va_arg(ap, char *)))
+	while (argc < 23 && (argv[argc] = va_arg(ap, char *)))
 		argc++;
 	va_end(ap);
 	argv[argc] = NULL;
@@ -39,6 +39,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(a.log_level, LOG_LEVEL_INFO);
 	ck_assert_int_eq(a.log_encoding, LOG_ENCODING_CONSOLE);
 	ck_assert_uint_eq(a.tls_probes, CLI_TLS_OPENSSL | CLI_TLS_GNUTLS | CLI_TLS_NODETLS);
+	ck_assert(!a.tls_attach_process);
 	ck_assert_uint_eq(a.http_buffer_size, 1024 * 1024);
 	ck_assert_ptr_null(a.bpf_trace);
 	ck_assert_ptr_null(a.validate_path);
@@ -52,14 +53,16 @@ START_TEST(test_all_options)
 
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "-c", "/tmp/x.conf", "--httpd-listen",
 			       "[::1]:9100", "--log-level", "debug", "--log-encoding", "json",
-			       "--tls-probes", "gnutls,gotls", "--bpf-trace", "process,exe=curl",
-			       "--http-buffer-size", "64k", NULL), 0);
+			       "--tls-probes", "gnutls,gotls", "--tls-attach", "process",
+			       "--bpf-trace", "process,exe=curl", "--http-buffer-size", "64k",
+			       NULL), 0);
 	ck_assert_str_eq(a.config_path, "/tmp/x.conf");
 	ck_assert(a.config_given);
 	ck_assert_str_eq(a.httpd_listen, "[::1]:9100");
 	ck_assert_int_eq(a.log_level, LOG_LEVEL_DEBUG);
 	ck_assert_int_eq(a.log_encoding, LOG_ENCODING_JSON);
 	ck_assert_uint_eq(a.tls_probes, CLI_TLS_GNUTLS | CLI_TLS_GOTLS);
+	ck_assert(a.tls_attach_process);
 	ck_assert_str_eq(a.bpf_trace, "process,exe=curl");
 	ck_assert_uint_eq(a.http_buffer_size, 65536);
 }
@@ -76,6 +79,10 @@ START_TEST(test_errors)
 	ck_assert_ptr_nonnull(strstr(err, "--httpd-listen"));
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--tls-probes", "openssl,", NULL), -EINVAL);
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--tls-probes", "rustls", NULL), -EINVAL);
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "--tls-attach", "thread", NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "--tls-attach"));
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "--tls-attach", "library", NULL), 0);
+	ck_assert(!a.tls_attach_process);
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--bpf-trace", "bogus", NULL), -EINVAL);
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--http-buffer-size", "12", NULL), -EINVAL);
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--http-buffer-size", "2g", NULL), -EINVAL);

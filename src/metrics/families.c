@@ -145,7 +145,7 @@ const struct metric_def metric_defs[M__COUNT] = {
 		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_TLS_ATTACHMENTS] = {
 		"qtap_system_tls_attachments", METRIC_GAUGE, SYS, 0,
-		"TLS library files with probes attached, by library (openssl, gnutls, nodetls).",
+		"TLS library files with probes attached (with --tls-attach process, one per file and process), by library (openssl, gnutls, nodetls).",
 		1, { "library" }, PLAIN(1) },
 	[M_SYSTEM_TLS_ATTACH_ERRORS_TOTAL] = {
 		"qtap_system_tls_attach_errors_total", METRIC_COUNTER, SYS, 0,
