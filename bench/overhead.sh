@@ -12,6 +12,11 @@
 #                                directory, as root)
 #   make bench-tls-overhead      the same over TLS (SCHEME=https)
 #   ROUNDS=5 DURATION=5 NGINX_WORKERS=auto SCHEME=https SERVER_ONLY=1 bench/overhead.sh
+#   NONE_TRACED=1 TLS_ATTACH=process make bench-tls-overhead
+#                                the TLS probes per allowed process, with
+#                                nginx and wrk both left out by the filters:
+#                                they then run their TLS calls without a
+#                                probe (the floor still probes every process)
 #
 # Needs nginx, wrk and curl; for https the floor column needs bpftrace
 # (left out without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
@@ -31,8 +36,12 @@ require_root
 start_nginx || { echo "nginx did not start"; exit 1; }
 # The agent traces every process, wrk too (twice the traced calls of a
 # server host whose clients are elsewhere).  SERVER_ONLY=1 leaves wrk out
-# by the filters (its calls still run the programs, which skip them).
-if [ "${SERVER_ONLY:-0}" = 1 ]; then
+# by the filters (its calls still run the programs, which skip them);
+# NONE_TRACED=1 leaves both out (an allow-list that names neither): what
+# the processes a host's filters leave out pay.
+if [ "${NONE_TRACED:-0}" = 1 ]; then
+	CLIENT_FILTER='filters = { groups = [ "qpoint" ]; custom = ( { exe = "/no-such-program"; strategy = "suffix"; only = true; } ); };'
+elif [ "${SERVER_ONLY:-0}" = 1 ]; then
 	CLIENT_FILTER='filters = { groups = [ "qpoint" ]; custom = ( { exe = "/wrk"; strategy = "suffix"; } ); };'
 else
 	CLIENT_FILTER=
@@ -115,7 +124,8 @@ while [ $r -le "$ROUNDS" ]; do
 		kill -INT "$ft" $bt
 		wait "$ft" $bt 2>/dev/null
 	fi
-	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
+	start_agent --config "$TMP/qtap.conf" --tls-attach "${TLS_ATTACH:-library}" ||
+		{ echo "agent did not start"; exit 1; }
 	rps >>"$TMP/agent"
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
 	dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')

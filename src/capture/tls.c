@@ -365,12 +365,11 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 		}
 	}
 	if (err) {
-		if (a.fd[0] >= 0)
-			close(a.fd[0]);	/* never used: nothing to wait for */
-		if (a.fd[1] >= 0)
-			close(a.fd[1]);
-		if (err == -ESRCH && pid)
-			return err;	/* the process is gone already */
+		attachment_detach(tp, &a);
+		/* The process is gone already, or the process whose root led to
+		 * the file (its exit is on its way). */
+		if (pid && (err == -ESRCH || (err == -ENOENT && !strncmp(path, "/proc/", 6))))
+			return err;
 		if (tp->errors[a.kind])
 			metrics_counter_add(tp->errors[a.kind], 1);
 		log_warn("attaching the %s probes to %s%s failed: %s", kind_names[a.kind], path,
