@@ -593,10 +593,12 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid)
 
 	if (!tp || tgid == cap->self_tgid)
 		return;
-	tlslib_registry_add_pid(tp->reg, (pid_t)tgid, file_new, cap);
-	/* The new image is judged now, before the loader maps its
-	 * libraries: links on them take effect when it does. */
+	/* Per process, the new image is judged first, before the loader
+	 * maps its libraries (links on them take effect when it does), and
+	 * again for the files its maps show that were not known. */
 	proc_sync(cap, tgid);
+	if (tlslib_registry_add_pid(tp->reg, (pid_t)tgid, file_new, cap) > 0)
+		proc_sync(cap, tgid);
 	if (tp->n_rescans == tp->cap_rescans) {
 		size_t n = tp->cap_rescans ? tp->cap_rescans * 2 : 16;
 		struct tls_rescan *p = realloc(tp->rescans, n * sizeof(*p));
