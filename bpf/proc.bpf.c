@@ -63,6 +63,7 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 	ev->filename_truncated = 0;
 	ev->exec_gen = 0;
 	ev->pad = 0;
+	ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	ev->filename[0] = '\0';
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	return ev;

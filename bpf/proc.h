@@ -29,6 +29,9 @@ struct qtap_proc_event {
 	 * map; see struct qtap_tgid_filter in sock.h); 0 otherwise. */
 	__u32 exec_gen;
 	__u32 pad;
+	/* The process's cgroup (v2) when the event was written: the id of
+	 * its directory in the unified hierarchy (its inode number). */
+	__u64 cgroup_id;
 	char comm[QTAP_COMM_LEN];
 	char filename[QTAP_PROC_FILENAME_LEN];
 };

@@ -214,6 +214,10 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		memcpy(info->comm, ev->comm, sizeof(info->comm));
 		info->comm[sizeof(info->comm) - 1] = '\0';
 		procfs_cgroup_fill("/proc", cgroup2_root(cap), info);
+		/* Gone already (a short-lived process, a reader behind): the
+		 * cgroup the kernel saw at the event. */
+		if (!info->cgroup_id)
+			info->cgroup_id = ev->cgroup_id;
 		err = proc_table_put(cap->procs, info);
 		if (err && !cap->put_failed_logged) {
 			log_warn("process table: adding pid %u failed: %s", ev->tgid,
@@ -622,6 +626,7 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
 				   struct capture_proc_info *ret)
 {
 	struct capture *cap = ctx;
+	uint64_t cgroup_id;
 	char path[40];
 	FILE *f;
 	int found;
@@ -629,6 +634,8 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
 	found = capture_proc_lookup(cap, tgid, ret);
 	if (!found && ret->exec_gen >= gen)
 		return 0;
+	/* the older entry's cgroup, should the process exit meanwhile */
+	cgroup_id = found ? 0 : ret->cgroup_id;
 	if (!proc_exe_of_gen(cap, tgid, gen, ret->exe))
 		return found;
 	ret->tgid = tgid;
@@ -644,6 +651,8 @@ static int capture_pipeline_lookup(void *ctx, uint32_t tgid, uint32_t gen,
 		fclose(f);
 	}
 	procfs_cgroup_fill("/proc", cgroup2_root(cap), ret);
+	if (!ret->cgroup_id)
+		ret->cgroup_id = cgroup_id;
 	return 0;
 }
 

@@ -50,6 +50,7 @@ struct recorder {
 		uint32_t ppid;
 		uint16_t type;
 		uint32_t exit_code;
+		uint64_t cgroup_id;
 		char filename[64];
 		char comm[QTAP_COMM_LEN];
 	} ev[MAX_EVENTS];
@@ -67,6 +68,7 @@ static void record_event(const struct qtap_proc_event *ev, void *ctx)
 		r->ev[r->n].ppid = ev->ppid;
 		r->ev[r->n].type = ev->hdr.type;
 		r->ev[r->n].exit_code = ev->exit_code;
+		r->ev[r->n].cgroup_id = ev->cgroup_id;
 		snprintf(r->ev[r->n].filename, sizeof(r->ev[r->n].filename), "%.*s",
 			 (int)ev->filename_len, ev->filename);
 		memcpy(r->ev[r->n].comm, ev->comm, sizeof(r->ev[r->n].comm));
@@ -94,6 +96,21 @@ static unsigned count_events(uint32_t tgid, uint16_t type, const char *filename)
 	}
 	pthread_mutex_unlock(&rec.lock);
 	return n;
+}
+
+/* The cgroup id the first event of tgid of the given type carried; 0:
+ * none seen. */
+static uint64_t event_cgroup(uint32_t tgid, uint16_t type)
+{
+	uint64_t id = 0;
+	unsigned i;
+
+	pthread_mutex_lock(&rec.lock);
+	for (i = 0; i < rec.n && !id; i++)
+		if (rec.ev[i].tgid == tgid && rec.ev[i].type == type)
+			id = rec.ev[i].cgroup_id;
+	pthread_mutex_unlock(&rec.lock);
+	return id;
 }
 
 static void sleep_ms(long ms)
@@ -328,6 +345,19 @@ START_TEST(test_exec_exit_exact)
 	for (i = 0; i < N_TRUE; i++)
 		ck_assert_msg(wait_event(pids[i], QTAP_EVENT_PROCESS_EXIT, 2000),
 			      "no exit event for /bin/true (pid %d)", (int)pids[i]);
+	/* The kernel names their cgroup in their events (ours: they are our
+	 * children), which the table takes when they are gone from /proc. */
+	{
+		struct capture_proc_info me = { .tgid = self };
+		char cg2[256];
+
+		ck_assert_int_eq(procfs_cgroup2_root("/proc/self/mountinfo", cg2, sizeof(cg2)), 0);
+		procfs_cgroup_fill("/proc", cg2, &me);
+		ck_assert_uint_gt(me.cgroup_id, 0);
+		for (i = 0; i < N_TRUE; i++)
+			ck_assert_uint_eq(event_cgroup(pids[i], QTAP_EVENT_PROCESS_EXEC), me.cgroup_id);
+		ck_assert_uint_eq(event_cgroup(forked, QTAP_EVENT_PROCESS_FORK), me.cgroup_id);
+	}
 	ck_assert_msg(wait_event(sleeper, QTAP_EVENT_PROCESS_EXIT, 2000),
 		      "no exit event for /bin/sleep (pid %d)", (int)sleeper);
 	/* Back down: the exit took the sleeper out of the table. */
