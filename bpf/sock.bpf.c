@@ -257,6 +257,7 @@ struct tls_call {
 	__u64 buf;
 	__u64 outlen;		/* SSL_read_ex/SSL_write_ex: size_t * of the count */
 	__u64 key;		/* conns key of the nested socket call; 0: none */
+	__u64 sp;		/* the stack pointer at its entry */
 	__u8 op;		/* QTAP_OP_SSL_*, QTAP_OP_GNUTLS_* or QTAP_TLS_OP_TIE; 0: none */
 	__u8 dir;		/* QTAP_DATA_* */
 	__u16 depth;		/* probed library calls inside this one */
@@ -811,6 +812,10 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 		if (st->class == CLASS_TLS && n > QTAP_TLS_HELLO_BYTES)
 			n = QTAP_TLS_HELLO_BYTES;
 	}
+	/* TLS after an HTTP head: an upgrade (RFC 2817), or a tunnel first
+	 * seen at its response.  Its TLS calls are looked for from now on. */
+	if (st->class == CLASS_HTTP && n >= 2 && payload[0] == 0x16 && payload[1] == 0x03)
+		st->class = CLASS_TUNNEL;
 	if (st->class == CLASS_TLS)
 		st->tls_copied[dir] += n;
 	st->seen[dir] = 1;
@@ -1089,6 +1094,7 @@ SEC("uprobe")
 int BPF_KPROBE(tls_enter, void *ctx_ptr, void *buf, __u64 num, void *count)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 sp = PT_REGS_SP(ctx);
 	__u8 op = cookie & QTAP_TLS_COOKIE_OP;
 	struct tls_call *tc;
 
@@ -1096,10 +1102,15 @@ int BPF_KPROBE(tls_enter, void *ctx_ptr, void *buf, __u64 num, void *count)
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!tc)
 		return 0;
-	if (tc->op) {
-		tc->depth++;	/* one library call inside another: the outer one */
+	/* One library call inside another (deeper in the stack): the outer
+	 * one is what the caller asked for.  One not deeper than the call
+	 * still open means that call's return was never seen (its probe
+	 * detached meanwhile): this is a new call. */
+	if (tc->op && sp < tc->sp) {
+		tc->depth++;
 		return 0;
 	}
+	tc->sp = sp;
 	tc->depth = 0;
 	tc->ctx = (__u64)ctx_ptr;
 	tc->buf = op == QTAP_TLS_OP_TIE ? 0 : (__u64)buf;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <urcu.h>
@@ -138,6 +139,21 @@ out:
 	notify_send("READY=1");
 }
 
+/* The soft limit on open files up to the hard one: BPF links are files
+ * (two per TLS library file, and per process with --tls-attach process),
+ * and the usual soft limit of 1024 is no measure of a host's processes. */
+static void nofile_raise(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("raising the open files limit to %llu failed: %s",
+			 (unsigned long long)rl.rlim_max, strerror(errno));
+}
+
 static int run(const struct cli_args *args)
 {
 	struct metrics_opts mopts = { 0 };
@@ -153,6 +169,7 @@ static int run(const struct cli_args *args)
 	conf = load_initial(args);
 	if (!conf)
 		return errno == ENOMEM ? QTAP_EXIT_FAILURE : QTAP_EXIT_CONFIG;
+	nofile_raise();
 	mopts.series_limit = conf->metrics.series_limit;
 	mopts.http_enabled = conf_http_metrics(conf);
 	/* Published, so freed by the next conf_publish(), which a reload calls

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <urcu.h>
 
@@ -95,6 +96,31 @@ static int sock_rings_create(struct capture *cap)
 	return 0;
 }
 
+/* Whether the running kernel has uprobe_multi links (Linux 6.6): its
+ * bpf_attach_type names BPF_TRACE_UPROBE_MULTI. */
+static bool kernel_has_uprobe_multi(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	const struct btf_type *t;
+	bool found = false;
+	int id;
+
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "bpf_attach_type", BTF_KIND_ENUM);
+	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	if (t) {
+		const struct btf_enum *e = btf_enum(t);
+		unsigned i;
+
+		for (i = 0; i < btf_vlen(t) && !found; i++)
+			found = !strcmp(btf__name_by_offset(btf, e[i].name_off),
+					"BPF_TRACE_UPROBE_MULTI");
+	}
+	btf__free(btf);
+	return found;
+}
+
 int sock_bpf_prepare(struct capture *cap)
 {
 	const struct qtap_conf *conf = cap->opts.conf;
@@ -110,7 +136,12 @@ int sock_bpf_prepare(struct capture *cap)
 		err = bpf_map__set_max_entries(skel->maps.conns, max_conns);
 	skel->rodata->wakeup_bytes = cap->ring_bytes / 4;
 	/* The TLS library probes are uprobe_multi links (see tls.c); not
-	 * loaded at all without --tls-probes. */
+	 * loaded at all without --tls-probes, or on a kernel without them. */
+	if (!err && cap->opts.tls_probes && !kernel_has_uprobe_multi()) {
+		log_warn("TLS library probes need uprobe_multi links (Linux 6.6 or later), which "
+			 "this kernel lacks: TLS is seen from the wire only");
+		cap->opts.tls_probes = 0;
+	}
 	if (!err && cap->opts.tls_probes) {
 		err = bpf_program__set_expected_attach_type(skel->progs.tls_enter,
 							    CAPTURE_ATTACH_UPROBE_MULTI);

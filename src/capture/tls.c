@@ -35,6 +35,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -141,12 +142,13 @@ struct tls_known {
 	char *path;
 };
 
-/* Link fds waiting for a closer thread. */
+/* Link fds waiting for a closer thread, oldest first (fds[head..n)):
+ * an entry link is handed over before its return link. */
 struct tls_closer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int *fds;
-	size_t n, cap;
+	size_t head, n, cap;
 	bool stop;
 	pthread_t threads[TLS_CLOSERS];
 	unsigned n_threads;
@@ -162,6 +164,7 @@ struct tls_probes {
 	struct tls_rescan *rescans;
 	size_t n_rescans, cap_rescans;
 	struct tls_closer closer;
+	unsigned warned;		/* per process: kinds whose failure was logged */
 	struct metric_series *attached[KIND__COUNT];	/* qtap_system_tls_attachments */
 	struct metric_series *errors[KIND__COUNT];	/* ..._attach_errors_total */
 	size_t count[KIND__COUNT];
@@ -210,11 +213,13 @@ static void *closer_main(void *arg)
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		while (!c->n && !c->stop)
+		while (c->head == c->n && !c->stop)
 			pthread_cond_wait(&c->cond, &c->lock);
-		if (!c->n)
+		if (c->head == c->n)
 			break;	/* stopping, and nothing left */
-		fd = c->fds[--c->n];
+		fd = c->fds[c->head++];
+		if (c->head == c->n)
+			c->head = c->n = 0;
 		pthread_mutex_unlock(&c->lock);
 		close(fd);	/* waits for the kernel's grace periods */
 		pthread_mutex_lock(&c->lock);
@@ -242,6 +247,11 @@ static void closer_put(struct tls_closer *c, int fd)
 	if (fd < 0)
 		return;
 	pthread_mutex_lock(&c->lock);
+	if (c->n_threads && c->n == c->cap && c->head) {
+		memmove(c->fds, c->fds + c->head, (c->n - c->head) * sizeof(*c->fds));
+		c->n -= c->head;
+		c->head = 0;
+	}
 	if (c->n_threads && c->n == c->cap) {
 		size_t n = c->cap ? c->cap * 2 : 64;
 		int *p = realloc(c->fds, n * sizeof(*p));
@@ -327,8 +337,10 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 		.dev = f->dev, .ino = f->ino, .pid = pid, .pinned = pinned, .fd = { -1, -1 },
 	};
 	uint64_t offsets[HOOKS], cookies[HOOKS];
+	char fd_path[32] = "";
+	struct stat st;
 	unsigned i, n = 0;
-	int kind = kind_of(cap, f, path), err = 0;
+	int kind = kind_of(cap, f, path), err = 0, file_fd = -1;
 
 	if (kind < 0 || attachment_find(tp, f->dev, f->ino, pid))
 		return 0;
@@ -343,16 +355,33 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 	}
 	if (!n)
 		err = -ENOENT;
+	/* The file the offsets were read from, and no other (a package
+	 * upgrade puts a new file at the same path): the links name it by an
+	 * fd of ours. */
 	if (!err) {
-		a.fd[0] = link_create(bpf_program__fd(cap->sock->progs.tls_enter), path, offsets,
-				      cookies, n, false, pid);
-		err = a.fd[0] < 0 ? a.fd[0] : 0;
+		file_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (file_fd < 0)
+			err = -errno;
+		else if (fstat(file_fd, &st))
+			err = -errno;
+		else if (st.st_dev != f->dev || st.st_ino != f->ino)
+			err = -ESTALE;
+		snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", file_fd);
 	}
+	/* The returns first: an entry whose return has no probe would leave
+	 * its thread's call open (tls_enter heals that, at a cost). */
 	if (!err) {
-		a.fd[1] = link_create(bpf_program__fd(cap->sock->progs.tls_return), path, offsets,
-				      NULL, n, true, pid);
+		a.fd[1] = link_create(bpf_program__fd(cap->sock->progs.tls_return), fd_path,
+				      offsets, NULL, n, true, pid);
 		err = a.fd[1] < 0 ? a.fd[1] : 0;
 	}
+	if (!err) {
+		a.fd[0] = link_create(bpf_program__fd(cap->sock->progs.tls_enter), fd_path,
+				      offsets, cookies, n, false, pid);
+		err = a.fd[0] < 0 ? a.fd[0] : 0;
+	}
+	if (file_fd >= 0)
+		close(file_fd);
 	if (!err && tp->n_att == tp->cap_att) {
 		size_t cnt = tp->cap_att ? tp->cap_att * 2 : 8;
 		struct tls_attachment *p = realloc(tp->att, cnt * sizeof(*p));
@@ -366,14 +395,21 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 	}
 	if (err) {
 		attachment_detach(tp, &a);
-		/* The process is gone already, or the process whose root led to
-		 * the file (its exit is on its way). */
-		if (pid && (err == -ESRCH || (err == -ENOENT && !strncmp(path, "/proc/", 6))))
-			return err;
+		if (pid && err == -ESRCH)
+			return err;	/* the process is gone already */
 		if (tp->errors[a.kind])
 			metrics_counter_add(tp->errors[a.kind], 1);
-		log_warn("attaching the %s probes to %s%s failed: %s", kind_names[a.kind], path,
-			 pid ? " for one process" : "", strerror(-err));
+		/* Per process, one warning per library kind: the same cause
+		 * would otherwise repeat at every fork and exec. */
+		if (!pid || !(tp->warned & (1u << a.kind)))
+			log_warn("attaching the %s probes to %s%s failed: %s%s", kind_names[a.kind],
+				 path, pid ? " for a process" : "", strerror(-err),
+				 pid ? " (further failures of the kind are counted only)" : "");
+		else
+			log_debug("attaching the %s probes to %s for pid %u failed: %s",
+				  kind_names[a.kind], path, pid, strerror(-err));
+		if (pid)
+			tp->warned |= 1u << a.kind;
 		return err;
 	}
 	tp->att[tp->n_att++] = a;
@@ -412,11 +448,40 @@ struct proc_attach {
 static int known_attach(const struct tlslib_file *f, const char *path, void *arg)
 {
 	struct proc_attach *pa = arg;
+	const char *inner;
+	char own[4096];
 
 	if (kind_of(pa->cap, f, path) == KIND_NODETLS &&
 	    (f->dev != pa->exe.st_dev || f->ino != pa->exe.st_ino))
 		return 0;
+	/* A file reached through another process's root (a container's):
+	 * through this one's, which maps it or will (that other process may
+	 * be gone).  file_attach() checks it is the same file. */
+	if (!strncmp(path, "/proc/", 6) && (inner = strstr(path + 6, "/root/"))) {
+		snprintf(own, sizeof(own), "/proc/%u/root%s", pa->pid, inner + 5);
+		path = own;
+	}
 	return file_attach(pa->cap, f, path, false, pa->pid) == -ESRCH ? -ESRCH : 0;
+}
+
+/* The pids that have links, once each (per process); *ret malloc()ed. */
+static size_t attached_pids(const struct tls_probes *tp, uint32_t **ret)
+{
+	uint32_t *pids = malloc((tp->n_att ? tp->n_att : 1) * sizeof(*pids));
+	size_t i, j, n = 0;
+
+	*ret = pids;
+	if (!pids)
+		return 0;
+	for (i = 0; i < tp->n_att; i++) {
+		if (!tp->att[i].pid)
+			continue;
+		for (j = 0; j < n && pids[j] != tp->att[i].pid; j++)
+			;
+		if (j == n)
+			pids[n++] = tp->att[i].pid;
+	}
+	return n;
 }
 
 static void proc_detach(struct tls_probes *tp, uint32_t pid)
@@ -459,9 +524,16 @@ static void proc_sync(struct capture *cap, uint32_t tgid)
 	snprintf(exe, sizeof(exe), "/proc/%u/exe", tgid);
 	if (stat(exe, &pa.exe))
 		memset(&pa.exe, 0, sizeof(pa.exe));
-	for (i = 0; i < tp->n_sys; i++)
-		if (known_attach(&tp->sys[i].file, tp->sys[i].path, &pa) == -ESRCH)
+	for (i = 0; i < tp->n_sys; i++) {
+		struct tls_known *k = &tp->sys[i];
+		struct stat st;
+
+		/* Replaced since it was read (a package upgrade): read again. */
+		if (!stat(k->path, &st) && (st.st_dev != k->file.dev || st.st_ino != k->file.ino))
+			tlslib_inspect(k->path, &k->file);
+		if (known_attach(&k->file, k->path, &pa) == -ESRCH)
 			return;
+	}
 	tlslib_registry_foreach(tp->reg, known_attach, &pa);
 }
 
@@ -470,9 +542,21 @@ static int file_new(const struct tlslib_file *f, const char *path, void *arg)
 {
 	struct capture *cap = arg;
 
-	/* Per process, the processes are given it by proc_sync(). */
-	if (!cap->tls->per_process)
+	if (!cap->tls->per_process) {
 		file_attach(cap, f, path, false, 0);
+	} else {
+		/* Every process with links gets it too (one may dlopen it
+		 * later); the process that maps it, from proc_sync(). */
+		struct proc_attach pa = { .cap = cap };
+		uint32_t *pids;
+		size_t i, n = attached_pids(cap->tls, &pids);
+
+		for (i = 0; i < n; i++) {
+			pa.pid = pids[i];
+			known_attach(f, path, &pa);
+		}
+		free(pids);
+	}
 	/* recorded even when it failed: the next process that maps it does
 	 * not retry in a loop; the failure is counted */
 	return 0;
@@ -534,10 +618,54 @@ static int proc_add(const struct capture_proc_info *info, void *ctx)
 	return 0;
 }
 
-static int proc_sync_one(const struct capture_proc_info *info, void *ctx)
+struct tgid_list {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+static int tgid_collect(const struct capture_proc_info *info, void *ctx)
 {
-	proc_sync(ctx, info->tgid);
+	struct tgid_list *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t n = l->cap ? l->cap * 2 : 256;
+		uint32_t *p = realloc(l->v, n * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		l->v = p;
+		l->cap = n;
+	}
+	l->v[l->n++] = info->tgid;
 	return 0;
+}
+
+/* Whether the process exited (its table entry lingers). */
+static bool proc_exited(const struct capture *cap, uint32_t tgid)
+{
+	size_t i;
+
+	for (i = cap->exits_head; i < cap->exits_len; i++)
+		if (cap->exits[i].tgid == tgid)
+			return true;
+	return false;
+}
+
+/* proc_sync() for every process of the table that still runs: their pids
+ * first, the links after (the table's walk holds an RCU read lock). */
+static void procs_sync(struct capture *cap)
+{
+	struct capture_proc_info *scratch = malloc(sizeof(*scratch));
+	struct tgid_list l = { 0 };
+	size_t i;
+
+	if (scratch)
+		proc_table_foreach(cap->procs, scratch, tgid_collect, &l);
+	free(scratch);
+	for (i = 0; i < l.n; i++)
+		if (!proc_exited(cap, l.v[i]))
+			proc_sync(cap, l.v[i]);
+	free(l.v);
 }
 
 int tls_probes_start(struct capture *cap)
@@ -570,9 +698,9 @@ int tls_probes_start(struct capture *cap)
 	system_libraries_attach(cap);
 	/* Every file first: a process is given all of them at once. */
 	proc_table_foreach(cap->procs, scratch, proc_add, cap);
-	if (tp->per_process)
-		proc_table_foreach(cap->procs, scratch, proc_sync_one, cap);
 	free(scratch);
+	if (tp->per_process)
+		procs_sync(cap);
 	log_debug("TLS probes: %zu attachments (%s), %lu files read", tp->n_att,
 		  tp->per_process ? "per process" : "per library file",
 		  tlslib_registry_inspections(tp->reg));
@@ -615,10 +743,14 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid)
 
 void tls_proc_fork(struct capture *cap, uint32_t tgid)
 {
-	/* It runs its parent's image under its parent's decision: the
-	 * breakpoints it inherits would be taken out at its first call. */
-	if (cap->tls && tgid != cap->self_tgid)
-		proc_sync(cap, tgid);
+	/* Links are per process: the breakpoints it inherits with its
+	 * parent's memory do not run the programs of its parent's links.
+	 * Any links of its pid are an older process's (its exit event
+	 * lost). */
+	if (!cap->tls || !cap->tls->per_process || tgid == cap->self_tgid)
+		return;
+	proc_detach(cap->tls, tgid);
+	proc_sync(cap, tgid);
 }
 
 void tls_proc_exit(struct capture *cap, uint32_t tgid)
@@ -634,15 +766,8 @@ void tls_proc_exit(struct capture *cap, uint32_t tgid)
 
 void tls_probes_resync(struct capture *cap)
 {
-	struct capture_proc_info *scratch;
-
-	if (!cap->tls || !cap->tls->per_process)
-		return;
-	scratch = malloc(sizeof(*scratch));
-	if (!scratch)
-		return;
-	proc_table_foreach(cap->procs, scratch, proc_sync_one, cap);
-	free(scratch);
+	if (cap->tls && cap->tls->per_process)
+		procs_sync(cap);
 }
 
 void tls_rescans_run(struct capture *cap)

@@ -5,12 +5,13 @@
 #   start-time scan; a second nginx started after it gets its links at its
 #   exec and its worker at its fork, and loses them when it exits;
 # - each allowed process's TLS plaintext is seen (nginx's side of a curl
-#   request, with the request line from its SSL_read);
+#   request, with the request line from its SSL_read), and its calls run
+#   the probes;
 # - a TLS exchange between two processes the filters leave out (curl and
 #   openssl s_server) runs the probes not once: the breakpoints are not in
 #   them (tls.sh checks that with the default, per library file, they run);
 # - a reload that leaves nginx out takes its links away, and one that lets
-#   it in again gives them back.
+#   it in again gives them back: its plaintext is seen again.
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 scrape_with_copy
@@ -72,8 +73,13 @@ ok $? "the running nginx's two processes have links ($per_nginx)"
 test "$(metric_sum /system/metrics 'qtap_system_tls_attach_errors_total{')" = 0
 ok $? "no attach errors"
 
+runs_before=$(tls_runs)
 test "$(get "$A_TLS" /small)" = 200
 ok $? "curl gets /small from the first nginx"
+sleep 0.3
+runs_after=$(tls_runs)
+test -n "$runs_before" && test "$runs_after" -gt "$runs_before"
+ok $? "nginx's TLS calls run the probes ($runs_before, $runs_after)"
 
 # A second nginx, started after the agent: its own links, its worker's at
 # its fork.
@@ -171,6 +177,17 @@ allow '/nginx$'
 kill -HUP "$AGENT_PID"
 wait_links "$per_nginx"
 ok $? "a reload that lets it in gives them back: $(openssl_links)"
+nginx_reads() {
+	grep -c 'module=openssl op=SSL_read .*comm=nginx.*line=\\"GET /again HTTP/1.1\\"' "$TMP/agent.log"
+}
+get "$A_TLS" /again >/dev/null
+i=0
+while [ "$(nginx_reads)" = 0 ] && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+test "$(nginx_reads)" = 1
+ok $? "its plaintext is seen again (the request line of /again)"
 
 test "$(metric_sum /system/metrics 'qtap_system_events_lost_total{')" = 0 &&
 	test "$(metric /system/metrics qtap_system_tls_calls_untied_total)" = 0
