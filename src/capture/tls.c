@@ -721,9 +721,10 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid)
 
 	if (!tp || tgid == cap->self_tgid)
 		return;
-	/* Per process, the new image is judged first, before the loader
-	 * maps its libraries (links on them take effect when it does), and
-	 * again for the files its maps show that were not known. */
+	/* Per process, the new image is judged first, before its maps are
+	 * read (a link on a library it has not mapped yet takes effect when
+	 * it maps it), and again for the files its maps show that were not
+	 * known. */
 	proc_sync(cap, tgid);
 	if (tlslib_registry_add_pid(tp->reg, (pid_t)tgid, file_new, cap) > 0)
 		proc_sync(cap, tgid);
