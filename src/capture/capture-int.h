@@ -95,7 +95,7 @@ struct capture {
 	bool bad_event_logged;
 	bool put_failed_logged;
 	bool filter_failed_logged;
-	struct capture_proc_info filter_scratch; /* filter_proc_apply() */
+	struct capture_proc_info filter_scratch; /* filter_proc_apply(), proc_allowed() */
 	/* Exited processes waiting out proc_linger_ms before they leave the
 	 * process table, oldest first (the process reader only). */
 	struct proc_exit {

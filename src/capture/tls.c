@@ -493,17 +493,22 @@ static void proc_detach(struct tls_probes *tp, uint32_t pid)
 			attachment_remove(tp, i);
 }
 
-/* Whether the filters allow the process (its kernel filter entry). */
+/* Whether the filters allow the process: its kernel filter entry, else
+ * (the map was full) the filters asked again. */
 static bool proc_allowed(struct capture *cap, uint32_t tgid)
 {
+	struct capture_proc_info *info = &cap->filter_scratch;
 	struct qtap_tgid_filter value;
 	__u32 key = tgid;
 
-	if (tgid == cap->self_tgid ||
-	    bpf_map__lookup_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), &value,
-				 sizeof(value), 0))
+	if (tgid == cap->self_tgid)
 		return false;
-	return value.action == QTAP_TGID_ALLOW;
+	if (!bpf_map__lookup_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), &value,
+				  sizeof(value), 0))
+		return value.action == QTAP_TGID_ALLOW;
+	if (capture_proc_lookup(cap, tgid, info))
+		return false;
+	return filter_decide(cap->conf, cap->self_tgid, info) == QTAP_TGID_ALLOW;
 }
 
 /* Gives the process links on every known file when the filters allow it,
