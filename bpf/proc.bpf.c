@@ -62,7 +62,7 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 	ev->filename_len = 0;
 	ev->filename_truncated = 0;
 	ev->exec_gen = 0;
-	ev->pad = 0;
+	ev->flags = 0;
 	ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	ev->filename[0] = '\0';
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
@@ -105,6 +105,8 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (!ev)
 		return 0;
 	ev->exec_gen = gen;
+	if (ctx->old_pid != ctx->pid)
+		ev->flags |= QTAP_PROC_F_EXEC_BY_THREAD;
 	/* __data_loc: offset in the low 16 bits, length (NUL included) in
 	 * the high 16 bits. */
 	n = bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),

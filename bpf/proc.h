@@ -17,6 +17,11 @@
  *   path as given to execve() (possibly relative), exit_code 0.
  * - exit: once per process, when its last thread exits; filename is empty,
  *   exit_code is the wait(2) status. */
+/* qtap_proc_event.flags */
+/* EXEC: a thread other than the process's first one called execve(); it
+ * took over the process's pid, and its old leader is gone. */
+#define QTAP_PROC_F_EXEC_BY_THREAD 1u
+
 struct qtap_proc_event {
 	struct qtap_event_header hdr;
 	__u32 tgid;
@@ -28,7 +33,7 @@ struct qtap_proc_event {
 	/* EXEC: the process's exec generation this exec began (the exec_gen
 	 * map; see struct qtap_tgid_filter in sock.h); 0 otherwise. */
 	__u32 exec_gen;
-	__u32 pad;
+	__u32 flags;		/* QTAP_PROC_F_* */
 	/* The process's cgroup (v2) when the event was written: the id of
 	 * its directory in the unified hierarchy (its inode number). */
 	__u64 cgroup_id;

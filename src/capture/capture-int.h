@@ -152,8 +152,9 @@ void sock_conn_forget(void *ctx, uint64_t key);
 int tls_probes_start(struct capture *cap);
 /* A process ran exec: its new image now, its libraries a little later
  * (per process: its links given or taken by the filters' decision, which
- * must be written first). */
-void tls_proc_exec(struct capture *cap, uint32_t tgid);
+ * must be written first; by_thread: a thread other than the first one
+ * exec'd, and links made before are bound to the old leader). */
+void tls_proc_exec(struct capture *cap, uint32_t tgid, bool by_thread);
 /* A new process (per process: its links, by its decision). */
 void tls_proc_fork(struct capture *cap, uint32_t tgid);
 /* A process exited: its own links, and files no process maps any more,

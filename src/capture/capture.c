@@ -231,7 +231,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 			cap->filter_failed_logged = true;
 		}
 		if (kind == KIND_EXEC)
-			tls_proc_exec(cap, ev->tgid);
+			tls_proc_exec(cap, ev->tgid,
+				      ev->flags & QTAP_PROC_F_EXEC_BY_THREAD);
 		else
 			tls_proc_fork(cap, ev->tgid);
 	}

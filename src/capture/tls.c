@@ -720,12 +720,16 @@ nomem:
 	return -ENOMEM;
 }
 
-void tls_proc_exec(struct capture *cap, uint32_t tgid)
+void tls_proc_exec(struct capture *cap, uint32_t tgid, bool by_thread)
 {
 	struct tls_probes *tp = cap->tls;
 
 	if (!tp || tgid == cap->self_tgid)
 		return;
+	/* A link is bound to the task its pid named when it was made: the
+	 * leader a thread's exec replaced runs nothing any more. */
+	if (by_thread && tp->per_process)
+		proc_detach(tp, tgid);
 	/* Per process, the new image is judged first, before its maps are
 	 * read (a link on a library it has not mapped yet takes effect when
 	 * it maps it), and again for the files its maps show that were not

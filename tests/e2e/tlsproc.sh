@@ -11,7 +11,9 @@
 #   openssl s_server) runs the probes not once: the breakpoints are not in
 #   them (tls.sh checks that with the default, per library file, they run);
 # - a reload that leaves nginx out takes its links away, and one that lets
-#   it in again gives them back: its plaintext is seen again.
+#   it in again gives them back: its plaintext is seen again;
+# - a client exec'd by the second thread of a process that had links (the
+#   links were bound to the leader the exec replaced) gets new ones.
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 scrape_with_copy
@@ -188,6 +190,36 @@ while [ "$(nginx_reads)" = 0 ] && [ $i -lt 50 ]; do
 done
 test "$(nginx_reads)" = 1
 ok $? "its plaintext is seen again (the request line of /again)"
+
+# A process that is let in and has its links, whose second thread then
+# execs a client: the links were bound to the leader that exec replaced,
+# so they are made again.
+allow '/(nginx|python3(\\.[0-9]+)?)$'
+kill -HUP "$AGENT_PID"
+sleep 0.5
+$PY - "$SERVER_ADDR" "$A_TLS" <<'PYCODE'
+import os, sys, threading, time
+client = '''
+import socket, ssl, sys, time
+time.sleep(0.5)
+c = ssl._create_unverified_context()
+s = c.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+s.write(b"GET /by-thread HTTP/1.1\\r\\nHost: test.example\\r\\nConnection: close\\r\\n\\r\\n")
+s.read()
+'''
+time.sleep(0.5)	# its links are in place
+t = threading.Thread(target=os.execv, args=(sys.executable, [sys.executable, "-c", client] + sys.argv[1:]))
+t.start()
+t.join()
+PYCODE
+i=0
+until grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /by-thread HTTP/1.1\\"' "$TMP/agent.log" ||
+	[ $i -ge 30 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /by-thread HTTP/1.1\\"' "$TMP/agent.log"
+ok $? "a client exec'd by a process's second thread is seen (its request line)"
 
 test "$(metric_sum /system/metrics 'qtap_system_events_lost_total{')" = 0 &&
 	test "$(metric /system/metrics qtap_system_tls_calls_untied_total)" = 0
