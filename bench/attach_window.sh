@@ -22,16 +22,7 @@ require_root
 scrape_with_copy
 
 start_nginx || { echo "nginx did not start"; exit 1; }
-cat >"$TMP/qtap.conf" <<CONF
-tap = {
-  direction = "all";
-  ignore_loopback = false;
-  filters = {
-    groups = [ "qpoint" ];
-    custom = ( { exe = "/(curl|wget|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
-  };
-};
-CONF
+conf_only '/(curl|wget|python3(\\.[0-9]+)?)$'
 
 for mode in library process; do
 	start_agent --config "$TMP/qtap.conf" --tls-attach "$mode" --log-level debug \

@@ -17,11 +17,6 @@
  *   path as given to execve() (possibly relative), exit_code 0.
  * - exit: once per process, when its last thread exits; filename is empty,
  *   exit_code is the wait(2) status. */
-/* qtap_proc_event.flags */
-/* EXEC: a thread other than the process's first one called execve(); it
- * took over the process's pid, and its old leader is gone. */
-#define QTAP_PROC_F_EXEC_BY_THREAD 1u
-
 struct qtap_proc_event {
 	struct qtap_event_header hdr;
 	__u32 tgid;
@@ -40,6 +35,11 @@ struct qtap_proc_event {
 	char comm[QTAP_COMM_LEN];
 	char filename[QTAP_PROC_FILENAME_LEN];
 };
+
+/* qtap_proc_event.flags.  EXEC_BY_THREAD: a thread other than the
+ * process's first one called execve(); it took over the process's pid, and
+ * its old leader is gone. */
+#define QTAP_PROC_F_EXEC_BY_THREAD 1u
 
 /* Size of the ring buffer proc.bpf.c writes into; a power of two multiple
  * of the page size, set before load. */

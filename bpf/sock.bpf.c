@@ -669,10 +669,16 @@ static __always_inline bool prefix(const __u8 *p, const char *s, int n)
 	return true;
 }
 
+/* Whether n bytes at p start a TLS handshake record. */
+static __always_inline bool tls_record(const __u8 *p, __u32 n)
+{
+	return n >= 2 && p[0] == 0x16 && p[1] == 0x03;
+}
+
 /* The class of a connection from its first n captured bytes. */
 static __always_inline __u8 classify(const __u8 *p, __u32 n)
 {
-	if (n >= 2 && p[0] == 0x16 && p[1] == 0x03)
+	if (tls_record(p, n))
 		return CLASS_TLS;
 	if (n < 8)
 		return CLASS_UNKNOWN;
@@ -814,7 +820,7 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 	}
 	/* TLS after an HTTP head: an upgrade (RFC 2817), or a tunnel first
 	 * seen at its response.  Its TLS calls are looked for from now on. */
-	if (st->class == CLASS_HTTP && n >= 2 && payload[0] == 0x16 && payload[1] == 0x03)
+	if (st->class == CLASS_HTTP && tls_record(payload, n))
 		st->class = CLASS_TUNNEL;
 	if (st->class == CLASS_TLS)
 		st->tls_copied[dir] += n;

@@ -246,13 +246,17 @@ static void closer_put(struct tls_closer *c, int fd)
 {
 	if (fd < 0)
 		return;
+	if (!c->n_threads) {
+		close(fd);
+		return;
+	}
 	pthread_mutex_lock(&c->lock);
-	if (c->n_threads && c->n == c->cap && c->head) {
+	if (c->n == c->cap && c->head) {
 		memmove(c->fds, c->fds + c->head, (c->n - c->head) * sizeof(*c->fds));
 		c->n -= c->head;
 		c->head = 0;
 	}
-	if (c->n_threads && c->n == c->cap) {
+	if (c->n == c->cap) {
 		size_t n = c->cap ? c->cap * 2 : 64;
 		int *p = realloc(c->fds, n * sizeof(*p));
 
@@ -261,14 +265,14 @@ static void closer_put(struct tls_closer *c, int fd)
 			c->cap = n;
 		}
 	}
-	if (c->n_threads && c->n < c->cap) {
+	if (c->n < c->cap) {
 		c->fds[c->n++] = fd;
 		pthread_cond_signal(&c->cond);
 		fd = -1;
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (fd >= 0)
-		close(fd);
+		close(fd);	/* no room: here, then */
 }
 
 /* Closes what is queued and stops the threads. */
@@ -366,7 +370,8 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 			err = -errno;
 		else if (st.st_dev != f->dev || st.st_ino != f->ino)
 			err = -ESTALE;
-		snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", file_fd);
+		else
+			snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", file_fd);
 	}
 	/* The returns first: an entry whose return has no probe would leave
 	 * its thread's call open (tls_enter heals that, at a cost). */

@@ -186,3 +186,51 @@ stop_nginx() {
 	wait "$NGINX_PID" 2>/dev/null
 	NGINX_PID=
 }
+
+# --- TLS helpers ----------------------------------------------------------
+
+# conf_only REGEX: $TMP/qtap.conf traces every direction, loopback too, of
+# the executables REGEX matches (an allow-list entry) and of none other.
+# REGEX is written into a libconfig string: a backslash is written \\.
+conf_only() {
+	cat >"$TMP/qtap.conf" <<CONF
+tap = {
+  direction = "all";
+  ignore_loopback = false;
+  filters = {
+    groups = [ "qpoint" ];
+    custom = ( { exe = "$1"; strategy = "regex"; only = true; } );
+  };
+};
+CONF
+}
+
+# start_s_server: openssl s_server with nginx's certificate on
+# 127.0.0.1:$S_PORT (its pid in S_PID), answering once $SCRAPE can fetch
+# from it (5 s at most).
+start_s_server() {
+	S_PORT=$(free_port)
+	openssl s_server -quiet -www -accept "127.0.0.1:$S_PORT" -cert "$TMP/nginx/cert.pem" \
+		-key "$TMP/nginx/key.pem" >"$TMP/s_server.out" 2>&1 &
+	S_PID=$!
+	i=0
+	while ! "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null &&
+		[ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
+
+# tls_runs: how many times the TLS entry probe has run (the kernel's count).
+tls_runs() {
+	metric /system/metrics 'qtap_system_bpf_program_runs_total{program="tls_enter"}'
+}
+
+# wait_file FILE: until FILE exists (10 s at most).
+wait_file() {
+	i=0
+	while [ ! -e "$1" ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}

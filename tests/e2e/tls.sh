@@ -19,16 +19,7 @@ scrape_with_copy
 start_nginx
 ok $? "nginx serves TLS on $SERVER_ADDR:$TLS_PORT"
 
-cat >"$TMP/qtap.conf" <<CONF
-tap = {
-  direction = "all";
-  ignore_loopback = false;
-  filters = {
-    groups = [ "qpoint" ];
-    custom = ( { exe = "/(nginx|curl|wget|node|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
-  };
-};
-CONF
+conf_only '/(nginx|curl|wget|node|python3(\\.[0-9]+)?)$'
 
 # A requests session from 127.0.0.43, one GET of /small per line read from
 # its fifo ("quit" ends it); it prints each status.  TAG names its output.
@@ -235,21 +226,10 @@ ok $? "TLS data events are counted as received"
 # A TLS exchange between two processes the filters leave out (a renamed
 # curl and openssl s_server): the probes run in them (they are set once
 # for every process that maps the library) but give nothing.
-S_PORT=$(free_port)
-openssl s_server -quiet -www -accept "127.0.0.1:$S_PORT" -cert "$TMP/nginx/cert.pem" \
-	-key "$TMP/nginx/key.pem" >"$TMP/s_server.out" 2>&1 &
-S_PID=$!
-i=0
-while ! "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+start_s_server
 tls_events() {
 	"$CURL" -s "$BASE/system/metrics" |
 		awk '/^qtap_system_events_received_total\{.*type="tls_data"/ { s += $NF } END { print s + 0 }'
-}
-tls_runs() {
-	metric /system/metrics 'qtap_system_bpf_program_runs_total{program="tls_enter"}'
 }
 before=$(tls_events)
 runs_before=$(tls_runs)
@@ -283,11 +263,7 @@ open(ready, "w").close()
 time.sleep(60)
 PYCODE
 HALF_PID=$!
-i=0
-while [ ! -e "$TMP/half.ready" ] && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_file "$TMP/half.ready"
 sleep 0.3
 mid=$(metric /metrics "qtap_connection_active_total{$EGRESS}")
 test "${mid:-0}" = 1; ok $? "the half-sent request's connection is active ($mid)"
@@ -348,11 +324,7 @@ pump(c, u)
 t.join()
 PYCODE
 PROXY_PID=$!
-i=0
-while [ ! -e "$TMP/proxy.ready" ] && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_file "$TMP/proxy.ready"
 untied_before=$(metric /system/metrics qtap_system_tls_calls_untied_total)
 curl -sk --http1.1 --interface "$CLIENT_ADDR" --proxy "http://$CLIENT_ADDR:$PROXY_PORT" \
 	-o /dev/null -w '%{http_code}\n' "https://test.example:$TLS_PORT/tunnel" >"$TMP/tunnel.out"

@@ -24,11 +24,6 @@ openssl_links() {
 	metric /system/metrics 'qtap_system_tls_attachments{library="openssl"}'
 }
 
-# tls_runs: how many times the TLS entry probe ran.
-tls_runs() {
-	metric /system/metrics 'qtap_system_bpf_program_runs_total{program="tls_enter"}'
-}
-
 # wait_links N: until there are N openssl attachments (10 s at most).
 wait_links() {
 	i=0
@@ -51,19 +46,7 @@ ok $? "nginx (the one started before the agent) serves TLS on $SERVER_ADDR:$TLS_
 A_PID=$NGINX_PID
 A_TLS=$TLS_PORT
 
-allow() {
-	cat >"$TMP/qtap.conf" <<CONF
-tap = {
-  direction = "all";
-  ignore_loopback = false;
-  filters = {
-    groups = [ "qpoint" ];
-    custom = ( { exe = "$1"; strategy = "regex"; only = true; } );
-  };
-};
-CONF
-}
-allow '/nginx$'
+conf_only '/nginx$'
 
 start_agent --config "$TMP/qtap.conf" --tls-attach process --log-level debug \
 	--log-encoding json --bpf-trace openssl
@@ -100,15 +83,7 @@ test "$(get "$B_TLS" /small)" = 200
 ok $? "curl gets /small from the second nginx"
 
 # An exchange between two processes the filters leave out.
-S_PORT=$(free_port)
-openssl s_server -quiet -www -accept "127.0.0.1:$S_PORT" -cert "$TMP/nginx/cert.pem" \
-	-key "$TMP/nginx/key.pem" >"$TMP/s_server.out" 2>&1 &
-S_PID=$!
-i=0
-while ! "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+start_s_server
 before=$(tls_runs)
 j=0
 while [ $j -lt 5 ]; do
@@ -164,7 +139,7 @@ wait_links "$per_nginx"
 ok $? "the second nginx's links are gone with it: $(openssl_links)"
 
 # A reload that leaves nginx out, then one that lets it in again.
-allow '/no-such-program$'
+conf_only '/no-such-program$'
 kill -HUP "$AGENT_PID"
 wait_links 0
 ok $? "a reload that leaves nginx out takes its links: $(openssl_links)"
@@ -175,7 +150,7 @@ sleep 0.3
 after=$(tls_runs)
 test -n "$before" && test "$after" = "$before"
 ok $? "its TLS calls then run no probe ($before, $after)"
-allow '/nginx$'
+conf_only '/nginx$'
 kill -HUP "$AGENT_PID"
 wait_links "$per_nginx"
 ok $? "a reload that lets it in gives them back: $(openssl_links)"
@@ -194,7 +169,7 @@ ok $? "its plaintext is seen again (the request line of /again)"
 # A process that is let in and has its links, whose second thread then
 # execs a client: the links were bound to the leader that exec replaced,
 # so they are made again.
-allow '/(nginx|python3(\\.[0-9]+)?)$'
+conf_only '/(nginx|python3(\\.[0-9]+)?)$'
 kill -HUP "$AGENT_PID"
 sleep 0.5
 $PY - "$SERVER_ADDR" "$A_TLS" <<'PYCODE'
