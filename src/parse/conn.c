@@ -1198,7 +1198,9 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 		       uint64_t seq, uint64_t now)
 {
 	const struct qtap_event_header *h = rec;
-	size_t keep = size;
+	bool data = h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA;
+	size_t keep = size, max_events = CONN_REORDER_MAX_EVENTS;
+	size_t max_bytes = CONN_REORDER_MAX_BYTES;
 	struct pending *p;
 	unsigned i;
 
@@ -1206,8 +1208,15 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	if (h->type == QTAP_EVENT_CONN_DATA && c->known &&
 	    (c->ignored || (c->proto != L7_UNKNOWN && !c->tls)))
 		keep = sizeof(struct qtap_conn_data);
-	while (c->n_pend && (c->n_pend >= CONN_REORDER_MAX_EVENTS ||
-			     c->pend_bytes + keep > CONN_REORDER_MAX_BYTES)) {
+	/* Its OPEN still to come: headers only past the byte budget, and
+	 * room for them (see CONN_OPEN_WAIT_MAX_EVENTS). */
+	if (!c->known && c->next_seq == 0) {
+		if (data && c->pend_bytes + keep > max_bytes)
+			keep = sizeof(struct qtap_conn_data);
+		max_events = CONN_OPEN_WAIT_MAX_EVENTS;
+		max_bytes += CONN_OPEN_WAIT_MAX_EVENTS * sizeof(struct qtap_conn_data);
+	}
+	while (c->n_pend && (c->n_pend >= max_events || c->pend_bytes + keep > max_bytes)) {
 		if (!conn_skip(t, c, now))
 			return false;
 	}

@@ -78,6 +78,11 @@ struct pipeline_exit_event {
 #define CONN_REORDER_MAX_EVENTS 64
 #define CONN_REORDER_MAX_BYTES (256u << 10)
 #define CONN_REORDER_WAIT_NS (1000ull * 1000 * 1000)
+/* Until its OPEN (seq 0) arrives, a connection's events wait in any
+ * number up to this, those past the byte budget without their payload:
+ * the OPEN may sit in another CPU's ring or queue while this one carries
+ * a bulk transfer, and giving it up would lose the whole connection. */
+#define CONN_OPEN_WAIT_MAX_EVENTS 1024
 
 struct conn_tracker_opts {
 	struct metrics_store *store;

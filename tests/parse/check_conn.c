@@ -473,6 +473,36 @@ START_TEST(test_open_late_and_lost)
 }
 END_TEST
 
+/* A bulk transfer's events before its OPEN (the OPEN in another CPU's
+ * queue): past the reorder budget they wait without their payload, and
+ * the connection is whole once the OPEN comes. */
+START_TEST(test_open_after_bulk)
+{
+	static uint8_t chunk[4096];
+	struct conn_tracker *t = tracker(NULL);
+	const uint64_t n = 4 * CONN_REORDER_MAX_EVENTS;
+	struct rec r;
+	uint64_t s;
+
+	memset(chunk, 'x', sizeof(chunk));
+	for (s = 1; s <= n; s++) {
+		mk_data(&r, 31, s, 100, QTAP_DATA_RECV, 16384, chunk, sizeof(chunk), T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	mk_open(&r, 31, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40000, T0);
+	feed(t, &r, T0 + 5 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.6", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.6", "80"),
+			  16384 * n);
+	mk_close(&r, 31, n + 1, 100, 0, 16384 * n, T0 + n + 1);
+	feed(t, &r, T0 + 6 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.6", "80"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_free(&t, T0 + 7 * MS);
+}
+END_TEST
+
 START_TEST(test_process_exit)
 {
 	struct conn_tracker *t = tracker(NULL);
@@ -1110,6 +1140,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_gap_and_lost_bytes);
 	tcase_add_test(tc, test_reorder_buffer_full);
 	tcase_add_test(tc, test_open_late_and_lost);
+	tcase_add_test(tc, test_open_after_bulk);
 	tcase_add_test(tc, test_process_exit);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_preexisting);
