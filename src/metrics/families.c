@@ -123,6 +123,12 @@ const struct metric_def metric_defs[M__COUNT] = {
 		"qtap_system_sequence_gaps_total", METRIC_COUNTER, SYS, 0,
 		"Gaps detected in the per-connection event sequence numbers.",
 		NO_LABELS, PLAIN(1) },
+	[M_SYSTEM_PAYLOADS_DROPPED_TOTAL] = {
+		"qtap_system_payloads_dropped_total", METRIC_COUNTER, SYS, 0,
+		"Data events kept without their payload while their connection's open was "
+		"still to come and its reorder buffer was full (byte counts stay exact; "
+		"what the payload held is not parsed).",
+		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_PARSE_ERRORS_TOTAL] = {
 		"qtap_system_parse_errors_total", METRIC_COUNTER, SYS, 0,
 		"Protocol parse errors, by protocol.",

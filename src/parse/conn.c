@@ -183,7 +183,7 @@ struct conn_tracker {
 	struct port_entry ports[PORT_CACHE_SIZE];
 	struct peer *peers[PEER_BUCKETS];
 	unsigned n_peers;
-	struct metric_series *gaps, *tls_errors, *tracked;
+	struct metric_series *gaps, *payloads_dropped, *tls_errors, *tracked;
 	struct metric_series *proto[L7_OTHER + 1];
 	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
 	uint64_t last_idle_scan;
@@ -1201,6 +1201,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	bool data = h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA;
 	size_t keep = size, max_events = CONN_REORDER_MAX_EVENTS;
 	size_t max_bytes = CONN_REORDER_MAX_BYTES;
+	bool stripped = false;	/* a payload still of use dropped */
 	struct pending *p;
 	unsigned i;
 
@@ -1211,8 +1212,10 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	/* Its OPEN still to come: headers only past the byte budget, and
 	 * room for them (see CONN_OPEN_WAIT_MAX_EVENTS). */
 	if (!c->known && c->next_seq == 0) {
-		if (data && c->pend_bytes + keep > max_bytes)
+		if (data && c->pend_bytes + keep > max_bytes) {
+			stripped = keep > sizeof(struct qtap_conn_data);
 			keep = sizeof(struct qtap_conn_data);
+		}
 		max_events = CONN_OPEN_WAIT_MAX_EVENTS;
 		max_bytes += CONN_OPEN_WAIT_MAX_EVENTS * sizeof(struct qtap_conn_data);
 	}
@@ -1246,6 +1249,8 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	memcpy(p->rec, rec, keep);
 	if (keep < size)
 		((struct qtap_conn_data *)p->rec)->captured = 0;
+	if (stripped)
+		metrics_counter_add(t->payloads_dropped, 1);
 	p->size = (uint32_t)keep;
 	p->seq = seq;
 	p->arrival_ns = now;
@@ -1464,6 +1469,8 @@ struct conn_tracker *conn_tracker_new(const struct conn_tracker_opts *opts)
 	}
 	/* Failed lookups leave NULL handles, which updates ignore. */
 	t->gaps = metrics_series_get(t->o.store, M_SYSTEM_SEQUENCE_GAPS_TOTAL, NULL);
+	t->payloads_dropped = metrics_series_get(t->o.store, M_SYSTEM_PAYLOADS_DROPPED_TOTAL,
+						 NULL);
 	t->tls_errors = metrics_series_get(t->o.store, M_SYSTEM_PARSE_ERRORS_TOTAL, tls_label);
 	t->tracked = metrics_series_get(t->o.store, M_SYSTEM_CONNECTIONS_TRACKED, NULL);
 	for (p = L7_HTTP1; p <= L7_OTHER; p++) {

@@ -490,6 +490,10 @@ START_TEST(test_open_after_bulk)
 		feed(t, &r, T0 + MS);
 	}
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	/* the byte budget holds the first ones whole; the rest lost their
+	 * payload, and say so */
+	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL),
+			  n - CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + sizeof(chunk)));
 	mk_open(&r, 31, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40000, T0);
 	feed(t, &r, T0 + 5 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.6", "80"), 1);
