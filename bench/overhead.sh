@@ -130,11 +130,12 @@ while [ $r -le "$ROUNDS" ]; do
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
 	dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
-	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0}))
+	stripped=$(metric /system/metrics qtap_system_payloads_dropped_total)
+	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0} + ${stripped:-0}))
 	stop_agent
-	printf 'round %d: no agent %s req/s, floor %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s)\n' \
+	printf 'round %d: no agent %s req/s, floor %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
 		"$r" "$(tail -n 1 "$TMP/base")" "$f" "$(tail -n 1 "$TMP/agent")" \
-		"${lost:-0}" "${dropped:-0}" "${gaps:-0}"
+		"${lost:-0}" "${dropped:-0}" "${gaps:-0}" "${stripped:-0}"
 	r=$((r + 1))
 done
 stop_nginx
