@@ -89,14 +89,30 @@ wait_for() {
 	done
 }
 
-# rps: one wrk run; prints requests/s.
-rps() {
-	wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$URL" 2>/dev/null |
-		awk '/^Requests\/sec:/ { print $2 }'
+# busy: the machine's busy CPU time so far in clock ticks (user, nice,
+# system, irq and softirq of /proc/stat; idle, iowait and the time the
+# hypervisor took, steal, left out).
+busy() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
 }
 
+# rps: one wrk run; prints requests/s and the machine's busy CPU time per
+# request in microseconds (server, client, agent and kernel together: less
+# sensitive than requests/s to CPU time the hypervisor takes away).
+rps() {
+	b0=$(busy)
+	wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$URL" 2>/dev/null >"$TMP/wrk.out"
+	b1=$(busy)
+	awk -v ticks=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" '
+		/ requests in / { n = $1 }
+		/^Requests\/sec:/ { r = $2 }
+		END { if (n > 0) printf "%s %.2f\n", r, ticks * 1e6 / hz / n }' "$TMP/wrk.out"
+}
+
+# median [COLUMN]: the median of a column (1 unless told) of standard input.
 median() {
-	sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	awk -v c="${1:-1}" '{ print $c }' | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 rps >/dev/null # warm-up
@@ -119,8 +135,8 @@ while [ $r -le "$ROUNDS" ]; do
 			wait_for "$TMP/bpftrace.out" '^Attaching'
 		fi
 		sleep 1
-		f=$(rps)
-		echo "$f" >>"$TMP/floor"
+		rps >>"$TMP/floor"
+		f=$(tail -n 1 "$TMP/floor" | cut -d' ' -f1)
 		kill -INT "$ft" $bt
 		wait "$ft" $bt 2>/dev/null
 	fi
@@ -134,7 +150,8 @@ while [ $r -le "$ROUNDS" ]; do
 	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0} + ${stripped:-0}))
 	stop_agent
 	printf 'round %d: no agent %s req/s, floor %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
-		"$r" "$(tail -n 1 "$TMP/base")" "$f" "$(tail -n 1 "$TMP/agent")" \
+		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" \
+		"$(tail -n 1 "$TMP/agent" | cut -d' ' -f1)" \
 		"${lost:-0}" "${dropped:-0}" "${gaps:-0}" "${stripped:-0}"
 	r=$((r + 1))
 done
@@ -156,3 +173,11 @@ else
 	printf 'median of %d (%s): no agent %s req/s, qtap %s req/s, ratio %s (target >= 0.90), events lost %d\n' \
 		"$ROUNDS" "$SCHEME" "$base" "$agent" "$ratio" "$lost_total"
 fi
+# The same runs seen two more ways: the median of each round's own ratio
+# (a slow drift of the machine cancels out), and the machine's busy CPU
+# time per request (the agent's whole cost, its threads' too).
+paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $3 / $1 }' | median)
+cpu_base=$(median 2 <"$TMP/base")
+cpu_agent=$(median 2 <"$TMP/agent")
+printf 'median of the rounds'"'"' own ratios qtap/no agent %.3f; busy CPU per request: no agent %s us, qtap %s us (no agent/qtap %.3f)\n' \
+	"$paired" "$cpu_base" "$cpu_agent" "$(awk -v a="$cpu_agent" -v b="$cpu_base" 'BEGIN { print b / a }')"
