@@ -82,15 +82,6 @@ elif [ "$SCHEME" = https ]; then
 	done
 fi
 
-# wait_for FILE PATTERN: until FILE has a line matching PATTERN (10 s at most).
-wait_for() {
-	i=0
-	until grep -q "$2" "$1" || [ $i -ge 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-}
-
 # busy: the machine's busy CPU time so far in clock ticks (user, nice,
 # system, irq and softirq of /proc/stat; idle, iowait and the time the
 # hypervisor took, steal, left out).
@@ -129,12 +120,12 @@ while [ $r -le "$ROUNDS" ]; do
 	if [ -n "$FLOOR_TP" ]; then
 		"$FLOOR_TP" >"$TMP/floor.out" 2>&1 &
 		ft=$!
-		wait_for "$TMP/floor.out" '^attached'
+		wait_line "$TMP/floor.out" '^attached'
 		bt=
 		if [ -n "$FLOOR_UPROBES" ]; then
 			bpftrace -e "$FLOOR_UPROBES { }" >"$TMP/bpftrace.out" 2>&1 &
 			bt=$!
-			wait_for "$TMP/bpftrace.out" '^Attaching'
+			wait_line "$TMP/bpftrace.out" '^Attaching'
 		fi
 		sleep 1
 		rps >>"$TMP/floor"

@@ -271,6 +271,9 @@ int procfs_cgroup2_root(const char *mountinfo, char *out, size_t n);
 void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
 			struct capture_proc_info *info);
 
+/* The path /proc/TGID/exe names, NUL-terminated in buf (size bytes): true;
+ * false, buf untouched, when the process is gone or has no image. */
+bool procfs_exe(uint32_t tgid, char *buf, size_t size);
 /* Parses the text of /proc/PID/stat (NUL-terminated): 0 or -EINVAL. */
 int procfs_stat_parse(const char *text, struct proc_stat *ret);
 /* Puts every user-space process found under proc_root (normally "/proc")

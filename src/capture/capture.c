@@ -76,18 +76,11 @@ static const char *cgroup2_root(const struct capture *cap)
 static void proc_event_exe(struct capture *cap, const struct qtap_proc_event *ev, uint32_t gen,
 			   char *exe, size_t size)
 {
-	char path[32];
 	size_t len;
-	ssize_t n;
 
-	if (ev->hdr.type != QTAP_EVENT_PROCESS_EXEC || gen == ev->exec_gen) {
-		snprintf(path, sizeof(path), "/proc/%u/exe", ev->tgid);
-		n = readlink(path, exe, size - 1);
-		if (n > 0) {
-			exe[n] = '\0';
-			return;
-		}
-	}
+	if ((ev->hdr.type != QTAP_EVENT_PROCESS_EXEC || gen == ev->exec_gen) &&
+	    procfs_exe(ev->tgid, exe, size))
+		return;
 	exe[0] = '\0';
 	if (ev->hdr.type == QTAP_EVENT_PROCESS_FORK) {
 		if (proc_table_lookup(cap->procs, ev->ppid, &cap->parent) == 0)
@@ -604,17 +597,11 @@ static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, ch
 {
 	/* Per worker thread: an exe path is too large for a worker's stack. */
 	static __thread char buf[CAPTURE_EXE_LEN];
-	char path[32];
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
-	n = readlink(path, buf, sizeof(buf) - 1);
-	if (n <= 0 || (gen && filter_exec_gen(cap, tgid) != gen))
+	if (!procfs_exe(tgid, buf, sizeof(buf)) || (gen && filter_exec_gen(cap, tgid) != gen))
 		return false;
-	if (exe) {
-		memcpy(exe, buf, n);
-		exe[n] = '\0';
-	}
+	if (exe)
+		memcpy(exe, buf, strlen(buf) + 1);
 	return true;
 }
 

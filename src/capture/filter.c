@@ -89,19 +89,13 @@ bool filter_conn_wanted(void *ctx, uint32_t tgid, const char *exe, const char *c
 	static __thread struct capture_proc_info info;
 	struct capture *cap = ctx;
 	unsigned action;
-	char path[32];
-	ssize_t n;
 
 	memset(&info, 0, offsetof(struct capture_proc_info, exe));
 	info.tgid = tgid;
 	snprintf(info.comm, sizeof(info.comm), "%s", comm ? comm : "");
 	/* The image the process runs now: the process table may still hold
 	 * the one it forked from, its exec not yet processed. */
-	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
-	n = readlink(path, info.exe, sizeof(info.exe) - 1);
-	if (n > 0)
-		info.exe[n] = '\0';
-	else
+	if (!procfs_exe(tgid, info.exe, sizeof(info.exe)))
 		snprintf(info.exe, sizeof(info.exe), "%s", exe ? exe : "");
 	rcu_read_lock();
 	action = filter_decide(conf_current(), cap->self_tgid, &info);
@@ -171,16 +165,10 @@ int filter_proc_apply(struct capture *cap, const struct capture_proc_info *info,
 	 * in between, the entry is written for a generation that is already
 	 * past, and the kernel takes it as undecided. */
 	struct capture_proc_info *now = &cap->filter_scratch;
-	char path[32];
-	ssize_t n;
 
+	/* the image /proc names now, else the one info has */
 	*now = *info;
-	snprintf(path, sizeof(path), "/proc/%u/exe", info->tgid);
-	n = readlink(path, now->exe, sizeof(now->exe) - 1);
-	if (n > 0)
-		now->exe[n] = '\0';
-	else
-		memcpy(now->exe, info->exe, sizeof(now->exe));
+	procfs_exe(info->tgid, now->exe, sizeof(now->exe));
 	return filter_write(cap, info->tgid, filter_decide(cap->conf, cap->self_tgid, now), gen);
 }
 
@@ -213,19 +201,13 @@ int filter_apply_all(struct capture *cap)
 	struct capture_proc_info *self = &cap->parent;
 	__u32 key, next, *prev = NULL;
 	int fd = bpf_map__fd(cap->sock->maps.tgid_filter);
-	char path[32];
-	uint32_t gen;
-	ssize_t n;
 	int err;
 
-	/* The agent is left out of the process table: decided here. */
+	/* The agent is left out of the process table: decided here (its
+	 * image, filter_proc_apply() reads from /proc). */
 	memset(self, 0, sizeof(*self));
 	self->tgid = cap->self_tgid;
-	gen = filter_exec_gen(cap, self->tgid);
-	snprintf(path, sizeof(path), "/proc/%u/exe", cap->self_tgid);
-	n = readlink(path, self->exe, sizeof(self->exe) - 1);
-	self->exe[n > 0 ? n : 0] = '\0';
-	err = filter_proc_apply(cap, self, gen);
+	err = filter_proc_apply(cap, self, filter_exec_gen(cap, self->tgid));
 	proc_table_foreach(cap->procs, &cap->scratch, apply_one, cap);
 
 	/* Entries of processes no longer in the table. */

@@ -15,6 +15,19 @@
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
 
+bool procfs_exe(uint32_t tgid, char *buf, size_t size)
+{
+	char path[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/exe", tgid);
+	n = readlink(path, buf, size - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
 /* Field 2 is "(comm)", which may hold spaces and parentheses: it ends at
  * the last ')'.  Fields 3 on are numbers separated by one space. */
 int procfs_stat_parse(const char *text, struct proc_stat *ret)

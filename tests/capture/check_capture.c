@@ -545,6 +545,23 @@ END_TEST
 
 /* ---- /proc parser and process table --------------------------------- */
 
+/* The image /proc/PID/exe names: this process's; none for a pid that
+ * does not run (the buffer left as it was). */
+START_TEST(test_exe)
+{
+	char want[CAPTURE_EXE_LEN], got[CAPTURE_EXE_LEN];
+	ssize_t n = readlink("/proc/self/exe", want, sizeof(want) - 1);
+
+	ck_assert_int_gt(n, 0);
+	want[n] = '\0';
+	ck_assert(procfs_exe((uint32_t)getpid(), got, sizeof(got)));
+	ck_assert_str_eq(got, want);
+	strcpy(got, "untouched");
+	ck_assert(!procfs_exe(0x7ffffff0u, got, sizeof(got)));
+	ck_assert_str_eq(got, "untouched");
+}
+END_TEST
+
 /* Container ids in the cgroup paths of the common runtimes, and a cgroup
  * read from a fake /proc and cgroup tree. */
 START_TEST(test_cgroup)
@@ -826,6 +843,7 @@ static Suite *capture_suite(void)
 
 	tc = tcase_create("proc");
 	tcase_add_test(tc, test_stat_parse);
+	tcase_add_test(tc, test_exe);
 	tcase_add_test(tc, test_cgroup);
 	tcase_add_test(tc, test_scan_fake_proc);
 	tcase_add_test(tc, test_table_put_replace_remove);

@@ -234,3 +234,15 @@ wait_file() {
 		i=$((i + 1))
 	done
 }
+
+# wait_line FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN
+# (a grep regex), TENTHS tenths of a second at most (100 unless told);
+# grep's status.
+wait_line() {
+	i=0
+	until grep -q "$2" "$1" 2>/dev/null || [ $i -ge "${3:-100}" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	grep -q "$2" "$1" 2>/dev/null
+}

@@ -187,13 +187,8 @@ t = threading.Thread(target=os.execv, args=(sys.executable, [sys.executable, "-c
 t.start()
 t.join()
 PYCODE
-i=0
-until grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /by-thread HTTP/1.1\\"' "$TMP/agent.log" ||
-	[ $i -ge 30 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-grep -q 'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /by-thread HTTP/1.1\\"' "$TMP/agent.log"
+wait_line "$TMP/agent.log" \
+	'module=openssl op=SSL_write .*comm=python3.*line=\\"GET /by-thread HTTP/1.1\\"' 30
 ok $? "a client exec'd by a process's second thread is seen (its request line)"
 
 test "$(metric_sum /system/metrics 'qtap_system_events_lost_total{')" = 0 &&
