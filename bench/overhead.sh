@@ -5,8 +5,9 @@
 # the way the agent attaches its own, by bench/bench_floor, and for https
 # on its TLS library uprobes, by bpftrace) and with qtap running,
 # alternated in one run (so all see the same machine), ROUNDS times each;
-# prints the medians, their ratios, and the events the agent lost on the
-# way (must be 0).
+# prints the medians, their ratios, the events the agent lost on the way
+# (must be 0), and the agent's own cost per request (its programs' run
+# time, from its bpf_program metrics, and its threads' CPU time).
 #
 #   make bench-overhead          plaintext HTTP/1.1 (from the build
 #                                directory, as root)
@@ -89,9 +90,10 @@ busy() {
 	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
 }
 
-# rps: one wrk run; prints requests/s and the machine's busy CPU time per
+# rps: one wrk run; prints requests/s, the machine's busy CPU time per
 # request in microseconds (server, client, agent and kernel together: less
-# sensitive than requests/s to CPU time the hypervisor takes away).
+# sensitive than requests/s to CPU time the hypervisor takes away) and the
+# requests made.
 rps() {
 	b0=$(busy)
 	wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$URL" 2>/dev/null >"$TMP/wrk.out"
@@ -99,7 +101,17 @@ rps() {
 	awk -v ticks=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" '
 		/ requests in / { n = $1 }
 		/^Requests\/sec:/ { r = $2 }
-		END { if (n > 0) printf "%s %.2f\n", r, ticks * 1e6 / hz / n }' "$TMP/wrk.out"
+		END { if (n > 0) printf "%s %.2f %d\n", r, ticks * 1e6 / hz / n, n }' "$TMP/wrk.out"
+}
+
+# agent_cost: the running agent's cost so far, from its own figures: its
+# programs' runs and run time in seconds (summed over programs, from
+# /system/metrics) and its threads' CPU time in clock ticks (/proc).
+agent_cost() {
+	"$CURL" -s "$BASE/system/metrics" | awk -v ticks="$(awk '{ print $14 + $15 }' "/proc/$AGENT_PID/stat")" '
+		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
+		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
+		END { printf "%.0f %.9f %d\n", n, s, ticks }'
 }
 
 # median [COLUMN]: the median of a column (1 unless told) of standard input.
@@ -112,6 +124,7 @@ rps >/dev/null # warm-up
 : >"$TMP/base"
 : >"$TMP/floor"
 : >"$TMP/agent"
+: >"$TMP/cost"
 lost_total=0
 r=1
 while [ $r -le "$ROUNDS" ]; do
@@ -135,7 +148,15 @@ while [ $r -le "$ROUNDS" ]; do
 	fi
 	start_agent --config "$TMP/qtap.conf" --tls-attach "${TLS_ATTACH:-library}" ||
 		{ echo "agent did not start"; exit 1; }
+	c0=$(agent_cost)
 	rps >>"$TMP/agent"
+	c1=$(agent_cost)
+	# per request: the programs' run time and the agent threads' CPU
+	# time in microseconds; the programs' ns per run, runs per request
+	printf '%s %s\n' "$c0" "$c1" | awk -v reqs="$(tail -n 1 "$TMP/agent" | cut -d' ' -f3)" \
+		-v hz="$(getconf CLK_TCK)" '{ runs = $4 - $1; secs = $5 - $2
+		if (reqs > 0 && runs > 0) printf "%.2f %.2f %.0f %.2f\n", secs * 1e6 / reqs,
+			($6 - $3) * 1e6 / hz / reqs, secs * 1e9 / runs, runs / reqs }' >>"$TMP/cost"
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
 	dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
@@ -169,8 +190,16 @@ fi
 # The same runs seen two more ways: the median of each round's own ratio
 # (a slow drift of the machine cancels out), and the machine's busy CPU
 # time per request (the agent's whole cost, its threads' too).
-paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $3 / $1 }' | median)
+paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $4 / $1 }' | median)
 cpu_base=$(median 2 <"$TMP/base")
 cpu_agent=$(median 2 <"$TMP/agent")
+# The agent's share of the qtap rounds' CPU time per request, steadier than
+# any of the above: what its programs took inside the traced calls and what
+# its own threads took.
+if [ -s "$TMP/cost" ]; then
+	printf 'qtap'"'"'s own cost per request (median): programs %s us (%s ns per run, %s runs per request), agent threads %s us\n' \
+		"$(median 1 <"$TMP/cost")" "$(median 3 <"$TMP/cost")" "$(median 4 <"$TMP/cost")" \
+		"$(median 2 <"$TMP/cost")"
+fi
 printf 'median of the rounds'"'"' own ratios qtap/no agent %.3f; busy CPU per request: no agent %s us, qtap %s us (no agent/qtap %.3f)\n' \
 	"$paired" "$cpu_base" "$cpu_agent" "$(awk -v a="$cpu_agent" -v b="$cpu_base" 'BEGIN { print b / a }')"
