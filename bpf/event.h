@@ -13,7 +13,7 @@
 #include <linux/types.h>
 #endif
 
-#define QTAP_EVENT_ABI_VERSION 4
+#define QTAP_EVENT_ABI_VERSION 5
 
 /* qtap_event_header.type: one number space for every program. */
 #define QTAP_EVENT_PROCESS_EXEC 1
@@ -23,6 +23,7 @@
 #define QTAP_EVENT_CONN_DATA 11
 #define QTAP_EVENT_CONN_CLOSE 12
 #define QTAP_EVENT_TLS_DATA 13	/* sock.h: plaintext of a TLS library call */
+#define QTAP_EVENT_BATCH 14	/* sock.h: CONN_DATA events of one CPU together */
 
 #define QTAP_COMM_LEN 16
 

@@ -30,9 +30,13 @@
  * filled by the agent before attach); a reader is woken only once its ring
  * holds wakeup_bytes (see src/capture/sock.c for the measurements).  A
  * socket call's data event with under QTAP_DATA_SMALL bytes of payload
- * (most: a request, a response head, none) is built in the ring itself,
- * in a record of one of two fixed small sizes (see small_emit()).  Larger
- * ones, and TLS data events, are built in a per-CPU scratch slot and
+ * (most: a request, a response head, none) is built in its CPU's stage
+ * and reaches the ring with the others gathered there, in one record
+ * (stage_emit(), QTAP_STAGE_FLUSH_BYTES in sock.h); emit() writes the
+ * stage out before any other event of the CPU.  When the stage is in use
+ * by the program this one interrupted, the event is built in the ring
+ * itself, in a record of one of two fixed small sizes (small_emit()).  Larger ones, and TLS data
+ * events, are built in a per-CPU scratch slot and
  * written with bpf_ringbuf_output() at their exact size (header + captured
  * bytes): bpf_ringbuf_reserve() needs a constant size, and reserving the
  * 16 KiB maximum for every event would fill the ring with unused space. */
@@ -235,6 +239,16 @@ struct {
 	__type(value, struct sock_scratch);
 } scratch SEC(".maps");
 
+/* One stage per CPU (max_entries set before load to the possible CPUs),
+ * indexed by CPU; mappable, so that the agent sees which wait. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct qtap_stage);
+} stage SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -310,28 +324,18 @@ __u32 tls_probes_on = 0;
 
 /* ---- output ------------------------------------------------------------ */
 
-static __always_inline void count_lost(void)
+static __always_inline void count_lost_n(__u32 n)
 {
 	__u32 key = 0;
 	__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
 
 	if (lost)
-		*lost += 1;	/* per-CPU slot: no other writer */
+		*lost += n;	/* per-CPU slot: no other writer */
 }
 
-static __always_inline void emit(void *data, __u64 size)
+static __always_inline void count_lost(void)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	void *rb = bpf_map_lookup_elem(&events, &cpu);
-
-	if (!rb) {
-		count_lost();
-		return;
-	}
-	if (bpf_ringbuf_output(rb, data, size,
-			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
-		count_lost();
+	count_lost_n(1);
 }
 
 static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 type)
@@ -340,6 +344,64 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 	hdr->type = type;
 	hdr->cpu = bpf_get_smp_processor_id();
 	hdr->timestamp_ns = bpf_ktime_get_ns();
+}
+
+/* Lets other programs of this CPU use sg again: a plain store after every
+ * write to it (a program interrupting this one runs on the same CPU, and
+ * programs do not migrate). */
+static __always_inline void stage_release(struct qtap_stage *sg)
+{
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&sg->busy = 0;
+}
+
+/* Writes the events gathered in sg, the stage of cpu, to its ring as one
+ * QTAP_EVENT_BATCH record, and empties it.  The caller holds sg->busy. */
+static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
+{
+	struct qtap_batch *b = (struct qtap_batch *)sg->buf;
+	void *rb = bpf_map_lookup_elem(&events, &cpu);
+	__u32 size = sg->used + sizeof(*b);
+
+	if (!sg->events)
+		return;
+	header_fill(&b->hdr, QTAP_EVENT_BATCH);
+	b->events = sg->events;
+	b->bytes = sg->used;
+	/* size <= sizeof(struct qtap_batch) + QTAP_STAGE_FLUSH_BYTES + the
+	 * largest event, under QTAP_STAGE_BYTES (a power of two): the mask
+	 * changes nothing but shows the verifier the write stays inside. */
+	barrier_var(size);
+	size &= QTAP_STAGE_BYTES - 1;
+	if (!rb || bpf_ringbuf_output(rb, sg->buf, size,
+				      bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+		count_lost_n(sg->events);
+	sg->used = 0;
+	sg->events = 0;
+}
+
+/* Writes an event to its CPU's ring, after the events gathered in the
+ * CPU's stage: a CPU's events reach the agent in the order they were
+ * written. */
+static __always_inline void emit(void *data, __u64 size)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *rb = bpf_map_lookup_elem(&events, &cpu);
+	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
+
+	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
+		stage_flush(sg, cpu);
+		stage_release(sg);
+	}
+	if (!rb) {
+		count_lost();
+		return;
+	}
+	if (bpf_ringbuf_output(rb, data, size,
+			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+		count_lost();
 }
 
 /* ---- sockets ----------------------------------------------------------- */
@@ -868,6 +930,50 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
+/* A socket call's data event with a payload under QTAP_DATA_SMALL,
+ * gathered in its CPU's stage (see QTAP_STAGE_FLUSH_BYTES in sock.h): a
+ * reserve and a commit in the ring for each event cost more than the rest
+ * of the event (src/capture/sock.c has the figures).  false: the stage is
+ * in use by a program this one interrupted or preempted on this CPU, and
+ * the caller writes the event to the ring itself. */
+static __always_inline bool stage_emit(struct conn_state *st, struct task_struct *task,
+				       __u32 cpu, __u8 dir, const struct sock_call *call,
+				       __u32 len, __u32 limit)
+{
+	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
+	struct qtap_conn_data *ev;
+	__u32 used, n = limit;
+
+	if (!sg || __sync_lock_test_and_set(&sg->busy, 1))
+		return false;
+	/* used < QTAP_STAGE_FLUSH_BYTES (a power of two) always: the mask
+	 * changes nothing but shows the verifier the event fits. */
+	used = sg->used;
+	barrier_var(used);
+	used &= QTAP_STAGE_FLUSH_BYTES - 1;
+	ev = (struct qtap_conn_data *)(sg->buf + sizeof(struct qtap_batch) + used);
+	if (call->kind == ARGS_BUF || !limit) {
+		barrier_var(n);
+		n &= QTAP_DATA_SMALL - 1;
+		if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
+			n = 0;
+	} else {
+		n = copy_payload(ev->payload, call, limit, QTAP_DATA_SMALL);
+	}
+	n = class_update(st, ev->payload, n, dir);
+	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
+	if (!sg->events)
+		sg->first_ns = ev->hdr.timestamp_ns;
+	used += (sizeof(*ev) + n + QTAP_BATCH_ALIGN - 1) & ~(QTAP_BATCH_ALIGN - 1);
+	sg->used = used;
+	sg->events++;
+	if (used >= QTAP_STAGE_FLUSH_BYTES ||
+	    ev->hdr.timestamp_ns - sg->first_ns >= QTAP_STAGE_MAX_NS)
+		stage_flush(sg, cpu);
+	stage_release(sg);
+	return true;
+}
+
 /* ---- the tracepoints ----------------------------------------------------- */
 
 /* sock_send_length and sock_recv_length (sk, ret, flags): one socket call
@@ -973,7 +1079,8 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 
 	cpu = bpf_get_smp_processor_id();
 	if (limit < QTAP_DATA_SMALL) {
-		small_emit(st, task, cpu, dir, &call, len, limit);
+		if (!stage_emit(st, task, cpu, dir, &call, len, limit))
+			small_emit(st, task, cpu, dir, &call, len, limit);
 		goto count;
 	}
 	s = bpf_map_lookup_elem(&scratch, &cpu);
@@ -993,6 +1100,22 @@ count:
 		__sync_fetch_and_add(&st->bytes_sent, len);
 	else
 		__sync_fetch_and_add(&st->bytes_recv, len);
+	return 0;
+}
+
+/* Not attached: the agent runs it on a CPU (BPF_PROG_TEST_RUN) whose stage
+ * has held events for QTAP_STAGE_MAX_NS with no later event to write them,
+ * and on every CPU when it stops. */
+SEC("raw_tp")
+int sock_flush(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
+
+	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
+		stage_flush(sg, cpu);
+		stage_release(sg);
+	}
 	return 0;
 }
 

@@ -170,6 +170,37 @@ struct qtap_conn_close {
 	__u64 data_events;	/* data events numbered (written or lost) */
 };
 
+/* Small data events are gathered per CPU in its stage (the stage array
+ * map, one struct qtap_stage per CPU, which the agent maps read-only) and
+ * written to the ring together, as one QTAP_EVENT_BATCH record, once the
+ * stage holds QTAP_STAGE_FLUSH_BYTES or its first event is
+ * QTAP_STAGE_MAX_NS old when the next one comes; the agent has a quiet
+ * CPU's stage written (the sock_flush program, run on that CPU) once its
+ * first event is that old. */
+#define QTAP_STAGE_FLUSH_BYTES 4096
+#define QTAP_STAGE_BYTES 8192
+#define QTAP_STAGE_MAX_NS (2ull * 1000 * 1000)
+/* Events in a batch start at offsets that are multiples of this. */
+#define QTAP_BATCH_ALIGN 8
+
+/* A QTAP_EVENT_BATCH record: events records (CONN_DATA), bytes in all,
+ * follow it. */
+struct qtap_batch {
+	struct qtap_event_header hdr;
+	__u32 events;
+	__u32 bytes;
+};
+
+/* A multiple of 64 bytes: each CPU's counts sit on lines of their own. */
+struct qtap_stage {
+	__u64 busy;		/* a program of this CPU is writing it */
+	__u32 events;		/* events gathered */
+	__u32 used;		/* their bytes, after the batch header */
+	__u64 first_ns;		/* when the first was gathered (CLOCK_MONOTONIC) */
+	__u8 pad2[40];
+	__u8 buf[QTAP_STAGE_BYTES];	/* struct qtap_batch, then the events */
+};
+
 /* The smallest size of a record of this type; 0 for a type not here.
  * The readers and the workers check every record against it. */
 static inline __u32 qtap_sock_record_min(__u32 type)

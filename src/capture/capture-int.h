@@ -25,6 +25,9 @@ struct tls_probes;
  * the socket readers (sock.c), the pipeline they feed and the filters
  * (filter.c). */
 
+/* CLOCK_MONOTONIC in nanoseconds (the kernel's bpf_ktime_get_ns()). */
+uint64_t capture_mono_ns(void);
+
 /* Kinds of socket events counted in events_received_total{cpu,type}. */
 enum { SOCK_KIND_OPEN, SOCK_KIND_DATA, SOCK_KIND_CLOSE, SOCK_KIND_TLS_DATA, SOCK_KIND__COUNT };
 
@@ -39,6 +42,7 @@ struct sock_reader {
 	/* Reader thread only. */
 	struct metric_series **received;	/* [ncpus][SOCK_KIND__COUNT] */
 	bool bad_event_logged;
+	bool flush_err_logged;
 };
 
 struct capture {
@@ -58,6 +62,9 @@ struct capture {
 	int stats_fd;
 	int *ring_fds;			/* [ncpus] per-CPU socket rings */
 	size_t ring_bytes;
+	/* The sock program's stage map, mapped read-only: [ncpus]. */
+	const struct qtap_stage *stages;
+	size_t stages_len;
 	struct sock_reader *readers;	/* [n_readers] */
 	unsigned n_readers;
 	unsigned proc_producer;		/* the process reader's producer index */
@@ -126,9 +133,11 @@ struct capture {
  * capture's tuning and creates the per-CPU ring buffers.  0 or -errno
  * (logged). */
 int sock_bpf_prepare(struct capture *cap);
-/* After load, before attach: puts the rings into the events map. */
+/* After load, before attach: puts the rings into the events map and maps
+ * the stages. */
 int sock_rings_insert(struct capture *cap);
-/* Closes the rings (after the skeleton is destroyed or never loaded). */
+/* Closes the rings and unmaps the stages (after the skeleton is
+ * destroyed or never loaded). */
 void sock_rings_free(struct capture *cap);
 /* Starts cap->n_readers reader threads: 0 or -errno (logged). */
 int sock_readers_start(struct capture *cap);

@@ -40,22 +40,29 @@ static const char *const kind_names[KIND__COUNT] = {
 };
 
 __attribute__((format(printf, 2, 0)))
+/* libbpf's messages, a line of the log each: a program the verifier
+ * rejects comes with its whole log, whose last lines say why. */
 static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char msg[4096];
-	size_t n;
+	char *msg, *line, *next;
 
 	if (level != LIBBPF_WARN && log_get_level() > LOG_LEVEL_DEBUG)
 		return 0;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	n = strlen(msg);
-	while (n && msg[n - 1] == '\n')
-		msg[--n] = '\0';
-	/* libbpf's messages start with "libbpf: " already. */
-	if (level == LIBBPF_WARN)
-		log_warn("%s", msg);
-	else
-		log_debug("%s", msg);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return 0;
+	for (line = msg; *line; line = next) {
+		next = strchrnul(line, '\n');
+		if (*next)
+			*next++ = '\0';
+		if (!*line)
+			continue;
+		/* libbpf's messages start with "libbpf: " already. */
+		if (level == LIBBPF_WARN)
+			log_warn("%s", line);
+		else
+			log_debug("%s", line);
+	}
+	free(msg);
 	return 0;
 }
 
@@ -112,7 +119,7 @@ static void proc_event_trace(const struct qtap_proc_event *ev, unsigned kind,
 
 #define PROC_LINGER_MS_DEFAULT 5000
 
-static uint64_t mono_ns(void)
+uint64_t capture_mono_ns(void)
 {
 	struct timespec ts;
 
@@ -158,14 +165,14 @@ static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *e
 	cap->exits[cap->exits_len++] = (struct proc_exit){
 		.tgid = ev->tgid,
 		.start_time_ns = ev->start_time_ns,
-		.due_ns = mono_ns() + (uint64_t)linger * 1000000u,
+		.due_ns = capture_mono_ns() + (uint64_t)linger * 1000000u,
 	};
 }
 
 /* Takes the exited processes whose linger is over out of the table. */
 static void proc_exits_reap(struct capture *cap)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = capture_mono_ns();
 
 	while (cap->exits_head < cap->exits_len && cap->exits[cap->exits_head].due_ns <= now) {
 		const struct proc_exit *x = &cap->exits[cap->exits_head++];
@@ -822,7 +829,7 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		log_error("registering the BPF statistics collector failed: %s", strerror(-err));
 		goto out_free;
 	}
-	log_info("capture started: %u BPF programs attached, %u socket readers, "
+	log_info("capture started: %u BPF programs, %u socket readers, "
 		 "%zu processes tracked", cap->nprogs, cap->n_readers,
 		 proc_table_count(cap->procs));
 	return cap;

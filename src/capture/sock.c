@@ -23,7 +23,28 @@
  * libbpf's ring_buffer manager lets a reader own any share of the CPUs'
  * rings (perf_buffer__new() opens every CPU in one object).  Waking the
  * reader for every record is what costs: hence the wakeup mark below and
- * the timed polls. */
+ * the timed polls.
+ *
+ * Small data events are gathered per CPU in a stage and reach the ring in
+ * batches of about 4 KiB (see QTAP_STAGE_FLUSH_BYTES in sock.h), by
+ * measurement too: a ring record of its own for each event cost about
+ * 200 ns in the program beyond the event itself (the reserve and commit,
+ * and the first writes to ring lines no longer in this CPU's cache: a
+ * second record reserved in the same program cost as much as the first),
+ * where the stage stays in the CPU's cache.  nginx on
+ * loopback driven by wrk (-t2 -c32, 3 s, the agent before and after the
+ * change alternating, 5 rounds each, medians; 2 CPUs, kernel 6.18):
+ *
+ *                         sock_send   sock_recv   programs     agent threads
+ *                         ns/run      ns/run      us/request   us/request
+ *   a record per event       710         610        2.65          1.00
+ *   batches from stages      564         448        2.03          0.67
+ *
+ * (The readers gain too: far fewer ring records to walk.)  A stage
+ * holds its events until the next event of its CPU that does not go
+ * through it, until 4 KiB have gathered, or until the first is
+ * QTAP_STAGE_MAX_NS old at the next one; a reader has a quiet CPU's stage
+ * written by running sock_flush on that CPU (sock_stages_flush()). */
 #include "config.h"
 
 #include <errno.h>
@@ -32,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -133,6 +155,8 @@ int sock_bpf_prepare(struct capture *cap)
 	if (!err)
 		err = bpf_map__set_max_entries(skel->maps.scratch, cap->ncpus);
 	if (!err)
+		err = bpf_map__set_max_entries(skel->maps.stage, cap->ncpus);
+	if (!err)
 		err = bpf_map__set_max_entries(skel->maps.conns, max_conns);
 	skel->rodata->wakeup_bytes = cap->ring_bytes / 4;
 	/* The TLS library probes are uprobe_multi links (see tls.c); not
@@ -170,6 +194,8 @@ int sock_bpf_prepare(struct capture *cap)
 int sock_rings_insert(struct capture *cap)
 {
 	int outer = bpf_map__fd(cap->sock->maps.events);
+	void *stages;
+	size_t len;
 	int c, err;
 
 	for (c = 0; c < cap->ncpus; c++) {
@@ -182,6 +208,16 @@ int sock_rings_insert(struct capture *cap)
 			return err;
 		}
 	}
+	/* An array map's values start at offset 0 of its mapping. */
+	len = (size_t)cap->ncpus * sizeof(struct qtap_stage);
+	stages = mmap(NULL, len, PROT_READ, MAP_SHARED, bpf_map__fd(cap->sock->maps.stage), 0);
+	if (stages == MAP_FAILED) {
+		err = -errno;
+		log_error("mapping the socket event stages failed: %s", strerror(-err));
+		return err;
+	}
+	cap->stages = stages;
+	cap->stages_len = len;
 	return 0;
 }
 
@@ -189,6 +225,10 @@ void sock_rings_free(struct capture *cap)
 {
 	int c;
 
+	if (cap->stages) {
+		munmap((void *)cap->stages, cap->stages_len);
+		cap->stages = NULL;
+	}
 	if (!cap->ring_fds)
 		return;
 	for (c = 0; c < cap->ncpus; c++)
@@ -207,29 +247,38 @@ void sock_conn_forget(void *ctx, uint64_t key)
 
 /* ---- reader threads -------------------------------------------------- */
 
-/* ring_buffer_sample_fn: one socket event. */
-static int sock_handle_event(void *ctx, void *data, size_t size)
+static void bad_event(struct sock_reader *r, const void *data, size_t size)
 {
 	const struct qtap_event_header *hdr = data;
-	struct sock_reader *r = ctx;
+
+	if (r->bad_event_logged)
+		return;
+	log_error("dropping socket events that do not match this agent "
+		  "(size %zu, ABI version %u, type %u; expected version %u)",
+		  size, size >= sizeof(*hdr) ? hdr->version : 0,
+		  size >= sizeof(*hdr) ? hdr->type : 0, QTAP_EVENT_ABI_VERSION);
+	r->bad_event_logged = true;
+}
+
+/* One socket event at data, in the size bytes there (a record, or the rest
+ * of a batch): its size, or 0 when it is not an event of this agent's. */
+static size_t sock_event(struct sock_reader *r, const void *data, size_t size)
+{
+	const struct qtap_event_header *hdr = data;
 	struct capture *cap = r->cap;
 	size_t min = size >= sizeof(*hdr) ? qtap_sock_record_min(hdr->type) : 0;
 
 	if (!min || hdr->version != QTAP_EVENT_ABI_VERSION || size < min ||
 	    ((hdr->type == QTAP_EVENT_CONN_DATA || hdr->type == QTAP_EVENT_TLS_DATA) &&
-	     size < min + ((const struct qtap_conn_data *)data)->captured)) {
-		if (!r->bad_event_logged) {
-			log_error("dropping socket events that do not match this agent "
-				  "(size %zu, ABI version %u, type %u; expected version %u)",
-				  size, size >= sizeof(*hdr) ? hdr->version : 0,
-				  size >= sizeof(*hdr) ? hdr->type : 0, QTAP_EVENT_ABI_VERSION);
-			r->bad_event_logged = true;
-		}
+	     size - min < ((const struct qtap_conn_data *)data)->captured)) {
+		bad_event(r, data, size);
 		return 0;
 	}
 	/* A small data record is written at its full size: what it holds. */
 	if (hdr->type == QTAP_EVENT_CONN_DATA || hdr->type == QTAP_EVENT_TLS_DATA)
 		size = min + ((const struct qtap_conn_data *)data)->captured;
+	else
+		size = min;
 	if (hdr->cpu < (unsigned)cap->ncpus)
 		metrics_counter_add(r->received[hdr->cpu * SOCK_KIND__COUNT +
 						 hdr->type - QTAP_EVENT_CONN_OPEN], 1);
@@ -237,7 +286,63 @@ static int sock_handle_event(void *ctx, void *data, size_t size)
 		cap->opts.sock_event_fn(data, size, cap->opts.sock_event_ctx);
 	/* -ENOBUFS is counted by the pipeline, and the worker sees the gap. */
 	pipeline_submit(cap->pipeline, r->index, data, size);
+	return size;
+}
+
+/* ring_buffer_sample_fn: one socket event, or a batch of them (struct
+ * qtap_batch: data events each at a multiple of QTAP_BATCH_ALIGN). */
+static int sock_handle_record(void *ctx, void *data, size_t size)
+{
+	const struct qtap_batch *b = data;
+	struct sock_reader *r = ctx;
+	size_t off, n;
+	uint32_t i;
+
+	if (size < sizeof(b->hdr) || b->hdr.type != QTAP_EVENT_BATCH) {
+		sock_event(r, data, size);
+		return 0;
+	}
+	if (b->hdr.version != QTAP_EVENT_ABI_VERSION || size < sizeof(*b) ||
+	    size - sizeof(*b) < b->bytes) {
+		bad_event(r, data, size);
+		return 0;
+	}
+	size = sizeof(*b) + b->bytes;
+	off = sizeof(*b);
+	for (i = 0; i < b->events && off < size; i++) {
+		n = sock_event(r, (const uint8_t *)data + off, size - off);
+		if (!n)
+			break;
+		off += (n + QTAP_BATCH_ALIGN - 1) & ~(size_t)(QTAP_BATCH_ALIGN - 1);
+	}
 	return 0;
+}
+
+/* Has the stages of the reader's CPUs written to their rings (the
+ * sock_flush program, run on each such CPU): those that have held an
+ * event for at least age_ns. */
+static void sock_stages_flush(struct sock_reader *r, uint64_t age_ns)
+{
+	struct capture *cap = r->cap;
+	int fd = bpf_program__fd(cap->sock->progs.sock_flush);
+	uint64_t now = capture_mono_ns();
+	int c, err;
+
+	for (c = r->index; c < cap->ncpus; c += cap->n_readers) {
+		const struct qtap_stage *sg = &cap->stages[c];
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = c);
+
+		/* Written by the kernel: read once each. */
+		if (!__atomic_load_n(&sg->events, __ATOMIC_RELAXED) ||
+		    __atomic_load_n(&sg->first_ns, __ATOMIC_RELAXED) + age_ns > now)
+			continue;
+		err = bpf_prog_test_run_opts(fd, &opts);
+		if (err && !r->flush_err_logged) {
+			log_error("writing the socket events gathered on CPU %d failed: %s", c,
+				  strerror(errno));
+			r->flush_err_logged = true;
+		}
+	}
 }
 
 static int reader_series_init(struct sock_reader *r)
@@ -275,7 +380,9 @@ static void *sock_reader_main(void *arg)
 	while (!atomic_load_explicit(&cap->sock_stop, memory_order_acquire)) {
 		n = ring_buffer__poll(r->rb, SOCK_POLL_MS);
 		if (n >= 0 || n == -EINTR) {
-			/* Rings below the wakeup mark did not wake epoll. */
+			/* Stages no later event will write, then rings below
+			 * the wakeup mark (they did not wake epoll). */
+			sock_stages_flush(r, QTAP_STAGE_MAX_NS);
 			got = n > 0 ? n : 0;
 			n = ring_buffer__consume(r->rb);
 			got += n > 0 ? n : 0;
@@ -288,6 +395,7 @@ static void *sock_reader_main(void *arg)
 			pipeline_flush(cap->pipeline, r->index);
 	}
 	/* The programs are detached by now: take what they left. */
+	sock_stages_flush(r, 0);
 	ring_buffer__consume(r->rb);
 	pipeline_flush(cap->pipeline, r->index);
 	metrics_thread_unregister(cap->store);
@@ -317,11 +425,11 @@ int sock_readers_start(struct capture *cap)
 		}
 		for (c = i; c < cap->ncpus; c += cap->n_readers) {
 			if (!r->rb) {
-				r->rb = ring_buffer__new(cap->ring_fds[c], sock_handle_event, r,
+				r->rb = ring_buffer__new(cap->ring_fds[c], sock_handle_record, r,
 							 NULL);
 				err = r->rb ? 0 : -errno;
 			} else {
-				err = ring_buffer__add(r->rb, cap->ring_fds[c], sock_handle_event,
+				err = ring_buffer__add(r->rb, cap->ring_fds[c], sock_handle_record,
 						       r);
 			}
 			if (err) {

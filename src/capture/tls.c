@@ -170,14 +170,6 @@ struct tls_probes {
 	size_t count[KIND__COUNT];
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Which kind the file is probed as, or -1 when
  * --tls-probes leaves it out: GnuTLS; OpenSSL in a shared library; OpenSSL
  * exported by an executable (nodetls). */
@@ -752,7 +744,7 @@ void tls_proc_exec(struct capture *cap, uint32_t tgid, bool by_thread)
 		tp->cap_rescans = n;
 	}
 	tp->rescans[tp->n_rescans++] = (struct tls_rescan){
-		.tgid = tgid, .due_ns = mono_ns() + EXEC_RESCAN_MS * 1000000ull,
+		.tgid = tgid, .due_ns = capture_mono_ns() + EXEC_RESCAN_MS * 1000000ull,
 	};
 }
 
@@ -793,7 +785,7 @@ void tls_rescans_run(struct capture *cap)
 
 	if (!tp || !tp->n_rescans)
 		return;
-	now = mono_ns();
+	now = capture_mono_ns();
 	for (i = 0; i < tp->n_rescans; i++) {
 		if (tp->rescans[i].due_ns > now) {
 			tp->rescans[kept++] = tp->rescans[i];

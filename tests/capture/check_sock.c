@@ -1016,6 +1016,81 @@ START_TEST(test_large_write)
 }
 END_TEST
 
+/* Events gathered in the CPUs' stages (sock.h): how many the stages hold
+ * now. */
+static unsigned staged(const struct capture *cap)
+{
+	unsigned n = 0;
+	int c;
+
+	for (c = 0; c < cap->ncpus; c++)
+		n += __atomic_load_n(&cap->stages[c].events, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* Small writes are gathered in their CPU's stage; a large one between
+ * them is written after them; and the last ones, with nothing after them
+ * on their CPU, are written by the agent (sock_flush) within the stage's
+ * time: all in order, each once, nothing lost. */
+START_TEST(test_stage_order)
+{
+	static char big[65536];
+	char msg[100];
+	struct capture *cap;
+	struct drain_arg d;
+	pthread_t thread;
+	struct pair p;
+	size_t n = 0, i, want = 1 + 41 + 1;	/* OPEN, data, CLOSE */
+	unsigned seen_staged = 0;
+	int waited;
+
+	memset(msg, 'm', sizeof(msg));
+	memcpy(msg, "POST /m HTTP/1.1\r\n", 18);
+	memset(big, 'b', sizeof(big));
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	d = (struct drain_arg){ p.sfd, 40 * sizeof(msg) + sizeof(big), 0 };
+	ck_assert_int_eq(pthread_create(&thread, NULL, drain_main, &d), 0);
+	for (i = 0; i < 20; i++) {
+		ck_assert_int_eq(write(p.cfd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+		seen_staged += staged(cap) > 0;
+	}
+	ck_assert_int_eq(write(p.cfd, big, sizeof(big)), (ssize_t)sizeof(big));
+	for (i = 0; i < 20; i++)
+		ck_assert_int_eq(write(p.cfd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	pthread_join(thread, NULL);
+	ck_assert_uint_eq(d.got, 40 * sizeof(msg) + sizeof(big));
+	ck_assert_msg(seen_staged, "no small event was ever seen gathered in a stage");
+
+	/* No close yet: only the agent's flush writes the last ones. */
+	for (waited = 0; waited < 1000; waited += 10) {
+		n = conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		if (n == want - 1)
+			break;
+		sleep_ms(10);
+	}
+	ck_assert_msg(n == want - 1, "%zu of %zu events within %d ms, before the close", n,
+		      want - 1, waited);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, want);
+	for (i = 1; i + 1 < n; i++) {
+		ck_assert_uint_eq(evs[i].type, QTAP_EVENT_CONN_DATA);
+		ck_assert_uint_eq(evs[i].seq, i);
+		ck_assert_uint_eq(evs[i].len, i == 21 ? sizeof(big) : sizeof(msg));
+		ck_assert_uint_eq(evs[i].captured, i == 21 ? QTAP_DATA_MAX : sizeof(msg));
+		ck_assert(!memcmp(evs[i].payload, i == 21 ? big : msg, PAYLOAD_KEEP));
+	}
+	ck_assert_uint_eq(evs[n - 1].data_events, 41);
+	ck_assert_uint_eq(evs[n - 1].bytes_sent, 40 * sizeof(msg) + sizeof(big));
+	ck_assert_double_eq(check_metrics_sum(store, "qtap_system_events_lost_total", NULL,
+					      NULL), 0);
+	finish(&cap);
+}
+END_TEST
+
 /* Classes: a TLS record gets QTAP_TLS_HELLO_BYTES per direction, then
  * counts only; anything else gets its first event per direction. */
 START_TEST(test_payload_classes)
@@ -1307,6 +1382,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);
+	tcase_add_test(tc, test_stage_order);
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_sendfile_peek_accept4);
