@@ -35,9 +35,9 @@
  * (stage_emit(), QTAP_STAGE_FLUSH_BYTES in sock.h); emit() writes the
  * stage out before any other event of the CPU.  When the stage is in use
  * by the program this one interrupted, the event is built in the ring
- * itself, in a record of one of two fixed small sizes (small_emit()).  Larger ones, and TLS data
- * events, are built in a per-CPU scratch slot and
- * written with bpf_ringbuf_output() at their exact size (header + captured
+ * itself, in a record of one of two fixed small sizes (small_emit()).
+ * Larger ones, and TLS data events, are built in a per-CPU scratch slot
+ * and written with bpf_ringbuf_output() at their exact size (header + captured
  * bytes): bpf_ringbuf_reserve() needs a constant size, and reserving the
  * 16 KiB maximum for every event would fill the ring with unused space. */
 #include "vmlinux.h"
@@ -101,8 +101,9 @@ char LICENSE[] SEC("license") = "GPL";
 #error "the system call numbers of this architecture are not known"
 #endif
 
-/* Payloads under this size (a power of two) are written straight into the
- * ring (small_emit()); larger ones go through the scratch slot. */
+/* Payloads under this size (a power of two) are gathered in the CPU's
+ * stage (stage_emit(), or small_emit() into the ring when it is in use);
+ * larger ones go through the scratch slot. */
 #define QTAP_DATA_SMALL 512
 /* iovecs looked at for payload (readv, writev, sendmsg, recvmsg). */
 #define SOCK_IOV_MAX 8
@@ -346,6 +347,14 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 	hdr->timestamp_ns = bpf_ktime_get_ns();
 }
 
+/* The flags of a write to rb: its reader is woken once the ring holds
+ * wakeup_bytes. */
+static __always_inline __u64 wake_flags(void *rb)
+{
+	return bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* Lets other programs of this CPU use sg again: a plain store after every
  * write to it (a program interrupting this one runs on the same CPU, and
  * programs do not migrate). */
@@ -373,12 +382,22 @@ static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
 	 * changes nothing but shows the verifier the write stays inside. */
 	barrier_var(size);
 	size &= QTAP_STAGE_BYTES - 1;
-	if (!rb || bpf_ringbuf_output(rb, sg->buf, size,
-				      bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-				      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb)))
 		count_lost_n(sg->events);
 	sg->used = 0;
 	sg->events = 0;
+}
+
+/* Writes cpu's stage out, unless it is empty or held by a program this
+ * one interrupted or preempted. */
+static __always_inline void stage_write_out(__u32 cpu)
+{
+	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
+
+	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
+		stage_flush(sg, cpu);
+		stage_release(sg);
+	}
 }
 
 /* Writes an event to its CPU's ring, after the events gathered in the
@@ -388,19 +407,13 @@ static __always_inline void emit(void *data, __u64 size)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
-	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
 
-	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
-		stage_flush(sg, cpu);
-		stage_release(sg);
-	}
+	stage_write_out(cpu);
 	if (!rb) {
 		count_lost();
 		return;
 	}
-	if (bpf_ringbuf_output(rb, data, size,
-			       bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb)))
 		count_lost();
 }
 
@@ -890,6 +903,33 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 	return n;
 }
 
+/* Builds the data event of a socket call whose payload is under
+ * QTAP_DATA_SMALL in ev: copies the payload, updates the connection's
+ * class, fills the header.  ev has room for QTAP_DATA_SMALL bytes of
+ * payload with one_buf (the call's one buffer, or none), twice that
+ * without (an iovec array: see copy_iov()).  The payload bytes copied. */
+static __always_inline __u32 small_fill(struct qtap_conn_data *ev, struct conn_state *st,
+					struct task_struct *task, __u32 cpu, __u8 dir,
+					const struct sock_call *call, bool one_buf, __u32 len,
+					__u32 limit)
+{
+	__u32 n = limit;
+
+	if (one_buf) {
+		/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows
+		 * the verifier the copy stays inside. */
+		barrier_var(n);
+		n &= QTAP_DATA_SMALL - 1;
+		if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
+			n = 0;
+	} else {
+		n = copy_payload(ev->payload, call, limit, QTAP_DATA_SMALL);
+	}
+	n = class_update(st, ev->payload, n, dir);
+	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
+	return n;
+}
+
 /* A socket call whose payload is under QTAP_DATA_SMALL: the event is built
  * in the ring itself (a record of a fixed size, the reader takes what it
  * holds), the payload copied there once.  From one buffer the record holds
@@ -902,7 +942,6 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
 	struct qtap_conn_data *ev = NULL;
 	bool one_buf = call->kind == ARGS_BUF || !limit;
-	__u32 n = limit;
 
 	if (rb)
 		ev = one_buf ?
@@ -914,20 +953,8 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 		count_lost();
 		return;
 	}
-	if (one_buf) {
-		/* limit < QTAP_DATA_SMALL: the mask changes nothing but shows
-		 * the verifier the copy stays inside the record. */
-		barrier_var(n);
-		n &= QTAP_DATA_SMALL - 1;
-		if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
-			n = 0;
-	} else {
-		n = copy_payload(ev->payload, call, limit, QTAP_DATA_SMALL);
-	}
-	n = class_update(st, ev->payload, n, dir);
-	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	small_fill(ev, st, task, cpu, dir, call, one_buf, len, limit);
+	bpf_ringbuf_submit(ev, wake_flags(rb));
 }
 
 /* A socket call's data event with a payload under QTAP_DATA_SMALL,
@@ -942,7 +969,7 @@ static __always_inline bool stage_emit(struct conn_state *st, struct task_struct
 {
 	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
 	struct qtap_conn_data *ev;
-	__u32 used, n = limit;
+	__u32 used, n;
 
 	if (!sg || __sync_lock_test_and_set(&sg->busy, 1))
 		return false;
@@ -952,16 +979,8 @@ static __always_inline bool stage_emit(struct conn_state *st, struct task_struct
 	barrier_var(used);
 	used &= QTAP_STAGE_FLUSH_BYTES - 1;
 	ev = (struct qtap_conn_data *)(sg->buf + sizeof(struct qtap_batch) + used);
-	if (call->kind == ARGS_BUF || !limit) {
-		barrier_var(n);
-		n &= QTAP_DATA_SMALL - 1;
-		if (n && bpf_probe_read_user(ev->payload, n, (void *)call->ptr))
-			n = 0;
-	} else {
-		n = copy_payload(ev->payload, call, limit, QTAP_DATA_SMALL);
-	}
-	n = class_update(st, ev->payload, n, dir);
-	data_fill(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call->op, call->fd, 0, len, n);
+	n = small_fill(ev, st, task, cpu, dir, call, call->kind == ARGS_BUF || !limit, len,
+		       limit);
 	if (!sg->events)
 		sg->first_ns = ev->hdr.timestamp_ns;
 	used += (sizeof(*ev) + n + QTAP_BATCH_ALIGN - 1) & ~(QTAP_BATCH_ALIGN - 1);
@@ -1109,13 +1128,7 @@ count:
 SEC("raw_tp")
 int sock_flush(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
-
-	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
-		stage_flush(sg, cpu);
-		stage_release(sg);
-	}
+	stage_write_out(bpf_get_smp_processor_id());
 	return 0;
 }
 

@@ -39,9 +39,9 @@ static const char *const kind_names[KIND__COUNT] = {
 	"process_fork", "process_exec", "process_exit"
 };
 
-__attribute__((format(printf, 2, 0)))
 /* libbpf's messages, a line of the log each: a program the verifier
  * rejects comes with its whole log, whose last lines say why. */
+__attribute__((format(printf, 2, 0)))
 static int capture_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char *msg, *line, *next;
