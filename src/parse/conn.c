@@ -90,6 +90,9 @@ struct conn_series {
 };
 
 /* An early event waiting for the ones before it. */
+/* Room for pending events a connection keeps once they are all applied. */
+#define PEND_KEEP 64
+
 struct pending {
 	uint64_t seq;
 	uint64_t arrival_ns;
@@ -1152,10 +1155,17 @@ static bool conn_drain(struct conn_tracker *t, struct conn *c, uint64_t now)
 	}
 	memmove(c->pend, c->pend + done, (c->n_pend - done) * sizeof(*c->pend));
 	c->n_pend -= done;
-	if (!c->n_pend)
-		waiting_del(t, c);
-	else
+	if (c->n_pend) {
 		pend_recompute_wait(c);
+		return true;
+	}
+	waiting_del(t, c);
+	if (c->cap_pend > PEND_KEEP) {
+		/* a long wait is over: its room goes back */
+		free(c->pend);
+		c->pend = NULL;
+		c->cap_pend = 0;
+	}
 	return true;
 }
 
@@ -1210,14 +1220,13 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	    (c->ignored || (c->proto != L7_UNKNOWN && !c->tls)))
 		keep = sizeof(struct qtap_conn_data);
 	/* Its OPEN still to come: headers only past the byte budget, and
-	 * room for them (see CONN_OPEN_WAIT_MAX_EVENTS). */
+	 * room for them (see CONN_REORDER_MAX_EVENTS). */
 	if (!c->known && c->next_seq == 0) {
 		if (data && c->pend_bytes + keep > max_bytes) {
 			stripped = keep > sizeof(struct qtap_conn_data);
 			keep = sizeof(struct qtap_conn_data);
 		}
-		max_events = CONN_OPEN_WAIT_MAX_EVENTS;
-		max_bytes += CONN_OPEN_WAIT_MAX_EVENTS * sizeof(struct qtap_conn_data);
+		max_bytes += max_events * sizeof(struct qtap_conn_data);
 	}
 	while (c->n_pend && (c->n_pend >= max_events || c->pend_bytes + keep > max_bytes)) {
 		if (!conn_skip(t, c, now))
@@ -1227,9 +1236,12 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 		return true;	/* skipped over meanwhile: too late */
 	if (seq == c->next_seq && !c->awaiting)
 		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
-	for (i = 0; i < c->n_pend; i++)
-		if (c->pend[i].seq == seq)
-			return true;	/* a duplicate */
+	/* Mostly after all the others (the CPU the thread moved to goes on
+	 * while the one it left waits for its reader); else in between. */
+	if (c->n_pend && seq <= c->pend[c->n_pend - 1].seq)
+		for (i = 0; i < c->n_pend; i++)
+			if (c->pend[i].seq == seq)
+				return true;	/* a duplicate */
 	if (c->n_pend == c->cap_pend) {
 		unsigned cap = c->cap_pend ? c->cap_pend * 2 : 4;
 		struct pending *np = conn_malloc_hook(cap * sizeof(*np));

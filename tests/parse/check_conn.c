@@ -440,6 +440,46 @@ START_TEST(test_reorder_buffer_full)
 }
 END_TEST
 
+/* A thread that moved to another CPU: its last event on the old one comes
+ * after 1200 of the new one's (a busy keep-alive connection, 12 ms of a
+ * reader's poll); they wait for it, with no gap, and the connection's
+ * figures are exact. */
+START_TEST(test_reorder_cpu_skew)
+{
+	struct conn_tracker *t = tracker(NULL);
+	const uint64_t n = 1200;
+	struct rec r;
+	uint64_t s;
+
+	mk_open(&r, 12, 100, QTAP_DIR_EGRESS, "10.0.0.9", 80, 40000, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 12, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0);
+	/* seq 2 is late; 3 .. n + 2 come first */
+	for (s = 3; s <= n + 2; s++) {
+		mk_data(&r, 12, s, 100, s % 2 ? QTAP_DATA_RECV : QTAP_DATA_SEND, 10, "0123456789",
+			10, T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.9", "80"), 37);
+	mk_data(&r, 12, 2, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + 2);
+	feed(t, &r, T0 + 12 * MS);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	/* seq 2 and the n / 2 even ones sent 10 bytes each, the odd received */
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.9", "80"),
+			  37 + 10 + 10 * (n / 2));
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.9", "80"),
+			  10 * (n / 2));
+	/* and the next one in order goes straight through */
+	mk_data(&r, 12, n + 3, 100, QTAP_DATA_RECV, 10, "0123456789", 10, T0 + n + 3);
+	feed(t, &r, T0 + 13 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.9", "80"),
+			  10 * (n / 2 + 1));
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_free(&t, T0 + 20 * MS);
+}
+END_TEST
+
 START_TEST(test_open_late_and_lost)
 {
 	struct conn_tracker *t = tracker(NULL);
@@ -480,7 +520,7 @@ START_TEST(test_open_after_bulk)
 {
 	static uint8_t chunk[4096];
 	struct conn_tracker *t = tracker(NULL);
-	const uint64_t n = 4 * CONN_REORDER_MAX_EVENTS;
+	const uint64_t n = 4 * CONN_REORDER_MAX_BYTES / sizeof(chunk);
 	struct rec r;
 	uint64_t s;
 
@@ -1143,6 +1183,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_reorder);
 	tcase_add_test(tc, test_gap_and_lost_bytes);
 	tcase_add_test(tc, test_reorder_buffer_full);
+	tcase_add_test(tc, test_reorder_cpu_skew);
 	tcase_add_test(tc, test_open_late_and_lost);
 	tcase_add_test(tc, test_open_after_bulk);
 	tcase_add_test(tc, test_process_exit);
