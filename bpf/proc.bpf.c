@@ -100,6 +100,7 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (old)
 		gen = *old + 1;
 	bpf_map_update_elem(&exec_gen, &tgid, &gen, BPF_ANY);
+	filter_gen_bump();
 	ev = proc_event_reserve(QTAP_EVENT_PROCESS_EXEC,
 				(struct task_struct *)bpf_get_current_task());
 	if (!ev)

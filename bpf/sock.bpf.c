@@ -23,8 +23,9 @@
  * first seen on data (open before the agent) is learned then, with an OPEN
  * of unknown direction.  Filters (sock_config, tgid_filter) are applied
  * once, when the connection is reported; a connection they leave out stays
- * in the map as SKIPPED, so its later calls cost one lookup, and is decided
- * again if the process's filter entry changes.
+ * in the map as SKIPPED, so its later calls cost one lookup and a look at
+ * the filter_gen counter (exec_gen.bpf.h), and is decided again if the
+ * process's filter entry changes.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
@@ -145,6 +146,9 @@ struct conn_state {
 	__u64 open_ns;		/* when it was established (or learned) */
 	__u64 tls_ctx;		/* the SSL * or session tied to it; 0: none yet */
 	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
+	/* SKIPPED: the filter_gen counter << 32 | the tgid it was last found
+	 * left out for, in one word (written whole, read whole); 0: none. */
+	__u64 verdict;
 	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
 	__u32 tgid;		/* its process; 0 until known */
 	__u32 pid;
@@ -533,6 +537,8 @@ int sock_fork(struct bpf_raw_tracepoint_args *ctx)
 		bpf_map_update_elem(&tgid_filter, &ctgid, &f, BPF_ANY);
 	else
 		bpf_map_delete_elem(&tgid_filter, &ctgid);
+	/* (a verdict for a recycled tgid must not outlive the new process) */
+	filter_gen_bump();
 	return 0;
 }
 
@@ -704,7 +710,7 @@ static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction,
 static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn_state *st)
 {
 	struct qtap_conn_open ev;
-	__u32 action, to;
+	__u32 action, to, gen = filter_gen_read();
 
 	ev.hdr.version = QTAP_EVENT_ABI_VERSION;
 	ev.hdr.type = QTAP_EVENT_CONN_OPEN;
@@ -725,6 +731,8 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	if (to == CONN_OPEN && action != QTAP_TGID_ALLOW)
 		ev.flags |= QTAP_CONN_F_UNDECIDED;
 	st->action = action;
+	if (to == CONN_SKIPPED)
+		st->verdict = (__u64)gen << 32 | ev.tgid;
 	if (__sync_val_compare_and_swap(&st->state, CONN_PENDING, to) != CONN_PENDING)
 		return st->state;
 	if (to == CONN_OPEN)
@@ -1007,7 +1015,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	struct conn_state *st;
 	struct sock_call call;
 	__u64 key = (__u64)sk;
-	__u32 cpu, len, limit, n = 0;
+	__u32 cpu, len, limit, gen = 0, n = 0;
 	__u64 state;
 
 	if (dir == QTAP_DATA_RECV && ((int)ctx->args[2] & MSG_PEEK))
@@ -1041,16 +1049,25 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	state = st->state;
 	if (ret <= 0 && state == CONN_OPEN)
 		return 0;	/* nothing moved (EAGAIN, EOF) */
+	if (state == CONN_CLOSED)
+		return 0;
+	if (state == CONN_SKIPPED) {
+		/* Left out, and nothing the decision rests on has changed
+		 * since it was last found to hold for this process. */
+		gen = filter_gen_read();
+		if (st->verdict == ((__u64)gen << 32 | task->tgid))
+			return 0;
+	}
 	call_decode(task, &call);
 	if (state != CONN_OPEN) {
-		if (state == CONN_CLOSED)
-			return 0;
 		/* A kernel thread is nobody's process. */
 		if (call.op == QTAP_OP_OTHER && (task->flags & PF_KTHREAD))
 			return 0;
 		if (state == CONN_SKIPPED) {
-			if (st->action == tgid_action(task->tgid))
+			if (st->action == tgid_action(task->tgid)) {
+				st->verdict = (__u64)gen << 32 | task->tgid;
 				return 0;
+			}
 			/* The process's entry changed: decided again. */
 			if (__sync_val_compare_and_swap(&st->state, CONN_SKIPPED,
 							CONN_PENDING) != CONN_SKIPPED)

@@ -65,6 +65,9 @@ struct capture {
 	/* The sock program's stage map, mapped read-only: [ncpus]. */
 	const struct qtap_stage *stages;
 	size_t stages_len;
+	/* The filter_gen counter (bpf/exec_gen.bpf.h), mapped: bumped by
+	 * filter_write() and filter_proc_forget(). */
+	uint32_t *filter_gen;
 	struct sock_reader *readers;	/* [n_readers] */
 	unsigned n_readers;
 	unsigned proc_producer;		/* the process reader's producer index */
@@ -196,6 +199,9 @@ unsigned filter_decide(const struct qtap_conf *conf, uint32_t self_tgid,
  * CONF_GROUP_* bit, 0 for none.  CONF_GROUP_QPOINT is never returned (it
  * is decided by tgid). */
 unsigned filter_group_of(const char *exe, const char *comm);
+/* Maps the filter_gen counter (after load) / unmaps it.  Main thread. */
+int filter_gen_map(struct capture *cap);
+void filter_gen_unmap(struct capture *cap);
 /* Writes sock_config from conf (NULL: defaults).  Any thread. */
 int filter_config_write(struct capture *cap, const struct qtap_conf *conf);
 /* The process's exec generation as the kernel has it now (0: none yet, or

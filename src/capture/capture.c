@@ -539,11 +539,15 @@ static int capture_bpf_load(struct capture *cap)
 		return err;
 
 	err = proc_bpf__load(cap->skel);
-	/* One exec_gen map for both: proc.bpf.c bumps it and writes it in
-	 * its exec events, sock.bpf.c decides under it. */
+	/* One exec_gen map and one filter_gen counter for both: proc.bpf.c
+	 * bumps them and writes exec_gen in its exec events, sock.bpf.c
+	 * decides under them. */
 	if (!err)
 		err = bpf_map__reuse_fd(cap->sock->maps.exec_gen,
 					bpf_map__fd(cap->skel->maps.exec_gen));
+	if (!err)
+		err = bpf_map__reuse_fd(cap->sock->maps.filter_gen,
+					bpf_map__fd(cap->skel->maps.filter_gen));
 	if (!err)
 		err = sock_bpf__load(cap->sock);
 	if (err) {
@@ -553,6 +557,8 @@ static int capture_bpf_load(struct capture *cap)
 	}
 
 	err = sock_rings_insert(cap);
+	if (!err)
+		err = filter_gen_map(cap);
 	if (err)
 		return err;
 	err = filter_config_write(cap, cap->conf);
@@ -703,6 +709,7 @@ static void capture_free(struct capture *cap)
 	capture_readers_stop(cap);
 	ring_buffer__free(cap->rb);
 	sock_rings_free(cap);
+	filter_gen_unmap(cap);
 	sock_bpf__destroy(cap->sock);
 	proc_bpf__destroy(cap->skel);
 	proc_table_free(&cap->procs);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -136,6 +137,37 @@ int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
 	return err;
 }
 
+int filter_gen_map(struct capture *cap)
+{
+	/* An array map's values start at offset 0 of its mapping. */
+	void *p = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(cap->sock->maps.filter_gen), 0);
+
+	if (p == MAP_FAILED) {
+		int err = -errno;
+
+		log_error("mapping the filter generation counter failed: %s", strerror(-err));
+		return err;
+	}
+	cap->filter_gen = p;
+	return 0;
+}
+
+void filter_gen_unmap(struct capture *cap)
+{
+	if (cap->filter_gen)
+		munmap(cap->filter_gen, (size_t)sysconf(_SC_PAGESIZE));
+	cap->filter_gen = NULL;
+}
+
+/* After a change to tgid_filter or exec_gen: the kernel's remembered
+ * verdicts on left-out connections are looked at again (exec_gen.bpf.h). */
+static void filter_gen_bump(struct capture *cap)
+{
+	if (cap->filter_gen)
+		__atomic_fetch_add(cap->filter_gen, 1, __ATOMIC_SEQ_CST);
+}
+
 static int filter_write(struct capture *cap, uint32_t tgid, unsigned action, uint32_t gen)
 {
 	struct qtap_tgid_filter value = { .action = action, .gen = gen };
@@ -143,10 +175,12 @@ static int filter_write(struct capture *cap, uint32_t tgid, unsigned action, uin
 	int err;
 
 	if (action)
-		return bpf_map__update_elem(cap->sock->maps.tgid_filter, &key, sizeof(key),
-					    &value, sizeof(value), BPF_ANY);
-	err = bpf_map__delete_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), 0);
-	return err == -ENOENT ? 0 : err;
+		err = bpf_map__update_elem(cap->sock->maps.tgid_filter, &key, sizeof(key),
+					   &value, sizeof(value), BPF_ANY);
+	else
+		err = bpf_map__delete_elem(cap->sock->maps.tgid_filter, &key, sizeof(key), 0);
+	filter_gen_bump(cap);
+	return err == -ENOENT && !action ? 0 : err;
 }
 
 uint32_t filter_exec_gen(struct capture *cap, uint32_t tgid)
@@ -180,6 +214,7 @@ void filter_proc_forget(struct capture *cap, uint32_t tgid)
 		return;
 	filter_write(cap, tgid, 0, 0);
 	bpf_map__delete_elem(cap->sock->maps.exec_gen, &key, sizeof(key), 0);
+	filter_gen_bump(cap);
 }
 
 static int apply_one(const struct capture_proc_info *info, void *ctx)

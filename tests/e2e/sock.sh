@@ -18,7 +18,8 @@ scrape_with_copy
 start_nginx
 ok $? "nginx serves on $SERVER_ADDR:$HTTP_PORT (http) and :$TLS_PORT (tls)"
 
-# conf DIRECTION IGNORE_LOOPBACK: the agent's configuration file.
+# conf DIRECTION IGNORE_LOOPBACK [NAMES]: the agent's configuration file;
+# NAMES: more executables to trace ("|name|name").
 conf() {
 	cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
@@ -28,7 +29,7 @@ tap = {
   http = { stack = "default"; };
   filters = {
     groups = [ "qpoint" ];
-    custom = ( { exe = "/(nginx|curl|python3(\\\\.[0-9]+)?)\$"; strategy = "regex"; only = true; } );
+    custom = ( { exe = "/(nginx|curl|python3(\\\\.[0-9]+)?${3:-})\$"; strategy = "regex"; only = true; } );
   };
 };
 CONF
@@ -43,10 +44,11 @@ m() {
 EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$HTTP_PORT\""
 INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\""
 
-# reload DIRECTION IGNORE_LOOPBACK: SIGHUP with a new file; waits for it.
+# reload DIRECTION IGNORE_LOOPBACK [NAMES]: SIGHUP with a new file; waits
+# for it.
 reload() {
 	before=$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')
-	conf "$1" "$2"
+	conf "$1" "$2" "${3:-}"
 	kill -HUP "$AGENT_PID"
 	i=0
 	while [ $i -lt 50 ]; do
@@ -246,6 +248,91 @@ reload egress-external false; ok $? "reload: direction = egress-external"
 test "$(one_request "0 0")" = "0 0"; ok $? "direction = egress-external: loopback is not external"
 reload all false; ok $? "reload: direction = all"
 test "$(one_request "1 1")" = "1 1"; ok $? "direction = all: both sides again"
+
+# --- a connection left out by the filters is looked at again when what
+# they rest on changes: its process becomes traced by a reload, or execs
+# an image that is traced.  A copy of python3 (not on the list) makes two
+# requests on a keep-alive connection; then the change; then two more on
+# the same connection, which are seen (its socket calls stop early while
+# nothing changes, and must not miss the change).  For the reload, the
+# client itself sends the SIGHUP and waits for the agent to count it: no
+# process starts in between, whose fork would have the kernel look at the
+# connection again anyway.
+PYCLIENT=$TMP/qtap-pyclient
+cp "$(readlink -f $PY)" "$PYCLIENT"
+cat >"$TMP/client.py" <<'PYCODE'
+import os, re, signal, socket, sys, time, urllib.request
+REQ = b"GET /small HTTP/1.1\r\nHost: test.example\r\n\r\n"
+def get(s):
+    s.sendall(REQ)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
+    while len(body) < n:
+        body += s.recv(4096)
+mode = sys.argv[1]
+if mode == "after":
+    s = socket.socket(fileno=int(sys.argv[2]))
+else:
+    s = socket.create_connection((sys.argv[2], int(sys.argv[3])), source_address=("127.0.0.46", 0))
+    get(s); get(s)
+    if mode == "reload":
+        # argv 4, 5: the agent's pid and /system/metrics URL
+        def reloads():
+            text = urllib.request.urlopen(sys.argv[5]).read().decode()
+            m = re.search(r'^qtap_system_config_reloads_total\{result="success"\} (\d+)', text, re.M)
+            return int(m.group(1)) if m else 0
+        before = reloads()
+        print(len(REQ), flush=True)
+        sys.stdin.readline()    # the new file is written
+        get(s)                  # still left out
+        os.kill(int(sys.argv[4]), signal.SIGHUP)
+        for i in range(100):
+            if reloads() > before:
+                break
+            time.sleep(0.05)
+        else:
+            sys.exit("the agent did not reload")
+    else:
+        os.set_inheritable(s.fileno(), True)
+        os.execv(sys.argv[4], [sys.argv[4], sys.argv[0], "after", str(s.fileno())])
+get(s); get(s)
+s.close()
+PYCODE
+# sent_delta: egress bytes sent to nginx since e0, once they moved (at most 5 s).
+sent_delta() {
+	i=0
+	while [ $i -lt 50 ]; do
+		d=$(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - e0))
+		[ "$d" -gt 0 ] && break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 0.3
+	echo $(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - e0))
+}
+req=$($PY -c 'print(len(b"GET /small HTTP/1.1\r\nHost: test.example\r\n\r\n"))')
+e0=$(m "qtap_connection_bytes_sent_total{$EGRESS}")
+mkfifo "$TMP/go"
+"$PYCLIENT" "$TMP/client.py" reload "$SERVER_ADDR" "$HTTP_PORT" "$AGENT_PID" \
+	"$BASE/system/metrics" <"$TMP/go" >"$TMP/client.out" &
+client=$!
+exec 9>"$TMP/go"
+wait_line "$TMP/client.out" '^[0-9]'
+conf all false "|qtap-pyclient"
+echo go >&9
+exec 9>&-
+wait "$client"; ok $? "the copy made three requests, had the agent reload, and made two more"
+test "$(sent_delta)" = $((2 * req)); ok $? \
+	"the two requests after the reload are seen, not the three before ($((2 * req)) bytes)"
+reload all false; ok $? "reload: the copy left out again"
+e0=$(m "qtap_connection_bytes_sent_total{$EGRESS}")
+"$PYCLIENT" "$TMP/client.py" exec "$SERVER_ADDR" "$HTTP_PORT" "$(readlink -f $PY)"; ok $? \
+	"the copy made two requests, then exec'd python3, which made two more"
+test "$(sent_delta)" = $((2 * req)); ok $? \
+	"the two requests after the exec are seen, not the two before ($((2 * req)) bytes)"
 
 # --- busy keep-alive connections: wrk (not traced) on 4 connections from
 # two threads, nginx's side traced.  nginx and wrk move between the CPUs,
