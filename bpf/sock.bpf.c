@@ -1053,10 +1053,16 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		return 0;
 	if (state == CONN_SKIPPED) {
 		/* Left out, and nothing the decision rests on has changed
-		 * since it was last found to hold for this process. */
+		 * since it was last found to hold for this process.  (The
+		 * counter must be read before the entries it vouches for: x86
+		 * keeps loads in order; elsewhere, without a load-acquire in
+		 * the BPF that clang 14 writes, the entries are looked at on
+		 * every call, as they were before the counter.) */
 		gen = filter_gen_read();
+#ifdef __TARGET_ARCH_x86
 		if (st->verdict == ((__u64)gen << 32 | task->tgid))
 			return 0;
+#endif
 	}
 	call_decode(task, &call);
 	if (state != CONN_OPEN) {

@@ -254,5 +254,6 @@ int filter_apply_all(struct capture *cap)
 		key = next;
 		prev = &key;
 	}
+	filter_gen_bump(cap);
 	return err;
 }

@@ -417,25 +417,67 @@ END_TEST
 START_TEST(test_reorder_buffer_full)
 {
 	struct conn_tracker *t = tracker(NULL);
+	/* Each waits with its 200 bytes (the protocol is not known yet):
+	 * the byte budget, not the count, is what fills. */
+	const uint64_t n = CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + 200);
+	uint8_t pay[200];
 	struct rec r;
 	uint64_t s;
 
+	memset(pay, 'x', sizeof(pay));
+	ck_assert_uint_lt(n, CONN_REORDER_MAX_EVENTS);
 	mk_open(&r, 11, 100, QTAP_DIR_EGRESS, "10.0.0.4", 80, 40000, T0);
 	feed(t, &r, T0);
-	/* seq 1 never comes; 2 .. 2+64 fill the buffer and one more */
-	for (s = 2; s <= 2 + CONN_REORDER_MAX_EVENTS; s++) {
-		mk_data(&r, 11, s, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + s);
+	/* seq 1 never comes; 2 .. n + 1 fill the buffer */
+	for (s = 2; s <= n + 1; s++) {
+		mk_data(&r, 11, s, 100, QTAP_DATA_SEND, 200, pay, 200, T0 + s);
 		feed(t, &r, T0 + MS);
 	}
-	/* the buffer overflowed: seq 1 given up, everything processed */
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"), 0);
+	/* and one more overflows it: seq 1 given up, everything processed */
+	mk_data(&r, 11, s, 100, QTAP_DATA_SEND, 200, pay, 200, T0 + s);
+	feed(t, &r, T0 + MS);
+	s++;
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"),
-			  10 * (CONN_REORDER_MAX_EVENTS + 1));
-	mk_close(&r, 11, s, 100, 10 * (CONN_REORDER_MAX_EVENTS + 2), 0, T0 + s);
+			  200 * (n + 1));
+	mk_close(&r, 11, s, 100, 200 * (n + 1) + 10, 0, T0 + s);
 	feed(t, &r, T0 + 2 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.4", "80"), 1);
+	/* the lost seq 1's bytes come with the close's totals */
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"),
-			  10 * (CONN_REORDER_MAX_EVENTS + 2));
+			  200 * (n + 1) + 10);
+	conn_tracker_free(&t, T0 + 3 * MS);
+}
+END_TEST
+
+/* The count bound: events that wait without a payload (the protocol is
+ * known, and not TLS: only their header is of use) fill it before the
+ * byte budget. */
+START_TEST(test_reorder_count_full)
+{
+	struct conn_tracker *t = tracker(NULL);
+	const uint64_t n = CONN_REORDER_MAX_EVENTS;
+	struct rec r;
+	uint64_t s;
+
+	ck_assert_uint_le(n * sizeof(struct qtap_conn_data), CONN_REORDER_MAX_BYTES);
+	mk_open(&r, 13, 100, QTAP_DIR_EGRESS, "10.0.0.10", 80, 40000, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 13, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0);
+	/* seq 2 never comes; 3 .. n + 2 fill the buffer */
+	for (s = 3; s <= n + 2; s++) {
+		mk_data(&r, 13, s, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	mk_data(&r, 13, s, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + s);
+	feed(t, &r, T0 + MS);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.10", "80"),
+			  37 + 10 * (n + 1));
 	conn_tracker_free(&t, T0 + 3 * MS);
 }
 END_TEST
@@ -1183,6 +1225,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_reorder);
 	tcase_add_test(tc, test_gap_and_lost_bytes);
 	tcase_add_test(tc, test_reorder_buffer_full);
+	tcase_add_test(tc, test_reorder_count_full);
 	tcase_add_test(tc, test_reorder_cpu_skew);
 	tcase_add_test(tc, test_open_late_and_lost);
 	tcase_add_test(tc, test_open_after_bulk);
