@@ -1178,6 +1178,10 @@ static bool conn_skip(struct conn_tracker *t, struct conn *c, uint64_t now)
 	c->awaiting = false;	/* decided with what is known now */
 	if (seq > c->next_seq) {
 		metrics_counter_add(t->gaps, seq - c->next_seq);
+		log_debug("connection %" PRIu64 ": events %" PRIu64 "..%" PRIu64
+			  " given up as lost (%u waiting after them, the first for %" PRIu64
+			  " ms)", c->conn_id, c->next_seq, seq - 1, c->n_pend,
+			  now > c->pend[0].arrival_ns ? (now - c->pend[0].arrival_ns) / 1000000 : 0);
 		c->next_seq = seq;
 	}
 	return conn_drain(t, c, now);

@@ -368,6 +368,7 @@ dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')
 test "${dropped:-0}" = 0; ok $? "no events dropped in the queues (${dropped:-0})"
 gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
 test "${gaps:-0}" = 0; ok $? "no sequence gaps (${gaps:-0})"
+grep 'given up as lost' "$TMP/agent.log" | diag
 conn=$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="')
 test "$conn" -gt 0; ok $? "events received ($conn)"
 
