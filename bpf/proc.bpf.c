@@ -47,8 +47,9 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 		__u32 key = 0;
 		__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
 
+		/* per-CPU, but an interrupting program may add too */
 		if (lost)
-			*lost += 1;	/* per-CPU slot: no other writer */
+			__sync_fetch_and_add(lost, 1);
 		return NULL;
 	}
 	ev->hdr.version = QTAP_EVENT_ABI_VERSION;

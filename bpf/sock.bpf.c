@@ -334,8 +334,10 @@ static __always_inline void count_lost_n(__u32 n)
 	__u32 key = 0;
 	__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
 
+	/* A per-CPU slot, but a program that interrupts this one (softirq)
+	 * can add to it in the middle of a plain += and be lost. */
 	if (lost)
-		*lost += n;	/* per-CPU slot: no other writer */
+		__sync_fetch_and_add(lost, n);
 }
 
 static __always_inline void count_lost(void)
@@ -598,8 +600,10 @@ static __always_inline __u64 conn_id_next(void)
 
 	if (!n)
 		return 0;
-	*n += 1;	/* per-CPU slot: no other writer */
-	return (__u64)bpf_get_smp_processor_id() << 56 | *n;
+	/* Atomic on the per-CPU slot: a connection created in a softirq
+	 * (an accept's handshake) can interrupt one created by a connect()
+	 * between a plain read and write, and the two would get one id. */
+	return (__u64)bpf_get_smp_processor_id() << 56 | (__sync_fetch_and_add(n, 1) + 1);
 }
 
 /* The saved user registers of a thread in a system call; NULL for a
@@ -1351,7 +1355,7 @@ int BPF_KRETPROBE(tls_return, long ret)
 		__u64 *untied = bpf_map_lookup_elem(&tls_untied, &zero);
 
 		if (untied)
-			*untied += 1;	/* per-CPU slot: no other writer */
+			__sync_fetch_and_add(untied, 1);	/* see count_lost_n() */
 		return 0;
 	}
 	st = bpf_map_lookup_elem(&conns, &c.key);
