@@ -122,6 +122,7 @@ struct capture {
 	/* Scrape thread only (capture_collect). */
 	struct metric_series **prog_runs;	/* [nprogs] */
 	struct metric_series **prog_ns;		/* [nprogs] */
+	struct metric_series **prog_misses;	/* [nprogs] */
 	struct metric_series **lost;		/* [ncpus] */
 	uint64_t *lost_values;			/* [ncpus] */
 	uint64_t *sock_lost_values;		/* [ncpus] */

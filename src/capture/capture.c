@@ -434,7 +434,8 @@ static void capture_readers_stop(struct capture *cap)
 
 /* ---- /system/metrics collector (scrape thread) ---------------------- */
 
-/* Run count and time of every program of obj, from series index *i on. */
+/* Run count, run time and skipped runs of every program of obj, from series
+ * index *i on. */
 static void collect_programs(struct capture *cap, struct metrics_store *store,
 			     struct bpf_object *obj, unsigned *i)
 {
@@ -446,20 +447,23 @@ static void collect_programs(struct capture *cap, struct metrics_store *store,
 
 		if (*i == cap->nprogs)
 			break;
-		if (!cap->prog_runs[*i] || !cap->prog_ns[*i]) {
+		if (!cap->prog_runs[*i] || !cap->prog_ns[*i] || !cap->prog_misses[*i]) {
 			const char *values[] = { bpf_program__name(prog) };
 
 			cap->prog_runs[*i] = metrics_series_get(store,
 					M_SYSTEM_BPF_PROGRAM_RUNS_TOTAL, values);
 			cap->prog_ns[*i] = metrics_series_get(store,
 					M_SYSTEM_BPF_PROGRAM_RUN_SECONDS_TOTAL, values);
+			cap->prog_misses[*i] = metrics_series_get(store,
+					M_SYSTEM_BPF_PROGRAM_MISSES_TOTAL, values);
 		}
 		memset(&info, 0, sizeof(info));
-		if (cap->prog_runs[*i] && cap->prog_ns[*i] &&
+		if (cap->prog_runs[*i] && cap->prog_ns[*i] && cap->prog_misses[*i] &&
 		    !bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
 			metrics_counter_set(cap->prog_runs[*i], info.run_cnt);
 			/* The family's scale is 1e9: nanoseconds are stored. */
 			metrics_counter_set(cap->prog_ns[*i], info.run_time_ns);
+			metrics_counter_set(cap->prog_misses[*i], info.recursion_misses);
 		}
 		(*i)++;
 	}
@@ -720,6 +724,7 @@ static void capture_free(struct capture *cap)
 	free(cap->received);
 	free(cap->prog_runs);
 	free(cap->prog_ns);
+	free(cap->prog_misses);
 	free(cap->lost);
 	free(cap->lost_values);
 	free(cap->sock_lost_values);
@@ -802,7 +807,8 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		goto out_free;
 	cap->prog_runs = calloc(cap->nprogs, sizeof(*cap->prog_runs));
 	cap->prog_ns = calloc(cap->nprogs, sizeof(*cap->prog_ns));
-	if (!cap->prog_runs || !cap->prog_ns) {
+	cap->prog_misses = calloc(cap->nprogs, sizeof(*cap->prog_misses));
+	if (!cap->prog_runs || !cap->prog_ns || !cap->prog_misses) {
 		err = -ENOMEM;
 		log_error("starting capture failed: %s", strerror(-err));
 		goto out_free;

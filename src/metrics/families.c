@@ -141,6 +141,12 @@ const struct metric_def metric_defs[M__COUNT] = {
 		"qtap_system_bpf_program_run_seconds_total", METRIC_COUNTER, SYS, 0,
 		"Time spent running each eBPF program in seconds (needs kernel.bpf_stats_enabled).",
 		1, { "program" }, PLAIN(1000000000) },
+	[M_SYSTEM_BPF_PROGRAM_MISSES_TOTAL] = {
+		"qtap_system_bpf_program_misses_total", METRIC_COUNTER, SYS, 0,
+		"Runs of each eBPF program the kernel skipped: the program was already running "
+		"on that CPU when an interrupt hit the same hook, so that call was not seen "
+		"(kernel counts).",
+		1, { "program" }, PLAIN(1) },
 	[M_SYSTEM_CONNECTIONS_TRACKED] = {
 		"qtap_system_connections_tracked", METRIC_GAUGE, SYS, 0,
 		"Connections currently tracked by the agent.",

@@ -637,7 +637,7 @@ START_TEST(test_metrics_one_reader)
 	struct side client = { 0 }, server = { 0 };
 	struct capture *cap;
 	struct pair p;
-	unsigned ns, i;
+	unsigned ns, ns2, i;
 	double v;
 	size_t n;
 
@@ -671,6 +671,13 @@ START_TEST(test_metrics_one_reader)
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= 10, "sock_state runs: %g", v);
 	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
+	ck_assert_uint_eq(ns, 1);
+	/* the runs the kernel skipped: a series for every program */
+	check_metrics_sum(store, "qtap_system_bpf_program_runs_total", NULL, &ns);
+	check_metrics_sum(store, "qtap_system_bpf_program_misses_total", NULL, &ns2);
+	ck_assert_uint_gt(ns, 5);
+	ck_assert_uint_eq(ns2, ns);
+	check_metrics_sum(store, "qtap_system_bpf_program_misses_total", "program=\"sock_send\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	finish(&cap);
 }
