@@ -89,10 +89,10 @@ struct conn_series {
 	struct metric_series *open, *close, *active, *sent, *recv, *duration;
 };
 
-/* An early event waiting for the ones before it. */
 /* Room for pending events a connection keeps once they are all applied. */
 #define PEND_KEEP 64
 
+/* An early event waiting for the ones before it. */
 struct pending {
 	uint64_t seq;
 	uint64_t arrival_ns;

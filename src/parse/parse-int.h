@@ -81,14 +81,14 @@ struct pipeline_exit_event {
  * while the payload is of use: the protocol not known yet, or TLS; else
  * its header alone, so 3072 of them fit), and the wait bounds the rest.
  * A real loss is rare and is also seen in the kernel's own count, so
- * waiting long costs little. */
+ * waiting long costs little.  Until its OPEN (seq 0) arrives, a
+ * connection's events wait up to the same count, those past the byte
+ * budget without their payload: the OPEN may sit in another CPU's ring or
+ * queue while this one carries a bulk transfer, and giving it up would
+ * lose the whole connection. */
 #define CONN_REORDER_MAX_EVENTS 3072
 #define CONN_REORDER_MAX_BYTES (256u << 10)
 #define CONN_REORDER_WAIT_NS (1000ull * 1000 * 1000)
-/* Until its OPEN (seq 0) arrives, a connection's events wait up to the
- * same count, those past the byte budget without their payload: the OPEN
- * may sit in another CPU's ring or queue while this one carries a bulk
- * transfer, and giving it up would lose the whole connection. */
 
 struct conn_tracker_opts {
 	struct metrics_store *store;
