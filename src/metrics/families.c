@@ -125,9 +125,9 @@ const struct metric_def metric_defs[M__COUNT] = {
 		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_PAYLOADS_DROPPED_TOTAL] = {
 		"qtap_system_payloads_dropped_total", METRIC_COUNTER, SYS, 0,
-		"Data events kept without their payload while their connection's open was "
-		"still to come and its reorder buffer was full (byte counts stay exact; "
-		"what the payload held is not parsed).",
+		"Data events kept without their payload while they waited for their "
+		"connection's earlier events and its reorder buffer's bytes were full (byte "
+		"counts stay exact; what the payload held is not parsed).",
 		NO_LABELS, PLAIN(1) },
 	[M_SYSTEM_PARSE_ERRORS_TOTAL] = {
 		"qtap_system_parse_errors_total", METRIC_COUNTER, SYS, 0,

@@ -1221,17 +1221,18 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 
 	/* Once the payload is of no use any more, the header is enough. */
 	if (h->type == QTAP_EVENT_CONN_DATA && c->known &&
-	    (c->ignored || (c->proto != L7_UNKNOWN && !c->tls)))
+	    (c->ignored || (c->proto != L7_UNKNOWN &&
+			    (!c->tls || (c->tls->done[0] && c->tls->done[1])))))
 		keep = sizeof(struct qtap_conn_data);
-	/* Its OPEN still to come: headers only past the byte budget, and
-	 * room for them (see CONN_REORDER_MAX_EVENTS). */
-	if (!c->known && c->next_seq == 0) {
-		if (data && c->pend_bytes + keep > max_bytes) {
-			stripped = keep > sizeof(struct qtap_conn_data);
-			keep = sizeof(struct qtap_conn_data);
-		}
-		max_bytes += max_events * sizeof(struct qtap_conn_data);
+	/* Past the byte budget, the header alone, with room for the count of
+	 * them (see CONN_REORDER_MAX_EVENTS): the events before are most
+	 * likely on their way in another CPU's ring, and what detection
+	 * reads is the first bytes, which are kept. */
+	if (data && c->pend_bytes + keep > max_bytes) {
+		stripped = keep > sizeof(struct qtap_conn_data);
+		keep = sizeof(struct qtap_conn_data);
 	}
+	max_bytes += max_events * sizeof(struct qtap_conn_data);
 	while (c->n_pend && (c->n_pend >= max_events || c->pend_bytes + keep > max_bytes)) {
 		if (!conn_skip(t, c, now))
 			return false;

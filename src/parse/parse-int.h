@@ -76,16 +76,15 @@ struct pipeline_exit_event {
  * which another reader takes at its own poll, up to about 12 ms later
  * (more when a loaded host leaves that reader unscheduled), while the
  * new CPU's go on: one keep-alive connection on loopback moves some
- * 50000 requests a second, 1200 events in 12 ms.  So the count allows
- * 3072, and the bytes 256 KiB (a data event waits with its payload only
- * while the payload is of use: the protocol not known yet, or TLS; else
- * its header alone, so 3072 of them fit), and the wait bounds the rest.
- * A real loss is rare and is also seen in the kernel's own count, so
- * waiting long costs little.  Until its OPEN (seq 0) arrives, a
- * connection's events wait up to the same count, those past the byte
- * budget without their payload: the OPEN may sit in another CPU's ring or
- * queue while this one carries a bulk transfer, and giving it up would
- * lose the whole connection. */
+ * 50000 requests a second, 1200 events in 12 ms; a bulk transfer moves
+ * 256 KiB in well under 1 ms.  So the count allows 3072, and the bytes
+ * 256 KiB: a data event waits with its payload only while the payload is
+ * of use (the protocol not known yet, or TLS hellos still to read), and
+ * past the byte budget without it, with room for 3072 headers besides;
+ * the wait bounds the rest.  A real loss is rare and is also seen in the
+ * kernel's own count, so waiting long costs little, while giving up the
+ * first events of a connection (its OPEN, the request that tells its
+ * protocol) would lose what it is. */
 #define CONN_REORDER_MAX_EVENTS 3072
 #define CONN_REORDER_MAX_BYTES (256u << 10)
 #define CONN_REORDER_WAIT_NS (1000ull * 1000 * 1000)

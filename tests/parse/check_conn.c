@@ -417,15 +417,17 @@ END_TEST
 START_TEST(test_reorder_buffer_full)
 {
 	struct conn_tracker *t = tracker(NULL);
-	/* Each waits with its 200 bytes (the protocol is not known yet):
-	 * the byte budget, not the count, is what fills. */
-	const uint64_t n = CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + 200);
+	/* Each waits with its 200 bytes (the protocol is not known yet) until
+	 * the byte budget is full, then without them: the count is what
+	 * fills. */
+	const uint64_t n = CONN_REORDER_MAX_EVENTS;
+	const uint64_t whole = CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + 200);
 	uint8_t pay[200];
 	struct rec r;
 	uint64_t s;
 
 	memset(pay, 'x', sizeof(pay));
-	ck_assert_uint_lt(n, CONN_REORDER_MAX_EVENTS);
+	ck_assert_uint_lt(whole, n);
 	mk_open(&r, 11, 100, QTAP_DIR_EGRESS, "10.0.0.4", 80, 40000, T0);
 	feed(t, &r, T0);
 	/* seq 1 never comes; 2 .. n + 1 fill the buffer */
@@ -434,6 +436,7 @@ START_TEST(test_reorder_buffer_full)
 		feed(t, &r, T0 + MS);
 	}
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL), n - whole);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"), 0);
 	/* and one more overflows it: seq 1 given up, everything processed */
 	mk_data(&r, 11, s, 100, QTAP_DATA_SEND, 200, pay, 200, T0 + s);
@@ -449,6 +452,46 @@ START_TEST(test_reorder_buffer_full)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.4", "80"),
 			  200 * (n + 1) + 10);
 	conn_tracker_free(&t, T0 + 3 * MS);
+}
+END_TEST
+
+/* A bulk response whose request is late (the client's thread moved to
+ * another CPU right after sending it): 1 MiB of its events fills the byte
+ * budget in well under a millisecond.  They wait without their payload
+ * rather than have the request given up, and once it comes the protocol
+ * is known from it and every figure is exact. */
+START_TEST(test_reorder_bulk_after_gap)
+{
+	static uint8_t chunk[4096];
+	struct conn_tracker *t = tracker(NULL);
+	const uint64_t n = 4 * CONN_REORDER_MAX_BYTES / sizeof(chunk);
+	struct rec r;
+	uint64_t s;
+
+	memset(chunk, 'x', sizeof(chunk));
+	ck_assert_uint_lt(n, CONN_REORDER_MAX_EVENTS);
+	mk_open(&r, 14, 100, QTAP_DIR_EGRESS, "10.0.0.11", 80, 40000, T0);
+	feed(t, &r, T0);
+	/* seq 1, the request, is late; 2 .. n + 1 come first */
+	for (s = 2; s <= n + 1; s++) {
+		mk_data(&r, 14, s, 100, QTAP_DATA_RECV, 16384, chunk, sizeof(chunk), T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL),
+			  n - CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + sizeof(chunk)));
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.11", "80"), 0);
+	mk_data(&r, 14, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
+	feed(t, &r, T0 + 2 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.11", "80"), 37);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.11", "80"),
+			  16384 * n);
+	mk_close(&r, 14, n + 2, 100, 37, 16384 * n, T0 + n + 2);
+	feed(t, &r, T0 + 3 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.11", "80"), 1);
+	ck_assert_uint_eq(proto_val("http1"), 1);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	conn_tracker_free(&t, T0 + 4 * MS);
 }
 END_TEST
 
@@ -1225,6 +1268,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_reorder);
 	tcase_add_test(tc, test_gap_and_lost_bytes);
 	tcase_add_test(tc, test_reorder_buffer_full);
+	tcase_add_test(tc, test_reorder_bulk_after_gap);
 	tcase_add_test(tc, test_reorder_count_full);
 	tcase_add_test(tc, test_reorder_cpu_skew);
 	tcase_add_test(tc, test_open_late_and_lost);
