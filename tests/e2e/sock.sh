@@ -386,7 +386,7 @@ for i in range(20):
             break
         recv += len(b)
     s.close()
-    time.sleep(0.1)
+    time.sleep(0.2)
 print(sent, recv)
 PYCODE
 gaps0=$(metric /system/metrics qtap_system_sequence_gaps_total)
