@@ -884,7 +884,9 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 		if (c->counted)
 			metrics_counter_add(c->m.recv, d->len);
 	}
-	if (captured && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) &&
+	/* (Bytes moved but none captured, without the kernel's NO_PAYLOAD:
+	 * a payload dropped while the event waited, a hole.) */
+	if (d->len && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) &&
 	    (c->proto == L7_UNKNOWN || (c->tls && !(c->tls->done[0] && c->tls->done[1]))))
 		on_payload(t, c, d->dir == QTAP_DATA_RECV, d->payload, captured,
 			   captured < d->len);

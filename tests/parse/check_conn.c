@@ -912,6 +912,22 @@ START_TEST(test_tls_handshake)
 	mk_close(&r, 61, 4, 100, ch_len, sh_len, T0 + 4);
 	feed(t, &r, T0);
 	ck_assert_uint_eq(proto_val("tls"), 1);
+	/* a ClientHello whose middle write lost its payload while it waited
+	 * (past the reorder buffer's bytes): a hole, not bytes to misread */
+	mk_open(&r, 63, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40002, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 63, 1, 100, QTAP_DATA_SEND, 50, ch, 50, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 63, 2, 100, QTAP_DATA_SEND, (uint32_t)ch_len - 50, NULL, 0, T0 + 2);
+	feed(t, &r, T0);
+	/* (a second hello after it: read on from the first's 50 bytes, it
+	 * would be garbage) */
+	mk_data(&r, 63, 3, 100, QTAP_DATA_SEND, (uint32_t)ch_len, ch, (uint32_t)ch_len, T0 + 3);
+	feed(t, &r, T0);
+	mk_close(&r, 63, 4, 100, 2 * ch_len, 0, T0 + 4);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(proto_val("tls"), 2);
+	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 0);
 	/* a ClientHello whose session id length overruns it: one parse error */
 	ch[43] = 0xff;
 	mk_open(&r, 62, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40001, T0);
