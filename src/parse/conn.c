@@ -866,6 +866,13 @@ static size_t data_common(struct conn *c, const struct qtap_conn_data *d, size_t
 	return d->captured < size - sizeof(*d) ? d->captured : size - sizeof(*d);
 }
 
+/* Whether a socket data event's payload is still read: protocol
+ * detection, or the TLS hellos. */
+static bool payload_wanted(const struct conn *c)
+{
+	return c->proto == L7_UNKNOWN || (c->tls && !(c->tls->done[0] && c->tls->done[1]));
+}
+
 static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_conn_data *d,
 		    size_t size)
 {
@@ -886,8 +893,7 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 	}
 	/* (Bytes moved but none captured, without the kernel's NO_PAYLOAD:
 	 * a payload dropped while the event waited, a hole.) */
-	if (d->len && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) &&
-	    (c->proto == L7_UNKNOWN || (c->tls && !(c->tls->done[0] && c->tls->done[1]))))
+	if (d->len && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) && payload_wanted(c))
 		on_payload(t, c, d->dir == QTAP_DATA_RECV, d->payload, captured,
 			   captured < d->len);
 	if (c->traced)
@@ -1215,27 +1221,27 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 {
 	const struct qtap_event_header *h = rec;
 	bool data = h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA;
-	size_t keep = size, max_events = CONN_REORDER_MAX_EVENTS;
-	size_t max_bytes = CONN_REORDER_MAX_BYTES;
+	/* Past the byte budget, headers: room for the count of them (see
+	 * CONN_REORDER_MAX_EVENTS). */
+	const size_t max_bytes = CONN_REORDER_MAX_BYTES +
+				 CONN_REORDER_MAX_EVENTS * sizeof(struct qtap_conn_data);
+	size_t keep = size;
 	bool stripped = false;	/* a payload still of use dropped */
 	struct pending *p;
 	unsigned i;
 
 	/* Once the payload is of no use any more, the header is enough. */
-	if (h->type == QTAP_EVENT_CONN_DATA && c->known &&
-	    (c->ignored || (c->proto != L7_UNKNOWN &&
-			    (!c->tls || (c->tls->done[0] && c->tls->done[1])))))
+	if (h->type == QTAP_EVENT_CONN_DATA && c->known && (c->ignored || !payload_wanted(c)))
 		keep = sizeof(struct qtap_conn_data);
-	/* Past the byte budget, the header alone, with room for the count of
-	 * them (see CONN_REORDER_MAX_EVENTS): the events before are most
+	/* Past the byte budget, the header alone: the events before are most
 	 * likely on their way in another CPU's ring, and what detection
 	 * reads is the first bytes, which are kept. */
-	if (data && c->pend_bytes + keep > max_bytes) {
+	if (data && c->pend_bytes + keep > CONN_REORDER_MAX_BYTES) {
 		stripped = keep > sizeof(struct qtap_conn_data);
 		keep = sizeof(struct qtap_conn_data);
 	}
-	max_bytes += max_events * sizeof(struct qtap_conn_data);
-	while (c->n_pend && (c->n_pend >= max_events || c->pend_bytes + keep > max_bytes)) {
+	while (c->n_pend &&
+	       (c->n_pend >= CONN_REORDER_MAX_EVENTS || c->pend_bytes + keep > max_bytes)) {
 		if (!conn_skip(t, c, now))
 			return false;
 	}

@@ -393,14 +393,10 @@ gaps0=$(metric /system/metrics qtap_system_sequence_gaps_total)
 strip0=$(metric /system/metrics qtap_system_payloads_dropped_total)
 e0=$(m "qtap_connection_bytes_recv_total{$EGRESS}")
 c0=$(m "qtap_connection_close_total{$EGRESS}")
+ci0=$(m "qtap_connection_close_total{$INGRESS}")
 $PY "$TMP/move.py" "$SERVER_ADDR" "$HTTP_PORT" "$CLIENT_ADDR" >"$TMP/move.out"
 ok $? "python3 fetched /big 20 times, moving CPU after each request ($(cat "$TMP/move.out"))"
-i=0
-while [ $i -lt 50 ] && [ "$(m "qtap_connection_close_total{$EGRESS}")" -lt $((c0 + 20)) ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-sleep 0.3
+settle $((c0 + 20)) $((ci0 + 20))
 read -r _ mrecv <"$TMP/move.out"
 d=$(($(m "qtap_connection_bytes_recv_total{$EGRESS}") - e0))
 test "$d" = "${mrecv:-x}"; ok $? "egress bytes received = what python3 read ($d, ${mrecv:-})"

@@ -455,6 +455,30 @@ START_TEST(test_reorder_buffer_full)
 }
 END_TEST
 
+/* A bulk transfer's reads in the reorder buffer: BULK_EVENTS of 16 KiB
+ * from seq first on, 4 KiB captured each, 4 times the byte budget.  The
+ * budget holds the first ones whole; the rest wait without their payload,
+ * and say so.  No gap. */
+#define BULK_CAPTURED 4096
+#define BULK_EVENTS (4 * CONN_REORDER_MAX_BYTES / BULK_CAPTURED)
+static void feed_bulk(struct conn_tracker *t, uint64_t id, uint64_t first)
+{
+	static uint8_t chunk[BULK_CAPTURED];
+	struct rec r;
+	uint64_t s;
+
+	memset(chunk, 'x', sizeof(chunk));
+	ck_assert_uint_lt(BULK_EVENTS, CONN_REORDER_MAX_EVENTS);
+	for (s = first; s < first + BULK_EVENTS; s++) {
+		mk_data(&r, id, s, 100, QTAP_DATA_RECV, 16384, chunk, sizeof(chunk), T0 + s);
+		feed(t, &r, T0 + MS);
+	}
+	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL),
+			  BULK_EVENTS - CONN_REORDER_MAX_BYTES /
+					(sizeof(struct qtap_conn_data) + BULK_CAPTURED));
+}
+
 /* A bulk response whose request is late (the client's thread moved to
  * another CPU right after sending it): 1 MiB of its events fills the byte
  * budget in well under a millisecond.  They wait without their payload
@@ -462,24 +486,14 @@ END_TEST
  * is known from it and every figure is exact. */
 START_TEST(test_reorder_bulk_after_gap)
 {
-	static uint8_t chunk[4096];
 	struct conn_tracker *t = tracker(NULL);
-	const uint64_t n = 4 * CONN_REORDER_MAX_BYTES / sizeof(chunk);
+	const uint64_t n = BULK_EVENTS;
 	struct rec r;
-	uint64_t s;
 
-	memset(chunk, 'x', sizeof(chunk));
-	ck_assert_uint_lt(n, CONN_REORDER_MAX_EVENTS);
 	mk_open(&r, 14, 100, QTAP_DIR_EGRESS, "10.0.0.11", 80, 40000, T0);
 	feed(t, &r, T0);
 	/* seq 1, the request, is late; 2 .. n + 1 come first */
-	for (s = 2; s <= n + 1; s++) {
-		mk_data(&r, 14, s, 100, QTAP_DATA_RECV, 16384, chunk, sizeof(chunk), T0 + s);
-		feed(t, &r, T0 + MS);
-	}
-	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
-	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL),
-			  n - CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + sizeof(chunk)));
+	feed_bulk(t, 14, 2);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.0.0.11", "80"), 0);
 	mk_data(&r, 14, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1, T0 + 1);
 	feed(t, &r, T0 + 2 * MS);
@@ -603,22 +617,11 @@ END_TEST
  * the connection is whole once the OPEN comes. */
 START_TEST(test_open_after_bulk)
 {
-	static uint8_t chunk[4096];
 	struct conn_tracker *t = tracker(NULL);
-	const uint64_t n = 4 * CONN_REORDER_MAX_BYTES / sizeof(chunk);
+	const uint64_t n = BULK_EVENTS;
 	struct rec r;
-	uint64_t s;
 
-	memset(chunk, 'x', sizeof(chunk));
-	for (s = 1; s <= n; s++) {
-		mk_data(&r, 31, s, 100, QTAP_DATA_RECV, 16384, chunk, sizeof(chunk), T0 + s);
-		feed(t, &r, T0 + MS);
-	}
-	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
-	/* the byte budget holds the first ones whole; the rest lost their
-	 * payload, and say so */
-	ck_assert_uint_eq(sys_val(M_SYSTEM_PAYLOADS_DROPPED_TOTAL),
-			  n - CONN_REORDER_MAX_BYTES / (sizeof(struct qtap_conn_data) + sizeof(chunk)));
+	feed_bulk(t, 31, 1);
 	mk_open(&r, 31, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40000, T0);
 	feed(t, &r, T0 + 5 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.0.0.6", "80"), 1);
