@@ -3,8 +3,11 @@
 # wrk with keep-alive, requests per second without an agent, with the
 # bare-probe floor (empty programs on the agent's tracepoints, attached
 # the way the agent attaches its own, by bench/bench_floor, and for https
-# on its TLS library uprobes, by bpftrace) and with qtap running,
-# alternated in one run (so all see the same machine), ROUNDS times each;
+# on its TLS library uprobes, by bpftrace), with that floor again under
+# the kernel's run-time statistics (kernel.bpf_stats_enabled, which the
+# agent turns on while it runs: two clock reads around every run of every
+# BPF program) and with qtap running, alternated in one run (so all see
+# the same machine), ROUNDS times each;
 # prints the medians, their ratios, the events the agent lost on the way
 # (must be 0), and the agent's own cost per request (its programs' run
 # time, from its bpf_program metrics, and its threads' CPU time).
@@ -35,6 +38,11 @@ CONNECTIONS=${CONNECTIONS:-32}
 SCHEME=${SCHEME:-http}
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
+
+# The floor with statistics turns them on and off itself; they are left
+# as they were found, whatever happens.
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
 
 start_nginx || { echo "nginx did not start"; exit 1; }
 # The agent traces every process, wrk too (twice the traced calls of a
@@ -123,6 +131,7 @@ median() {
 rps >/dev/null # warm-up
 : >"$TMP/base"
 : >"$TMP/floor"
+: >"$TMP/floor_stats"
 : >"$TMP/agent"
 : >"$TMP/cost"
 lost_total=0
@@ -130,6 +139,7 @@ r=1
 while [ $r -le "$ROUNDS" ]; do
 	rps >>"$TMP/base"
 	f=-
+	fs=-
 	if [ -n "$FLOOR_TP" ]; then
 		"$FLOOR_TP" >"$TMP/floor.out" 2>&1 &
 		ft=$!
@@ -143,6 +153,10 @@ while [ $r -le "$ROUNDS" ]; do
 		sleep 1
 		rps >>"$TMP/floor"
 		f=$(tail -n 1 "$TMP/floor" | cut -d' ' -f1)
+		sysctl -qw kernel.bpf_stats_enabled=1
+		rps >>"$TMP/floor_stats"
+		sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+		fs=$(tail -n 1 "$TMP/floor_stats" | cut -d' ' -f1)
 		kill -INT "$ft" $bt
 		wait "$ft" $bt 2>/dev/null
 	fi
@@ -163,8 +177,8 @@ while [ $r -le "$ROUNDS" ]; do
 	stripped=$(metric /system/metrics qtap_system_payloads_dropped_total)
 	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0} + ${stripped:-0}))
 	stop_agent
-	printf 'round %d: no agent %s req/s, floor %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
-		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" \
+	printf 'round %d: no agent %s req/s, floor %s req/s, floor with statistics %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
+		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" "$fs" \
 		"$(tail -n 1 "$TMP/agent" | cut -d' ' -f1)" \
 		"${lost:-0}" "${dropped:-0}" "${gaps:-0}" "${stripped:-0}"
 	r=$((r + 1))
@@ -178,8 +192,10 @@ if [ -s "$TMP/floor" ]; then
 	floor=$(median <"$TMP/floor")
 	fratio=$(awk -v a="$agent" -v b="$floor" 'BEGIN { printf "%.3f", a / b }')
 	floor_ratio=$(awk -v a="$floor" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
-	printf 'median of %d (%s): no agent %s req/s, floor %s req/s (%s of no agent), qtap %s req/s\n' \
-		"$ROUNDS" "$SCHEME" "$base" "$floor" "$floor_ratio" "$agent"
+	floor_stats=$(median <"$TMP/floor_stats")
+	fs_ratio=$(awk -v a="$floor_stats" -v b="$base" 'BEGIN { printf "%.3f", a / b }')
+	printf 'median of %d (%s): no agent %s req/s, floor %s req/s (%s of no agent), floor with statistics %s req/s (%s of no agent), qtap %s req/s\n' \
+		"$ROUNDS" "$SCHEME" "$base" "$floor" "$floor_ratio" "$floor_stats" "$fs_ratio" "$agent"
 	printf 'qtap/no agent %s, qtap/floor %s (target >= 0.90 of %s), events lost %d\n' \
 		"$ratio" "$fratio" "$([ "$SCHEME" = https ] && echo "the floor" || echo "no agent")" \
 		"$lost_total"
@@ -191,6 +207,13 @@ fi
 # (a slow drift of the machine cancels out), and the machine's busy CPU
 # time per request (the agent's whole cost, its threads' too).
 paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $4 / $1 }' | median)
+# The same for the two floors: what the attachments cost, and what the
+# statistics the agent needs add to them.
+if [ -s "$TMP/floor" ]; then
+	printf 'median of the rounds'"'"' own ratios to no agent: floor %.3f, floor with statistics %.3f\n' \
+		"$(paste -d' ' "$TMP/base" "$TMP/floor" | awk '{ print $4 / $1 }' | median)" \
+		"$(paste -d' ' "$TMP/base" "$TMP/floor_stats" | awk '{ print $4 / $1 }' | median)"
+fi
 cpu_base=$(median 2 <"$TMP/base")
 cpu_agent=$(median 2 <"$TMP/agent")
 # The agent's share of the qtap rounds' CPU time per request, steadier than
