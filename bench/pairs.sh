@@ -1,0 +1,98 @@
+#!/bin/sh
+# The agent's cost per traced socket call, measured where little else
+# moves: bench/bench_pairs (one thread pinned to one CPU, write()+read()
+# pairs of 100 bytes over loopback TCP) without an agent, with the
+# bare-probe floor (bench/bench_floor: empty programs on the agent's
+# tracepoints), with that floor under the kernel's run-time statistics
+# (kernel.bpf_stats_enabled, which the agent turns on while it runs) and
+# with qtap running, alternated ROUNDS times; prints the medians of the
+# nanoseconds per pair, what each adds to no agent, the pairs/s each keeps,
+# and the agent's programs' nanoseconds per run in its rounds.
+#
+#   make bench-pairs                (from the build directory, as root)
+#   ROUNDS=11 PAIRS=400000 SIZE=1000 bench/pairs.sh
+#
+# The pairs run on the last CPU; the agent's threads find the others.
+set -u
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$(pwd)}"
+export top_srcdir top_builddir
+ROUNDS=${ROUNDS:-7}
+PAIRS=${PAIRS:-200000}
+SIZE=${SIZE:-100}
+. "$top_srcdir/tests/e2e/lib.sh"
+require_root
+
+PAIRS_BIN=$top_builddir/bench/bench_pairs
+FLOOR_BIN=$top_builddir/bench/bench_floor
+for b in "$PAIRS_BIN" "$FLOOR_BIN"; do
+	[ -x "$b" ] || { echo "$b not built (make ${b#"$top_builddir"/})"; exit 1; }
+done
+# The floor with statistics turns them on and off itself; they are left
+# as they were found, whatever happens.
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
+
+cat >"$TMP/qtap.conf" <<CONF
+stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
+tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; }; };
+CONF
+
+pairs() {
+	"$PAIRS_BIN" -n "$PAIRS" -s "$SIZE" || { echo "bench_pairs failed" >&2; exit 1; }
+}
+
+# programs: the agent's programs' runs and run time in seconds so far.
+programs() {
+	"$CURL" -s "$BASE/system/metrics" | awk '
+		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
+		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
+		END { printf "%.0f %.9f\n", n, s }'
+}
+
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+pairs >/dev/null # warm-up
+for f in none floor stats qtap perrun; do : >"$TMP/$f"; done
+lost_total=0
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+	pairs >>"$TMP/none"
+	"$FLOOR_BIN" >"$TMP/floor.out" 2>&1 &
+	ft=$!
+	wait_line "$TMP/floor.out" '^attached' || { echo "bench_floor did not attach"; exit 1; }
+	pairs >>"$TMP/floor"
+	sysctl -qw kernel.bpf_stats_enabled=1
+	pairs >>"$TMP/stats"
+	sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+	kill -INT "$ft"
+	wait "$ft" 2>/dev/null
+	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
+	p0=$(programs)
+	pairs >>"$TMP/qtap"
+	p1=$(programs)
+	printf '%s %s\n' "$p0" "$p1" | awk '$3 > $1 { printf "%.0f\n", ($4 - $2) * 1e9 / ($3 - $1) }' \
+		>>"$TMP/perrun"
+	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
+	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
+	lost_total=$((lost_total + ${lost:-0} + ${gaps:-0}))
+	stop_agent
+	printf 'round %d: ns per pair: no agent %s, floor %s, floor with statistics %s, qtap %s (lost %s, gaps %s)\n' \
+		"$r" "$(tail -n 1 "$TMP/none")" "$(tail -n 1 "$TMP/floor")" \
+		"$(tail -n 1 "$TMP/stats")" "$(tail -n 1 "$TMP/qtap")" "${lost:-0}" "${gaps:-0}"
+	r=$((r + 1))
+done
+
+none=$(median <"$TMP/none")
+floor=$(median <"$TMP/floor")
+stats=$(median <"$TMP/stats")
+qtap=$(median <"$TMP/qtap")
+printf 'median of %d, ns per pair of %s bytes: no agent %s, floor %s, floor with statistics %s, qtap %s\n' \
+	"$ROUNDS" "$SIZE" "$none" "$floor" "$stats" "$qtap"
+awk -v n="$none" -v f="$floor" -v s="$stats" -v q="$qtap" 'BEGIN {
+	printf "added per pair (two traced calls): floor %+.0f ns, statistics %+.0f ns more, qtap %+.0f ns in all\n", f - n, s - f, q - n
+	printf "pairs/s kept of no agent: floor %.3f, floor with statistics %.3f, qtap %.3f\n", n / f, n / s, n / q }'
+printf "qtap's programs: %s ns per run (median of its rounds), events lost %d\n" \
+	"$(median <"$TMP/perrun")" "$lost_total"
