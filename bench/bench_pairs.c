@@ -1,10 +1,9 @@
 /* Socket calls one at a time, for bench/pairs.sh: one thread pinned to one
  * CPU writes SIZE bytes into a loopback TCP connection and reads them back
  * at the other end, PAIRS times, and prints the nanoseconds per pair (one
- * traced send and one traced receive).  With no scheduler, no second
- * process and no server in the way, the figure moves far less from run to
- * run than a server's requests per second, so a few tens of nanoseconds
- * per traced call can be told apart.
+ * traced send and one traced receive), with no second process, no server
+ * and no scheduling between the two ends: what a traced call costs the
+ * thread that makes it, when the agent's threads have the other CPUs.
  *
  *   bench_pairs [-n PAIRS] [-s SIZE] [-c CPU]
  *
