@@ -39,10 +39,7 @@ SCHEME=${SCHEME:-http}
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
-# The floor with statistics turns them on and off itself; they are left
-# as they were found, whatever happens.
-STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
-trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
+. "$top_srcdir/bench/lib.sh"
 
 start_nginx || { echo "nginx did not start"; exit 1; }
 # The agent traces every process, wrk too (twice the traced calls of a
@@ -112,22 +109,6 @@ rps() {
 		END { if (n > 0) printf "%s %.2f %d\n", r, ticks * 1e6 / hz / n, n }' "$TMP/wrk.out"
 }
 
-# agent_cost: the running agent's cost so far, from its own figures: its
-# programs' runs and run time in seconds (summed over programs, from
-# /system/metrics) and its threads' CPU time in clock ticks (/proc).
-agent_cost() {
-	"$CURL" -s "$BASE/system/metrics" | awk -v ticks="$(awk '{ print $14 + $15 }' "/proc/$AGENT_PID/stat")" '
-		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
-		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
-		END { printf "%.0f %.9f %d\n", n, s, ticks }'
-}
-
-# median [COLUMN]: the median of a column (1 unless told) of standard input.
-median() {
-	awk -v c="${1:-1}" '{ print $c }' | sort -n |
-		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 rps >/dev/null # warm-up
 : >"$TMP/base"
 : >"$TMP/floor"
@@ -153,9 +134,9 @@ while [ $r -le "$ROUNDS" ]; do
 		sleep 1
 		rps >>"$TMP/floor"
 		f=$(tail -n 1 "$TMP/floor" | cut -d' ' -f1)
-		sysctl -qw kernel.bpf_stats_enabled=1
+		stats_on
 		rps >>"$TMP/floor_stats"
-		sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+		stats_off
 		fs=$(tail -n 1 "$TMP/floor_stats" | cut -d' ' -f1)
 		kill -INT "$ft" $bt
 		wait "$ft" $bt 2>/dev/null

@@ -28,10 +28,7 @@ FLOOR_BIN=$top_builddir/bench/bench_floor
 for b in "$PAIRS_BIN" "$FLOOR_BIN"; do
 	[ -x "$b" ] || { echo "$b not built (make ${b#"$top_builddir"/})"; exit 1; }
 done
-# The floor with statistics turns them on and off itself; they are left
-# as they were found, whatever happens.
-STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
-trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
+. "$top_srcdir/bench/lib.sh"
 
 cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
@@ -40,18 +37,6 @@ CONF
 
 pairs() {
 	"$PAIRS_BIN" -n "$PAIRS" -s "$SIZE" || { echo "bench_pairs failed" >&2; exit 1; }
-}
-
-# programs: the agent's programs' runs and run time in seconds so far.
-programs() {
-	"$CURL" -s "$BASE/system/metrics" | awk '
-		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
-		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
-		END { printf "%.0f %.9f\n", n, s }'
-}
-
-median() {
-	sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 pairs >/dev/null # warm-up
@@ -64,16 +49,16 @@ while [ "$r" -le "$ROUNDS" ]; do
 	ft=$!
 	wait_line "$TMP/floor.out" '^attached' || { echo "bench_floor did not attach"; exit 1; }
 	pairs >>"$TMP/floor"
-	sysctl -qw kernel.bpf_stats_enabled=1
+	stats_on
 	pairs >>"$TMP/stats"
-	sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+	stats_off
 	kill -INT "$ft"
 	wait "$ft" 2>/dev/null
 	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
-	p0=$(programs)
+	c0=$(agent_cost)
 	pairs >>"$TMP/qtap"
-	p1=$(programs)
-	printf '%s %s\n' "$p0" "$p1" | awk '$3 > $1 { printf "%.0f\n", ($4 - $2) * 1e9 / ($3 - $1) }' \
+	c1=$(agent_cost)
+	printf '%s %s\n' "$c0" "$c1" | awk '$4 > $1 { printf "%.0f\n", ($5 - $2) * 1e9 / ($4 - $1) }' \
 		>>"$TMP/perrun"
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)

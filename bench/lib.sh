@@ -1,0 +1,32 @@
+# Shared by the benchmarks that drive the real agent (overhead.sh,
+# pairs.sh), after tests/e2e/lib.sh.  Sourced, not run.
+
+# The floors with statistics turn kernel.bpf_stats_enabled on and off
+# themselves; it is left as it was found, whatever happens.
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
+
+# stats_on, stats_off: the kernel's run-time statistics for one column.
+stats_on() {
+	sysctl -qw kernel.bpf_stats_enabled=1
+}
+
+stats_off() {
+	sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+}
+
+# agent_cost: the running agent's cost so far, from its own figures: its
+# programs' runs and run time in seconds (summed over programs, from
+# /system/metrics) and its threads' CPU time in clock ticks (/proc).
+agent_cost() {
+	"$CURL" -s "$BASE/system/metrics" | awk -v ticks="$(awk '{ print $14 + $15 }' "/proc/$AGENT_PID/stat")" '
+		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
+		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
+		END { printf "%.0f %.9f %d\n", n, s, ticks }'
+}
+
+# median [COLUMN]: the median of a column (1 unless told) of standard input.
+median() {
+	awk -v c="${1:-1}" '{ print $c }' | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
