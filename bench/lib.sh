@@ -1,5 +1,9 @@
 # Shared by the benchmarks that drive the real agent (overhead.sh,
-# pairs.sh), after tests/e2e/lib.sh.  Sourced, not run.
+# pairs.sh): the end-to-end tests' helpers (starting nginx and the agent,
+# reading metrics), root, and what is below.  Sourced, not run, once
+# top_srcdir and top_builddir are set.
+. "$top_srcdir/tests/e2e/lib.sh"
+require_root
 
 # The floors with statistics turn kernel.bpf_stats_enabled on and off
 # themselves; it is left as it was found, whatever happens.

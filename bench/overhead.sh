@@ -36,9 +36,6 @@ ROUNDS=${ROUNDS:-9}
 DURATION=${DURATION:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 SCHEME=${SCHEME:-http}
-. "$top_srcdir/tests/e2e/lib.sh"
-require_root
-
 . "$top_srcdir/bench/lib.sh"
 
 start_nginx || { echo "nginx did not start"; exit 1; }

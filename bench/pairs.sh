@@ -1,12 +1,13 @@
 #!/bin/sh
-# The agent's cost per traced socket call, measured where little else
-# moves: bench/bench_pairs (one thread pinned to one CPU, write()+read()
+# The agent's cost per traced socket call to the thread that makes it:
+# bench/bench_pairs (one thread pinned to one CPU, write()+read()
 # pairs of 100 bytes over loopback TCP) without an agent, with the
 # bare-probe floor (bench/bench_floor: empty programs on the agent's
 # tracepoints), with that floor under the kernel's run-time statistics
 # (kernel.bpf_stats_enabled, which the agent turns on while it runs) and
 # with qtap running, alternated ROUNDS times; prints the medians of the
-# nanoseconds per pair, what each adds to no agent, the pairs/s each keeps,
+# nanoseconds per pair, what each adds (the statistics over the floor, the
+# others over no agent), the pairs/s each keeps,
 # and the agent's programs' nanoseconds per run in its rounds.
 #
 #   make bench-pairs                (from the build directory, as root)
@@ -20,15 +21,13 @@ export top_srcdir top_builddir
 ROUNDS=${ROUNDS:-7}
 PAIRS=${PAIRS:-200000}
 SIZE=${SIZE:-100}
-. "$top_srcdir/tests/e2e/lib.sh"
-require_root
+. "$top_srcdir/bench/lib.sh"
 
 PAIRS_BIN=$top_builddir/bench/bench_pairs
 FLOOR_BIN=$top_builddir/bench/bench_floor
 for b in "$PAIRS_BIN" "$FLOOR_BIN"; do
 	[ -x "$b" ] || { echo "$b not built (make ${b#"$top_builddir"/})"; exit 1; }
 done
-. "$top_srcdir/bench/lib.sh"
 
 cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
@@ -47,7 +46,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 	pairs >>"$TMP/none"
 	"$FLOOR_BIN" >"$TMP/floor.out" 2>&1 &
 	ft=$!
-	wait_line "$TMP/floor.out" '^attached' || { echo "bench_floor did not attach"; exit 1; }
+	wait_line "$TMP/floor.out" '^attached' ||
+		{ echo "bench_floor did not attach"; kill -INT "$ft"; exit 1; }
 	pairs >>"$TMP/floor"
 	stats_on
 	pairs >>"$TMP/stats"
@@ -79,5 +79,5 @@ printf 'median of %d, ns per pair of %s bytes: no agent %s, floor %s, floor with
 awk -v n="$none" -v f="$floor" -v s="$stats" -v q="$qtap" 'BEGIN {
 	printf "added per pair (two traced calls): floor %+.0f ns, statistics %+.0f ns more, qtap %+.0f ns in all\n", f - n, s - f, q - n
 	printf "pairs/s kept of no agent: floor %.3f, floor with statistics %.3f, qtap %.3f\n", n / f, n / s, n / q }'
-printf "qtap's programs: %s ns per run (median of its rounds), events lost %d\n" \
+printf "qtap's programs: %s ns per run (median of its rounds), events lost or given up as gaps %d\n" \
 	"$(median <"$TMP/perrun")" "$lost_total"
