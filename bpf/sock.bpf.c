@@ -300,18 +300,28 @@ struct {
 	__type(value, struct tls_call);
 } tls_inflight SEC(".maps");
 
-/* (tgid, SSL * or session) -> conns key, learned from the nested socket
- * calls: a TLS read served from the library's buffer makes none. */
+/* (tgid, SSL * or session) -> the connection its socket calls used,
+ * learned from the nested socket calls: a TLS read served from the
+ * library's buffer makes none. */
 struct tls_ctx_key {
 	__u64 tgid;
 	__u64 ctx;
+};
+
+/* The conns key and the conn_id of that connection: a freed session's
+ * address comes back for the next one, and a destroyed socket's for
+ * another connection, maybe another process's.  An entry holds only while
+ * the connection at key is still the one it was learned on. */
+struct tls_ctx_conn {
+	__u64 key;
+	__u64 conn_id;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, QTAP_SOCK_MAX_CONNS);
 	__type(key, struct tls_ctx_key);
-	__type(value, __u64);
+	__type(value, struct tls_ctx_conn);
 } tls_ctxs SEC(".maps");
 
 /* TLS library calls that moved data but could not be tied to a connection
@@ -1299,12 +1309,13 @@ int BPF_KRETPROBE(tls_return, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct tls_ctx_key ck = {};
+	struct tls_ctx_conn *kp, tied;
 	struct qtap_conn_data *ev;
 	struct sock_scratch *s;
 	struct conn_state *st;
 	struct sock_call call;
 	struct tls_call *tc, c;
-	__u64 len = 0, now, *kp;
+	__u64 len = 0, now;
 	__u32 cpu, zero = 0, n = 0, limit;
 
 	tc = bpf_task_storage_get(&tls_inflight, task, 0, 0);
@@ -1329,9 +1340,15 @@ int BPF_KRETPROBE(tls_return, long ret)
 	ck.ctx = c.ctx;
 	kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
 	if (!c.key && kp) {
-		c.key = *kp;
-	} else if (!c.key && tc->last_recv_key && tc->last_recv_ns > tc->last_return_ns &&
-		   now - tc->last_recv_ns < TLS_LAST_RECV_NS) {
+		/* The session's connection, unless it is gone: then this
+		 * is a new session at a freed one's address, and the socket
+		 * address may be another connection's by now. */
+		st = bpf_map_lookup_elem(&conns, &kp->key);
+		if (st && st->conn_id == kp->conn_id)
+			c.key = kp->key;
+	}
+	if (!c.key && tc->last_recv_key && tc->last_recv_ns > tc->last_return_ns &&
+	    now - tc->last_recv_ns < TLS_LAST_RECV_NS) {
 		/* No socket call inside, and none before on the session: a
 		 * library on memory buffers, fed from the socket the thread
 		 * read just before, with no TLS call between (node reads
@@ -1347,19 +1364,22 @@ int BPF_KRETPROBE(tls_return, long ret)
 		}
 	}
 	tc->last_return_ns = now;
-	if (c.key && (!kp || *kp != c.key))
-		bpf_map_update_elem(&tls_ctxs, &ck, &c.key, BPF_ANY);
+	st = c.key ? bpf_map_lookup_elem(&conns, &c.key) : NULL;
+	if (st && (!kp || kp->key != c.key || kp->conn_id != st->conn_id)) {
+		tied.key = c.key;
+		tied.conn_id = st->conn_id;
+		bpf_map_update_elem(&tls_ctxs, &ck, &tied, BPF_ANY);
+	}
 	if (!len || c.op == QTAP_TLS_OP_TIE)
 		return 0;
-	if (!c.key) {
+	if (!st) {
 		__u64 *untied = bpf_map_lookup_elem(&tls_untied, &zero);
 
 		if (untied)
 			__sync_fetch_and_add(untied, 1);	/* see count_lost_n() */
 		return 0;
 	}
-	st = bpf_map_lookup_elem(&conns, &c.key);
-	if (!st || st->state != CONN_OPEN)
+	if (st->state != CONN_OPEN)
 		return 0;	/* left out by the filters, or over */
 	if (st->tls_ctx != c.ctx)
 		st->tls_ctx = c.ctx;

@@ -8,8 +8,9 @@
 # the status line, from --bpf-trace), the connection report names the
 # library and the protocol, the bytes are the syscall layer's on both
 # sides, and nothing is lost.  Then a client killed in the middle of a
-# request leaves nothing behind, and TLS inside a CONNECT tunnel is tied
-# to its connection.
+# request leaves nothing behind, TLS inside a CONNECT tunnel is tied to
+# its connection, and node's sessions one after another at reused
+# addresses are each tied to their own.
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 
@@ -336,6 +337,70 @@ test "$(cat "$TMP/tunnel.out")" = 404 &&
 	grep -q 'module=openssl op=SSL_read .*comm=curl.*line=\\"HTTP/1.1 404 Not Found\\"' "$TMP/agent.log" &&
 	test "$untied_after" = "$untied_before"
 ok $? "TLS inside a CONNECT tunnel: curl's request and status lines ($(cat "$TMP/tunnel.out"), untied $untied_before -> $untied_after)"
+
+# One node process, 40 connections one after another: each new session
+# gets the address of the one freed before it, and each new socket often
+# a destroyed one's, sometimes nginx's side of the next connection.  Each
+# session's plaintext is still its own connection's, none is credited to
+# another (nginx's) or dropped.
+NODE_CONNS=40
+untied_before=$(metric /system/metrics qtap_system_tls_calls_untied_total)
+node -e '
+const https = require("https");
+let left = +process.argv[4];
+function one() {
+	https.get({ host: process.argv[1], port: +process.argv[2], localAddress: process.argv[3],
+		    path: "/small", rejectUnauthorized: false, agent: false }, (r) => {
+		r.on("data", () => {});
+		r.on("end", () => {
+			if (r.statusCode != 200) process.exit(1);
+			if (--left > 0) setTimeout(one, 10); else console.log(process.pid);
+		});
+	});
+}
+one();' "$SERVER_ADDR" "$TLS_PORT" "$CLIENT_ADDR" "$NODE_CONNS" >"$TMP/nodeseq.out" 2>&1
+ok $? "node makes $NODE_CONNS requests, each on a new connection"
+NODE_PID=$(cat "$TMP/nodeseq.out")
+i=0
+while [ $i -lt 100 ]; do
+	[ "$(grep -c "\"pid\":$NODE_PID," "$TMP/agent.log")" -ge "$NODE_CONNS" ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.3
+untied_after=$(metric /system/metrics qtap_system_tls_calls_untied_total)
+$PY - "$TMP/agent.log" "$TLS_PORT" "$NODE_PID" "$NODE_CONNS" >"$TMP/nodeseq.report" 2>&1 <<'PYCODE'
+import os, sys, re
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "e2e"))
+import agentlog
+log, port, pid, want = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+reports, trace = agentlog.read(log)
+lines = {}
+for t in trace:
+    m = re.search(r'module=(\w+) op=(\w+) .* conn=(\d+) decision=(\w+) line="([^"]*)"', t)
+    if m and m.group(5):
+        lines.setdefault(m.group(3), []).append((m.group(2), m.group(5)))
+mine = [r for r in reports if r["pid"] == pid and r["direction"] == "egress"]
+peers = {r["source"]: r for r in reports
+         if r["direction"] == "ingress" and r["destination"].endswith(":" + port)}
+bad = []
+for r in mine:
+    peer = peers.get(r["source"])
+    got = (r["tlsProbeTypesDetected"], r["l7Protocol"], lines.get(r["connId"]),
+           peer and peer["tlsProbeTypesDetected"], peer and lines.get(peer["connId"]))
+    if got != (["nodetls"], "http1", [("SSL_write", "GET /small HTTP/1.1"), ("SSL_read", "HTTP/1.1 200 OK")],
+               ["openssl"], [("SSL_read", "GET /small HTTP/1.1"), ("SSL_write", "HTTP/1.1 200 OK")]):
+        bad.append("%s %s" % (r["source"], got))
+print("%d of node's connections, %d not as they should be" % (len(mine), len(bad)))
+for b in bad:
+    print("  " + b)
+sys.exit(0 if len(mine) == want and not bad else 1)
+PYCODE
+ok $? "each session's request and status lines on its own connection, nginx's on nginx's, through their own libraries"
+diag <"$TMP/nodeseq.report"
+test "$untied_after" = "$untied_before"
+ok $? "every one of them tied ($untied_before -> $untied_after)"
 
 stop_agent
 test "$AGENT_STATUS" = 0; ok $? "agent stops cleanly"
