@@ -1220,8 +1220,13 @@ int sock_state(struct bpf_raw_tracepoint_args *ctx)
 		} else if (oldstate == TCP_SYN_RECV) {
 			/* An accepted connection, in softirq: its process is
 			 * the first to call on it.  (With TCP Fast Open that
-			 * call may come first: it stays learned.) */
-			conn_create(key, QTAP_DIR_INGRESS, 0, false);
+			 * call may come first: it stays learned.)  An entry
+			 * left CLOSED is an earlier socket's at this address
+			 * whose sock_destroy run the kernel skipped (see
+			 * qtap_system_bpf_program_misses_total): kept, it
+			 * would hide the new connection. */
+			st = bpf_map_lookup_elem(&conns, &key);
+			conn_create(key, QTAP_DIR_INGRESS, 0, st && st->state == CONN_CLOSED);
 		}
 		return 0;
 	case TCP_FIN_WAIT1:
