@@ -12,6 +12,10 @@ n_tests=0
 n_failed=0
 
 cleanup() {
+	# a test that turned TCP Fast Open on for the server side
+	if [ -n "${TFO_WAS:-}" ]; then
+		sysctl -qw net.ipv4.tcp_fastopen="$TFO_WAS"
+	fi
 	if [ -n "${NGINX_PID:-}" ]; then
 		# the workers first: they would outlive their master
 		pkill -KILL -P "$NGINX_PID" 2>/dev/null
@@ -158,7 +162,9 @@ http {
 	uwsgi_temp_path $TMP/nginx/uwsgi;
 	scgi_temp_path $TMP/nginx/scgi;
 	server {
-		listen $SERVER_ADDR:$HTTP_PORT;
+		# (Fast Open takes effect once net.ipv4.tcp_fastopen has
+		# the server bit, 2: sock.sh sets it for its test)
+		listen $SERVER_ADDR:$HTTP_PORT fastopen=64;
 		listen $SERVER_ADDR:$TLS_PORT ssl http2;
 		server_name test.example;
 		ssl_certificate $TMP/nginx/cert.pem;

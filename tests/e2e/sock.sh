@@ -2,7 +2,7 @@
 # End to end: socket capture against real nginx and real clients on
 # loopback, with exact figures: connections per side, bytes as the clients
 # and the server count them, protocols, TLS handshakes from the wire, the
-# filters and direction settings, and no losses.
+# filters and direction settings, TCP Fast Open, and no losses.
 #
 # The agent traces only nginx, curl and python3 (an allow-list), so other
 # tests running beside this one do not move its figures; the test reads the
@@ -404,6 +404,49 @@ gaps1=$(metric /system/metrics qtap_system_sequence_gaps_total)
 strip1=$(metric /system/metrics qtap_system_payloads_dropped_total)
 test "$((${gaps1:-0} - ${gaps0:-0}))" = 0; ok $? "their events put back in order with no gap\
  ($((${gaps1:-0} - ${gaps0:-0})) gaps; $((${strip1:-0} - ${strip0:-0})) waited without their payload)"
+
+# --- TCP Fast Open: the request rides on the SYN (curl --tcp-fastopen;
+# nginx listens with fastopen, which the sysctl turns on for the server
+# side).  The first connection fetches the cookie, the next two use it.
+tfo_passive() {
+	awk '$1 == "TcpExt:" { if (!h) { split($0, k); h = 1 } else
+		for (i = 2; i <= NF; i++) if (k[i] == "TCPFastOpenPassive") print $i }' /proc/net/netstat
+}
+TFO_WAS=$(sysctl -n net.ipv4.tcp_fastopen)
+sysctl -qw net.ipv4.tcp_fastopen=3
+t0=$(tfo_passive)
+o0=$(m "qtap_connection_open_total{$EGRESS}")
+oi0=$(m "qtap_connection_open_total{$INGRESS}")
+c0=$(m "qtap_connection_close_total{$EGRESS}")
+ci0=$(m "qtap_connection_close_total{$INGRESS}")
+es0=$(m "qtap_connection_bytes_sent_total{$EGRESS}")
+er0=$(m "qtap_connection_bytes_recv_total{$EGRESS}")
+is0=$(m "qtap_connection_bytes_sent_total{$INGRESS}")
+ir0=$(m "qtap_connection_bytes_recv_total{$INGRESS}")
+: >"$TMP/tfo.out"
+for j in 1 2 3; do
+	curl -s --tcp-fastopen --interface "$CLIENT_ADDR" -o /dev/null \
+		-w '%{http_code} %{size_request} %{size_header} %{size_download}\n' \
+		"http://$SERVER_ADDR:$HTTP_PORT/small" >>"$TMP/tfo.out"
+done
+t1=$(tfo_passive)
+sysctl -qw net.ipv4.tcp_fastopen="$TFO_WAS"
+TFO_WAS=
+test "$(grep -c '^200 ' "$TMP/tfo.out")" = 3 && test $((t1 - t0)) -ge 2
+ok $? "curl made 3 requests with Fast Open, nginx took $((t1 - t0)) on the SYN"
+settle $((c0 + 3)) $((ci0 + 3))
+test $(($(m "qtap_connection_open_total{$EGRESS}") - o0)) = 3 &&
+	test $(($(m "qtap_connection_open_total{$INGRESS}") - oi0)) = 3 &&
+	test $(($(m "qtap_connection_close_total{$EGRESS}") - c0)) = 3 &&
+	test $(($(m "qtap_connection_close_total{$INGRESS}") - ci0)) = 3
+ok $? "Fast Open: 3 connections opened and closed, egress from curl and ingress at nginx"
+tsent=$(awk '{ s += $2 } END { print s }' "$TMP/tfo.out")
+trecv=$(awk '{ s += $3 + $4 } END { print s }' "$TMP/tfo.out")
+test $(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - es0)) = "$tsent" &&
+	test $(($(m "qtap_connection_bytes_recv_total{$INGRESS}") - ir0)) = "$tsent" &&
+	test $(($(m "qtap_connection_bytes_recv_total{$EGRESS}") - er0)) = "$trecv" &&
+	test $(($(m "qtap_connection_bytes_sent_total{$INGRESS}") - is0)) = "$trecv"
+ok $? "Fast Open: bytes on both sides are curl's ($tsent sent, $trecv received)"
 
 # --- nothing lost on the way.
 lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
