@@ -1,7 +1,10 @@
 # Shared by the benchmarks that drive the real agent (overhead.sh,
 # pairs.sh): the end-to-end tests' helpers (starting nginx and the agent,
 # reading metrics), root, and what is below.  Sourced, not run, once
-# top_srcdir and top_builddir are set.
+# top_srcdir is set; top_builddir is the current directory unless set.
+set -u
+: "${top_builddir:=$(pwd)}"
+export top_srcdir top_builddir
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
 

@@ -26,10 +26,7 @@
 # (left out without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
 # figure; TLS, at least 90% of the floor (the uprobes' own cost, which no
 # agent can avoid, is the floor's).
-set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
-: "${top_builddir:=$(pwd)}"
-export top_srcdir top_builddir
 # A shared two-CPU machine moves single runs by 10-20%: many short rounds
 # give steadier medians than a few long ones.
 ROUNDS=${ROUNDS:-9}

@@ -14,10 +14,7 @@
 #   ROUNDS=11 PAIRS=400000 SIZE=1000 bench/pairs.sh
 #
 # The pairs run on the last CPU; the agent's threads find the others.
-set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
-: "${top_builddir:=$(pwd)}"
-export top_srcdir top_builddir
 ROUNDS=${ROUNDS:-7}
 PAIRS=${PAIRS:-200000}
 SIZE=${SIZE:-100}

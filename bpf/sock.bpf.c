@@ -691,8 +691,11 @@ static __always_inline void conn_set_process(struct conn_state *st, __u32 fd)
 }
 
 /* A new entry for sk; an entry already there (a socket connected again) is
- * closed as replaced first when replace, else kept.  NULL when there is an
- * entry and !replace, or the map is full (counted). */
+ * closed as replaced first when replace, else kept.  One left CLOSED is
+ * always replaced: it is an earlier socket's at this address whose
+ * sock_destroy run the kernel skipped (see
+ * qtap_system_bpf_program_misses_total), and kept it would hide the new
+ * connection.  NULL when an entry is kept, or the map is full (counted). */
 static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction, __u8 flags,
 						      bool replace)
 {
@@ -700,7 +703,7 @@ static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction,
 
 	st = bpf_map_lookup_elem(&conns, &key);
 	if (st) {
-		if (!replace)
+		if (!replace && st->state != CONN_CLOSED)
 			return NULL;
 		if (st->state == CONN_OPEN)
 			conn_close(st, QTAP_CLOSE_F_REPLACED);
@@ -1220,13 +1223,8 @@ int sock_state(struct bpf_raw_tracepoint_args *ctx)
 		} else if (oldstate == TCP_SYN_RECV) {
 			/* An accepted connection, in softirq: its process is
 			 * the first to call on it.  (With TCP Fast Open that
-			 * call may come first: it stays learned.)  An entry
-			 * left CLOSED is an earlier socket's at this address
-			 * whose sock_destroy run the kernel skipped (see
-			 * qtap_system_bpf_program_misses_total): kept, it
-			 * would hide the new connection. */
-			st = bpf_map_lookup_elem(&conns, &key);
-			conn_create(key, QTAP_DIR_INGRESS, 0, st && st->state == CONN_CLOSED);
+			 * call may come first: it stays learned.) */
+			conn_create(key, QTAP_DIR_INGRESS, 0, false);
 		}
 		return 0;
 	case TCP_FIN_WAIT1:
@@ -1344,13 +1342,18 @@ int BPF_KRETPROBE(tls_return, long ret)
 	ck.tgid = task->tgid;
 	ck.ctx = c.ctx;
 	kp = bpf_map_lookup_elem(&tls_ctxs, &ck);
-	if (!c.key && kp) {
+	st = NULL;
+	if (c.key) {
+		st = bpf_map_lookup_elem(&conns, &c.key);
+	} else if (kp) {
 		/* The session's connection, unless it is gone: then this
 		 * is a new session at a freed one's address, and the socket
 		 * address may be another connection's by now. */
 		st = bpf_map_lookup_elem(&conns, &kp->key);
 		if (st && st->conn_id == kp->conn_id)
 			c.key = kp->key;
+		else
+			st = NULL;
 	}
 	if (!c.key && tc->last_recv_key && tc->last_recv_ns > tc->last_return_ns &&
 	    now - tc->last_recv_ns < TLS_LAST_RECV_NS) {
@@ -1360,16 +1363,17 @@ int BPF_KRETPROBE(tls_return, long ret)
 		 * the ServerHello, then SSL_write finishes the handshake and
 		 * writes).  That socket's connection, if it is TLS and no
 		 * other session has it. */
-		st = bpf_map_lookup_elem(&conns, &tc->last_recv_key);
-		if (st && st->class == CLASS_TLS && st->tgid == ck.tgid &&
-		    (!st->tls_ctx || st->tls_ctx == c.ctx)) {
+		struct conn_state *last = bpf_map_lookup_elem(&conns, &tc->last_recv_key);
+
+		if (last && last->class == CLASS_TLS && last->tgid == ck.tgid &&
+		    (!last->tls_ctx || last->tls_ctx == c.ctx)) {
 			c.key = tc->last_recv_key;
+			st = last;
 			if (!st->tls_probed)
 				st->tls_probed = 1;
 		}
 	}
 	tc->last_return_ns = now;
-	st = c.key ? bpf_map_lookup_elem(&conns, &c.key) : NULL;
 	if (st && (!kp || kp->key != c.key || kp->conn_id != st->conn_id)) {
 		tied.key = c.key;
 		tied.conn_id = st->conn_id;
