@@ -5,8 +5,8 @@
 # the way the agent attaches its own, by bench/bench_floor, and for https
 # on its TLS library uprobes, by bpftrace), with that floor again under
 # the kernel's run-time statistics (kernel.bpf_stats_enabled, which the
-# agent turns on while it runs: two clock reads around every run of every
-# BPF program) and with qtap running, alternated in one run (so all see
+# agent turns on only with capture.kernel_bpf_stats: two clock reads around
+# every run of every BPF program) and with qtap running, alternated in one run (so all see
 # the same machine), ROUNDS times each;
 # prints the medians, their ratios, the events the agent lost on the way
 # (must be 0), and the agent's own cost per request (its programs' run
@@ -183,7 +183,7 @@ fi
 # time per request (the agent's whole cost, its threads' too).
 paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $4 / $1 }' | median)
 # The same for the two floors: what the attachments cost, and what the
-# statistics the agent needs add to them.
+# kernel's statistics add to them (capture.kernel_bpf_stats).
 if [ -s "$TMP/floor" ]; then
 	printf 'median of the rounds'"'"' own ratios to no agent: floor %.3f, floor with statistics %.3f\n' \
 		"$(paste -d' ' "$TMP/base" "$TMP/floor" | awk '{ print $4 / $1 }' | median)" \

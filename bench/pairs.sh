@@ -4,7 +4,8 @@
 # pairs of 100 bytes over loopback TCP) without an agent, with the
 # bare-probe floor (bench/bench_floor: empty programs on the agent's
 # tracepoints), with that floor under the kernel's run-time statistics
-# (kernel.bpf_stats_enabled, which the agent turns on while it runs) and
+# (kernel.bpf_stats_enabled, which the agent turns on with
+# capture.kernel_bpf_stats) and
 # with qtap running, alternated ROUNDS times; prints the medians of the
 # nanoseconds per pair, what each adds (the statistics over the floor, the
 # others over no agent), the pairs/s each keeps,

@@ -9,6 +9,7 @@
 
 #include "proc.h"
 #include "exec_gen.bpf.h"
+#include "progstat.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -72,8 +73,7 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 
 /* Raw: the tracepoint's arguments are the parent and child tasks, which
  * tell a new process from a new thread. */
-SEC("raw_tp/sched_process_fork")
-int proc_fork(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int proc_fork_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	struct qtap_proc_event *ev;
@@ -86,8 +86,7 @@ int proc_fork(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+static __always_inline int proc_exec_run(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 loc = ctx->__data_loc_filename;
@@ -123,8 +122,7 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int proc_exit(void *ctx)
+static __always_inline int proc_exit_run(void *ctx)
 {
 	struct trace_event_raw_sched_process_exit___qtap *args = ctx;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -147,5 +145,27 @@ int proc_exit(void *ctx)
 		return 0;
 	ev->exit_code = BPF_CORE_READ(task, exit_code);
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* The programs: each run counted and sampled (progstat.bpf.h). */
+SEC("raw_tp/sched_process_fork")
+int proc_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	PROG_TIMED(QTAP_PS_PROC_FORK, false, proc_fork_run(ctx));
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	PROG_TIMED(QTAP_PS_PROC_EXEC, false, proc_exec_run(ctx));
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(void *ctx)
+{
+	PROG_TIMED(QTAP_PS_PROC_EXIT, false, proc_exit_run(ctx));
 	return 0;
 }

@@ -49,6 +49,7 @@
 
 #include "sock.h"
 #include "exec_gen.bpf.h"
+#include "progstat.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -531,8 +532,7 @@ static __always_inline __u32 tgid_action(__u32 tgid)
 
 /* A new process runs its parent's image: it inherits the parent's valid
  * decision at once, before the agent hears of the fork. */
-SEC("raw_tp/sched_process_fork")
-int sock_fork(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int sock_fork_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
@@ -1168,25 +1168,26 @@ count:
 SEC("raw_tp")
 int sock_flush(struct bpf_raw_tracepoint_args *ctx)
 {
-	stage_write_out(bpf_get_smp_processor_id());
+	PROG_TIMED(QTAP_PS_SOCK_FLUSH, false, stage_write_out(bpf_get_smp_processor_id()));
 	return 0;
 }
 
 SEC("raw_tp/sock_send_length")
 int sock_send(struct bpf_raw_tracepoint_args *ctx)
 {
-	return sock_call(ctx, QTAP_DATA_SEND);
+	PROG_TIMED(QTAP_PS_SOCK_SEND, false, sock_call(ctx, QTAP_DATA_SEND));
+	return 0;
 }
 
 SEC("raw_tp/sock_recv_length")
 int sock_recv(struct bpf_raw_tracepoint_args *ctx)
 {
-	return sock_call(ctx, QTAP_DATA_RECV);
+	PROG_TIMED(QTAP_PS_SOCK_RECV, false, sock_call(ctx, QTAP_DATA_RECV));
+	return 0;
 }
 
 /* inet_sock_set_state (sk, oldstate, newstate). */
-SEC("raw_tp/inet_sock_set_state")
-int sock_state(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
 	int oldstate = ctx->args[1], newstate = ctx->args[2];
@@ -1250,8 +1251,7 @@ int sock_state(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* tcp_destroy_sock (sk): the end of the socket. */
-SEC("raw_tp/tcp_destroy_sock")
-int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int sock_destroy_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 key = ctx->args[0];
 	struct conn_state *st;
@@ -1272,8 +1272,8 @@ int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
  * (SSL_do_handshake, gnutls_handshake): which one, its cookie says
  * (QTAP_TLS_COOKIE_*).  Arguments: the SSL * or session, the buffer, its
  * size, and for the _ex functions where the count comes back. */
-SEC("uprobe")
-int BPF_KPROBE(tls_enter, void *ctx_ptr, void *buf, __u64 num, void *count)
+static __always_inline int tls_enter_run(struct pt_regs *ctx, void *ctx_ptr, void *buf,
+					 void *count)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 sp = PT_REGS_SP(ctx);
@@ -1307,8 +1307,7 @@ int BPF_KPROBE(tls_enter, void *ctx_ptr, void *buf, __u64 num, void *count)
 
 /* The return of any of them: the plaintext it moved, as a TLS data event
  * of the connection its socket calls used. */
-SEC("uretprobe")
-int BPF_KRETPROBE(tls_return, long ret)
+static __always_inline int tls_return_run(struct pt_regs *ctx, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct tls_ctx_key ck = {};
@@ -1409,5 +1408,44 @@ int BPF_KRETPROBE(tls_return, long ret)
 	n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
 	data_emit(ev, st, task, QTAP_EVENT_TLS_DATA, cpu, c.dir & 1, c.op, st->fd,
 		  c.linked ? QTAP_DATA_F_LINKED : 0, len, n);
+	return 0;
+}
+
+/* The programs defined above as NAME_run: each run counted and sampled
+ * (progstat.bpf.h). */
+SEC("raw_tp/sched_process_fork")
+int sock_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	PROG_TIMED(QTAP_PS_SOCK_FORK, false, sock_fork_run(ctx));
+	return 0;
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int sock_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	PROG_TIMED(QTAP_PS_SOCK_STATE, false, sock_state_run(ctx));
+	return 0;
+}
+
+SEC("raw_tp/tcp_destroy_sock")
+int sock_destroy(struct bpf_raw_tracepoint_args *ctx)
+{
+	PROG_TIMED(QTAP_PS_SOCK_DESTROY, false, sock_destroy_run(ctx));
+	return 0;
+}
+
+SEC("uprobe")
+int tls_enter(struct pt_regs *ctx)
+{
+	PROG_TIMED(QTAP_PS_TLS_ENTER, true,
+		   tls_enter_run(ctx, (void *)PT_REGS_PARM1(ctx), (void *)PT_REGS_PARM2(ctx),
+				 (void *)PT_REGS_PARM4(ctx)));
+	return 0;
+}
+
+SEC("uretprobe")
+int tls_return(struct pt_regs *ctx)
+{
+	PROG_TIMED(QTAP_PS_TLS_RETURN, true, tls_return_run(ctx, PT_REGS_RC(ctx)));
 	return 0;
 }

@@ -60,6 +60,7 @@ struct capture {
 	int ncpus;
 	unsigned nprogs;		/* both skeletons */
 	int stats_fd;
+	bool kernel_stats;		/* capture.kernel_bpf_stats, at start */
 	int *ring_fds;			/* [ncpus] per-CPU socket rings */
 	size_t ring_bytes;
 	/* The sock program's stage map, mapped read-only: [ncpus]. */
@@ -123,6 +124,7 @@ struct capture {
 	struct metric_series **prog_runs;	/* [nprogs] */
 	struct metric_series **prog_ns;		/* [nprogs] */
 	struct metric_series **prog_misses;	/* [nprogs] */
+	struct qtap_prog_stat *prog_stat_values;	/* [ncpus]: one slot, read */
 	struct metric_series **lost;		/* [ncpus] */
 	uint64_t *lost_values;			/* [ncpus] */
 	uint64_t *sock_lost_values;		/* [ncpus] */

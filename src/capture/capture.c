@@ -20,6 +20,7 @@
 
 #include "proc.h"
 #include "proc.skel.h"
+#include "progstat.h"
 #include "sock.h"
 #include "sock.skel.h"
 
@@ -434,16 +435,66 @@ static void capture_readers_stop(struct capture *cap)
 
 /* ---- /system/metrics collector (scrape thread) ---------------------- */
 
+/* Each program's slot in its object's prog_stats map (progstat.h). */
+static const char *const proc_prog_slots[QTAP_PS_PROC_SLOTS] = {
+	[QTAP_PS_PROC_FORK] = "proc_fork",
+	[QTAP_PS_PROC_EXEC] = "proc_exec",
+	[QTAP_PS_PROC_EXIT] = "proc_exit",
+};
+
+static const char *const sock_prog_slots[QTAP_PS_SOCK_SLOTS] = {
+	[QTAP_PS_SOCK_FORK] = "sock_fork",
+	[QTAP_PS_SOCK_FLUSH] = "sock_flush",
+	[QTAP_PS_SOCK_SEND] = "sock_send",
+	[QTAP_PS_SOCK_RECV] = "sock_recv",
+	[QTAP_PS_SOCK_STATE] = "sock_state",
+	[QTAP_PS_SOCK_DESTROY] = "sock_destroy",
+	[QTAP_PS_TLS_ENTER] = "tls_enter",
+	[QTAP_PS_TLS_RETURN] = "tls_return",
+};
+
+/* The slot of the program called name in slots (n of them), or -1. */
+static int prog_slot(const char *const *slots, unsigned n, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (slots[i] && !strcmp(slots[i], name))
+			return (int)i;
+	return -1;
+}
+
+/* Every program of obj has a slot in slots (a program added without one
+ * would go uncounted). */
+static int prog_slots_check(struct bpf_object *obj, const char *const *slots, unsigned n)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		if (prog_slot(slots, n, bpf_program__name(prog)) < 0) {
+			log_error("BPF program %s has no run statistics slot (bpf/progstat.h)",
+				  bpf_program__name(prog));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /* Run count, run time and skipped runs of every program of obj, from series
- * index *i on. */
+ * index *i on: from the programs' own prog_stats map (slots name their
+ * slots), or the kernel's statistics with capture.kernel_bpf_stats.  The
+ * skipped runs are always the kernel's. */
 static void collect_programs(struct capture *cap, struct metrics_store *store,
-			     struct bpf_object *obj, unsigned *i)
+			     struct bpf_object *obj, const struct bpf_map *stats,
+			     const char *const *slots, unsigned nslots, unsigned *i)
 {
 	struct bpf_program *prog;
 
 	bpf_object__for_each_program(prog, obj) {
 		struct bpf_prog_info info;
 		__u32 len = sizeof(info);
+		uint64_t runs, ns;
+		int slot;
 
 		if (*i == cap->nprogs)
 			break;
@@ -458,13 +509,32 @@ static void collect_programs(struct capture *cap, struct metrics_store *store,
 					M_SYSTEM_BPF_PROGRAM_MISSES_TOTAL, values);
 		}
 		memset(&info, 0, sizeof(info));
-		if (cap->prog_runs[*i] && cap->prog_ns[*i] && cap->prog_misses[*i] &&
-		    !bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
-			metrics_counter_set(cap->prog_runs[*i], info.run_cnt);
-			/* The family's scale is 1e9: nanoseconds are stored. */
-			metrics_counter_set(cap->prog_ns[*i], info.run_time_ns);
-			metrics_counter_set(cap->prog_misses[*i], info.recursion_misses);
+		if (!cap->prog_runs[*i] || !cap->prog_ns[*i] || !cap->prog_misses[*i] ||
+		    bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len)) {
+			(*i)++;
+			continue;
 		}
+		runs = info.run_cnt;
+		ns = info.run_time_ns;
+		slot = prog_slot(slots, nslots, bpf_program__name(prog));
+		if (!cap->kernel_stats && slot >= 0) {
+			__u32 key = (__u32)slot;
+			int c;
+
+			runs = ns = 0;
+			if (!bpf_map__lookup_elem(stats, &key, sizeof(key), cap->prog_stat_values,
+						  sizeof(*cap->prog_stat_values) * cap->ncpus, 0)) {
+				for (c = 0; c < cap->ncpus; c++) {
+					runs += cap->prog_stat_values[c].runs;
+					ns += cap->prog_stat_values[c].sampled_ns;
+				}
+				ns *= QTAP_PROG_SAMPLE;
+			}
+		}
+		metrics_counter_set(cap->prog_runs[*i], runs);
+		/* The family's scale is 1e9: nanoseconds are stored. */
+		metrics_counter_set(cap->prog_ns[*i], ns);
+		metrics_counter_set(cap->prog_misses[*i], info.recursion_misses);
 		(*i)++;
 	}
 }
@@ -476,8 +546,10 @@ static void capture_collect(struct metrics_store *store, void *ctx)
 	__u32 key = 0;
 	int c;
 
-	collect_programs(cap, store, cap->skel->obj, &i);
-	collect_programs(cap, store, cap->sock->obj, &i);
+	collect_programs(cap, store, cap->skel->obj, cap->skel->maps.prog_stats, proc_prog_slots,
+			 QTAP_PS_PROC_SLOTS, &i);
+	collect_programs(cap, store, cap->sock->obj, cap->sock->maps.prog_stats, sock_prog_slots,
+			 QTAP_PS_SOCK_SLOTS, &i);
 
 	/* Losses of both programs' buffers, per CPU. */
 	if (bpf_map__lookup_elem(cap->skel->maps.events_lost, &key, sizeof(key),
@@ -538,6 +610,13 @@ static int capture_bpf_load(struct capture *cap)
 		return err;
 	}
 	cap->skel->rodata->qtap_tgid = cap->self_tgid;
+	cap->skel->rodata->prog_stats_on = !cap->kernel_stats;
+	cap->sock->rodata->prog_stats_on = !cap->kernel_stats;
+	err = prog_slots_check(cap->skel->obj, proc_prog_slots, QTAP_PS_PROC_SLOTS);
+	if (!err)
+		err = prog_slots_check(cap->sock->obj, sock_prog_slots, QTAP_PS_SOCK_SLOTS);
+	if (err)
+		return err;
 	err = sock_bpf_prepare(cap);
 	if (err)
 		return err;
@@ -725,6 +804,7 @@ static void capture_free(struct capture *cap)
 	free(cap->prog_runs);
 	free(cap->prog_ns);
 	free(cap->prog_misses);
+	free(cap->prog_stat_values);
 	free(cap->lost);
 	free(cap->lost_values);
 	free(cap->sock_lost_values);
@@ -794,13 +874,18 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		goto out_free;
 	}
 
-	/* Per-program run counts and run time (kernel.bpf_stats_enabled) are
-	 * kept while this fd is open.  Without them the agent still works, the
-	 * run counters just stay at 0. */
-	cap->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-	if (cap->stats_fd < 0)
-		log_warn("enabling BPF run statistics failed: %s; "
-			 "qtap_system_bpf_program_run* stay at 0", strerror(-cap->stats_fd));
+	/* Per-program run counts and run time: the programs keep their own
+	 * (bpf/progstat.h), unless the kernel's are asked for: those
+	 * (kernel.bpf_stats_enabled) are kept while this fd is open.  Without
+	 * them the agent still works, the run counters just stay at 0. */
+	cap->kernel_stats = opts->conf && opts->conf->capture.kernel_bpf_stats;
+	if (cap->kernel_stats) {
+		cap->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (cap->stats_fd < 0)
+			log_warn("enabling the kernel's BPF run statistics failed: %s; "
+				 "qtap_system_bpf_program_run* stay at 0",
+				 strerror(-cap->stats_fd));
+	}
 
 	err = capture_bpf_load(cap);
 	if (err)
@@ -808,7 +893,8 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	cap->prog_runs = calloc(cap->nprogs, sizeof(*cap->prog_runs));
 	cap->prog_ns = calloc(cap->nprogs, sizeof(*cap->prog_ns));
 	cap->prog_misses = calloc(cap->nprogs, sizeof(*cap->prog_misses));
-	if (!cap->prog_runs || !cap->prog_ns || !cap->prog_misses) {
+	cap->prog_stat_values = calloc((size_t)cap->ncpus, sizeof(*cap->prog_stat_values));
+	if (!cap->prog_runs || !cap->prog_ns || !cap->prog_misses || !cap->prog_stat_values) {
 		err = -ENOMEM;
 		log_error("starting capture failed: %s", strerror(-err));
 		goto out_free;

@@ -97,7 +97,8 @@ struct capture_opts {
 #define CAPTURE_TLS_GNUTLS (1u << 1)
 #define CAPTURE_TLS_NODETLS (1u << 2)	/* OpenSSL exported by an executable */
 
-/* Mounts tracefs if needed, enables BPF run statistics for the agent's life,
+/* Mounts tracefs if needed, enables the kernel's BPF run statistics for the
+ * agent's life when capture.kernel_bpf_stats asks for them,
  * loads and attaches the programs, seeds the process table from /proc,
  * starts the readers and registers the /system/metrics collector.  NULL and
  * errno on failure, after logging why (this is the caller that decides, so

@@ -420,6 +420,7 @@ static int build(struct conf_ctx *ctx, struct qtap_conf *conf,
 	conf->capture.ring_buffer_kb = (unsigned)get_int(capture, K_CAPTURE_RING_KB);
 	conf->capture.queue_kb = (unsigned)get_int(capture, K_CAPTURE_QUEUE_KB);
 	conf->capture.idle_timeout = (unsigned)get_int(capture, K_CAPTURE_IDLE_TIMEOUT);
+	conf->capture.kernel_bpf_stats = get_bool(capture, K_CAPTURE_KERNEL_BPF_STATS);
 	return 0;
 }
 

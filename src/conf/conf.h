@@ -121,6 +121,7 @@ struct qtap_conf {
 		unsigned ring_buffer_kb;
 		unsigned queue_kb;
 		unsigned idle_timeout;	/* seconds */
+		bool kernel_bpf_stats;	/* run statistics from the kernel */
 	} capture;
 };
 

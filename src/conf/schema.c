@@ -219,6 +219,16 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		1, 86400,
 		"Seconds without activity after which a connection whose close "
 		"was not seen is reported closed." },
+	[K_CAPTURE_KERNEL_BPF_STATS] = { "capture.kernel_bpf_stats", CONF_KEY_BOOL, false,
+		"false", NULL, NO_RANGE,
+		"Take the run counts and run time of qtap_system_bpf_program_* from "
+		"the kernel's own run statistics (what kernel.bpf_stats_enabled turns "
+		"on), which the agent then holds on while it runs and releases when "
+		"it exits; the sysctl itself is left as it is.  They are the whole "
+		"host's: they time every run of every BPF program of every tool, "
+		"with two clock reads each.  Off, the agent's programs count every "
+		"run themselves and time one run in 16 (its time counting for "
+		"16)." },
 };
 
 const struct conf_key *conf_schema_find(const char *pattern)

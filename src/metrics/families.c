@@ -135,11 +135,13 @@ const struct metric_def metric_defs[M__COUNT] = {
 		1, { "protocol" }, PLAIN(1) },
 	[M_SYSTEM_BPF_PROGRAM_RUNS_TOTAL] = {
 		"qtap_system_bpf_program_runs_total", METRIC_COUNTER, SYS, 0,
-		"Times each eBPF program ran (kernel run counts; needs kernel.bpf_stats_enabled).",
+		"Times each eBPF program ran (counted by the programs, or the kernel's counts with "
+		"capture.kernel_bpf_stats).",
 		1, { "program" }, PLAIN(1) },
 	[M_SYSTEM_BPF_PROGRAM_RUN_SECONDS_TOTAL] = {
 		"qtap_system_bpf_program_run_seconds_total", METRIC_COUNTER, SYS, 0,
-		"Time spent running each eBPF program in seconds (needs kernel.bpf_stats_enabled).",
+		"Time spent running each eBPF program in seconds (one run in 16 timed by the programs "
+		"and counted for 16, or the kernel's figures with capture.kernel_bpf_stats).",
 		1, { "program" }, PLAIN(1000000000) },
 	[M_SYSTEM_BPF_PROGRAM_MISSES_TOTAL] = {
 		"qtap_system_bpf_program_misses_total", METRIC_COUNTER, SYS, 0,

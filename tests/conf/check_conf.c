@@ -101,6 +101,7 @@ START_TEST(test_shipped_example)
 	ck_assert_uint_eq(conf->capture.ring_buffer_kb, 4096);
 	ck_assert_uint_eq(conf->capture.queue_kb, 4096);
 	ck_assert_uint_eq(conf->capture.idle_timeout, 300);
+	ck_assert(!conf->capture.kernel_bpf_stats);
 	ck_assert(strstr(conf->path, "etc/qtap.conf"));
 	conf_free(&conf);
 	ck_assert_ptr_null(conf);
@@ -223,6 +224,7 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(conf->capture.ring_buffer_kb, 8192);
 	ck_assert_uint_eq(conf->capture.queue_kb, 2048);
 	ck_assert_uint_eq(conf->capture.idle_timeout, 60);
+	ck_assert(conf->capture.kernel_bpf_stats);
 	ck_assert_ptr_null(monly->capture);
 	ck_assert_uint_eq(conf->n_event_stores, 2);
 	ck_assert_int_eq(conf->event_stores[1], CONF_STORE_DISABLED);

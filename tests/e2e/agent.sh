@@ -93,4 +93,68 @@ for id in $prog_ids; do
 done
 test -z "$left"; ok $? "no BPF programs left behind${left:+ (still loaded:$left)}"
 
+# Run statistics.  The programs count their own runs: with the kernel's
+# statistics on as well, from before the agent loads, the two counts are the
+# same runs, so the agent's figure lies between two readings of the
+# kernel's taken around it.
+agent_progs() {
+	cat /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '/^prog_id:/ { print $2 }' | sort -u
+}
+# kernel_runs NAME: the kernel's run count of the agent's program NAME (0
+# while the kernel's statistics are off).
+kernel_runs() {
+	for id in $(agent_progs); do
+		bpftool prog show id "$id" 2>/dev/null
+	done | awk -v name="$1" '$4 == name { n = 0
+		for (i = 1; i < NF; i++) if ($i == "run_cnt") n = $(i + 1)
+		print n; exit }'
+}
+runs() {
+	metric /system/metrics "qtap_system_bpf_program_runs_total{program=\"$1\"}"
+}
+BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
+start_agent --config "$top_srcdir/etc/qtap.conf"
+ok $? "agent starts with the kernel's statistics on already"
+for p in 1 2 3 4 5; do /bin/true; curl -s -o /dev/null "$BASE/metrics"; done
+for prog in sock_send sock_recv sock_state proc_exec proc_exit; do
+	k1=$(kernel_runs "$prog")
+	m=$(runs "$prog")
+	k2=$(kernel_runs "$prog")
+	test "${m:-0}" -gt 0 && test "${k1:-0}" -le "${m:-0}" && test "${m:-0}" -le "${k2:-0}"
+	ok $? "$prog: runs counted by the program are the kernel's ($k1 <= ${m:-none} <= $k2)"
+done
+secs=$(metric /system/metrics 'qtap_system_bpf_program_run_seconds_total{program="sock_recv"}')
+m=$(runs sock_recv)
+awk -v s="${secs:-0}" -v n="${m:-0}" 'BEGIN { ns = s * 1e9 / n; exit !(n > 0 && ns >= 10 && ns <= 100000) }'
+ok $? "sock_recv's run time is timed ($secs s over $m runs)"
+stop_agent
+sysctl -qw kernel.bpf_stats_enabled=0
+
+# By default the agent leaves the kernel's statistics alone; with
+# capture.kernel_bpf_stats it turns them on for its life and reports them.
+start_agent --config "$top_srcdir/etc/qtap.conf"
+for p in 1 2 3; do curl -s -o /dev/null "$BASE/metrics"; done
+m=$(runs sock_recv)
+k=$(kernel_runs sock_recv)
+test "${m:-0}" -gt 0 && test "${k:-1}" = 0
+ok $? "by default the kernel does not time the programs (kernel ${k:-none}, agent ${m:-none} runs)"
+stop_agent
+sed 's/^# capture = {/capture = {/; s/^#   kernel_bpf_stats = false;/  kernel_bpf_stats = true;/; s/^# };/};/' \
+	"$top_srcdir/etc/qtap.conf" >"$TMP/kstats.conf"
+grep -q '^  kernel_bpf_stats = true;' "$TMP/kstats.conf"
+ok $? "the example's capture group, uncommented with kernel_bpf_stats = true"
+start_agent --config "$TMP/kstats.conf"
+ok $? "agent starts with capture.kernel_bpf_stats = true"
+for p in 1 2 3; do curl -s -o /dev/null "$BASE/metrics"; done
+k1=$(kernel_runs sock_recv)
+m=$(runs sock_recv)
+k2=$(kernel_runs sock_recv)
+test "${k1:-0}" -gt 0 && test "${k1:-0}" -le "${m:-0}" && test "${m:-0}" -le "${k2:-0}"
+ok $? "capture.kernel_bpf_stats: the kernel's run counts, reported ($k1 <= ${m:-none} <= $k2)"
+test "$(sysctl -n kernel.bpf_stats_enabled)" = 0
+ok $? "kernel.bpf_stats_enabled as the agent found it (it holds the statistics by its own handle)"
+stop_agent
+sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
+
 finish

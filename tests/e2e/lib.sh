@@ -16,6 +16,10 @@ cleanup() {
 	if [ -n "${TFO_WAS:-}" ]; then
 		sysctl -qw net.ipv4.tcp_fastopen="$TFO_WAS"
 	fi
+	# a test that turned the kernel's BPF run statistics on
+	if [ -n "${BPF_STATS_WAS:-}" ]; then
+		sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
+	fi
 	if [ -n "${NGINX_PID:-}" ]; then
 		# the workers first: they would outlive their master
 		pkill -KILL -P "$NGINX_PID" 2>/dev/null
