@@ -21,6 +21,10 @@
 #                                nginx and wrk both left out by the filters:
 #                                they then run their TLS calls without a
 #                                probe (the floor still probes every process)
+#   KERNEL_STATS=1 make bench-overhead
+#                                one more column: qtap with
+#                                capture.kernel_bpf_stats (the kernel's run
+#                                statistics instead of the programs' own)
 #
 # Needs nginx, wrk and curl; for https the floor column needs bpftrace
 # (left out without it).  Targets: plaintext, qtap keeps at least 90% of the no-agent
@@ -53,6 +57,8 @@ stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
 tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; };
   $CLIENT_FILTER };
 CONF
+{ cat "$TMP/qtap.conf"; echo 'capture = { kernel_bpf_stats = true; };'; } >"$TMP/qtap_kstats.conf"
+KERNEL_STATS=${KERNEL_STATS:-0}
 if [ "$SCHEME" = https ]; then
 	URL="https://$SERVER_ADDR:$TLS_PORT/small"
 else
@@ -108,6 +114,7 @@ rps >/dev/null # warm-up
 : >"$TMP/floor"
 : >"$TMP/floor_stats"
 : >"$TMP/agent"
+: >"$TMP/agent_kstats"
 : >"$TMP/cost"
 lost_total=0
 r=1
@@ -152,9 +159,17 @@ while [ $r -le "$ROUNDS" ]; do
 	stripped=$(metric /system/metrics qtap_system_payloads_dropped_total)
 	lost_total=$((lost_total + ${lost:-0} + ${dropped:-0} + ${gaps:-0} + ${stripped:-0}))
 	stop_agent
-	printf 'round %d: no agent %s req/s, floor %s req/s, floor with statistics %s req/s, qtap %s req/s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
+	ks=
+	if [ "$KERNEL_STATS" = 1 ]; then
+		start_agent --config "$TMP/qtap_kstats.conf" --tls-attach "${TLS_ATTACH:-library}" ||
+			{ echo "agent did not start"; exit 1; }
+		rps >>"$TMP/agent_kstats"
+		stop_agent
+		ks=", qtap with the kernel's statistics $(tail -n 1 "$TMP/agent_kstats" | cut -d' ' -f1) req/s"
+	fi
+	printf 'round %d: no agent %s req/s, floor %s req/s, floor with statistics %s req/s, qtap %s req/s%s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
 		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" "$fs" \
-		"$(tail -n 1 "$TMP/agent" | cut -d' ' -f1)" \
+		"$(tail -n 1 "$TMP/agent" | cut -d' ' -f1)" "$ks" \
 		"${lost:-0}" "${dropped:-0}" "${gaps:-0}" "${stripped:-0}"
 	r=$((r + 1))
 done
@@ -201,3 +216,11 @@ if [ -s "$TMP/cost" ]; then
 fi
 printf 'median of the rounds'"'"' own ratios qtap/no agent %.3f; busy CPU per request: no agent %s us, qtap %s us (no agent/qtap %.3f)\n' \
 	"$paired" "$cpu_base" "$cpu_agent" "$(awk -v a="$cpu_agent" -v b="$cpu_base" 'BEGIN { print b / a }')"
+if [ -s "$TMP/agent_kstats" ]; then
+	printf 'qtap with the kernel'"'"'s statistics (capture.kernel_bpf_stats): %s req/s, %.3f of no agent (median of the rounds'"'"' own ratios %.3f), busy CPU per request %s us (no agent/it %.3f)\n' \
+		"$(median <"$TMP/agent_kstats")" \
+		"$(awk -v a="$(median <"$TMP/agent_kstats")" -v b="$base" 'BEGIN { print a / b }')" \
+		"$(paste -d' ' "$TMP/base" "$TMP/agent_kstats" | awk '{ print $4 / $1 }' | median)" \
+		"$(median 2 <"$TMP/agent_kstats")" \
+		"$(awk -v a="$(median 2 <"$TMP/agent_kstats")" -v b="$cpu_base" 'BEGIN { print b / a }')"
+fi
