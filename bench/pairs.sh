@@ -13,6 +13,11 @@
 #
 #   make bench-pairs                (from the build directory, as root)
 #   ROUNDS=11 PAIRS=400000 SIZE=1000 bench/pairs.sh
+#   EVERY_CPU=1 KERNEL_STATS=1 make bench-pairs
+#       EVERY_CPU=1: one such thread on every CPU at once (every CPU busy
+#       with traced calls, the agent's threads among them; the figure is
+#       the threads' mean); KERNEL_STATS=1: one more column, qtap with
+#       capture.kernel_bpf_stats
 #
 # The pairs run on the last CPU; the agent's threads find the others.
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
@@ -31,13 +36,32 @@ cat >"$TMP/qtap.conf" <<CONF
 stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
 tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; }; };
 CONF
+{ cat "$TMP/qtap.conf"; echo 'capture = { kernel_bpf_stats = true; };'; } >"$TMP/qtap_kstats.conf"
+KERNEL_STATS=${KERNEL_STATS:-0}
+EVERY_CPU=${EVERY_CPU:-0}
 
 pairs() {
-	"$PAIRS_BIN" -n "$PAIRS" -s "$SIZE" || { echo "bench_pairs failed" >&2; exit 1; }
+	if [ "$EVERY_CPU" != 1 ]; then
+		"$PAIRS_BIN" -n "$PAIRS" -s "$SIZE" || { echo "bench_pairs failed" >&2; exit 1; }
+		return
+	fi
+	# one per CPU, waited for by pid (the agent is a child too)
+	pids=
+	c=0
+	while [ "$c" -lt "$(nproc)" ]; do
+		"$PAIRS_BIN" -n "$PAIRS" -s "$SIZE" -c "$c" >"$TMP/pairs.$c" &
+		pids="$pids $!"
+		c=$((c + 1))
+	done
+	for p in $pids; do
+		wait "$p" || { echo "bench_pairs failed" >&2; exit 1; }
+	done
+	cat "$TMP"/pairs.[0-9]* | awk '{ s += $1 } END { printf "%.1f\n", s / NR }'
+	rm -f "$TMP"/pairs.[0-9]*
 }
 
 pairs >/dev/null # warm-up
-for f in none floor stats qtap perrun; do : >"$TMP/$f"; done
+for f in none floor stats qtap perrun kstats; do : >"$TMP/$f"; done
 lost_total=0
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
@@ -62,9 +86,16 @@ while [ "$r" -le "$ROUNDS" ]; do
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
 	lost_total=$((lost_total + ${lost:-0} + ${gaps:-0}))
 	stop_agent
-	printf 'round %d: ns per pair: no agent %s, floor %s, floor with statistics %s, qtap %s (lost %s, gaps %s)\n' \
+	ks=
+	if [ "$KERNEL_STATS" = 1 ]; then
+		start_agent --config "$TMP/qtap_kstats.conf" || { echo "agent did not start"; exit 1; }
+		pairs >>"$TMP/kstats"
+		stop_agent
+		ks=", qtap with the kernel's statistics $(tail -n 1 "$TMP/kstats")"
+	fi
+	printf 'round %d: ns per pair: no agent %s, floor %s, floor with statistics %s, qtap %s%s (lost %s, gaps %s)\n' \
 		"$r" "$(tail -n 1 "$TMP/none")" "$(tail -n 1 "$TMP/floor")" \
-		"$(tail -n 1 "$TMP/stats")" "$(tail -n 1 "$TMP/qtap")" "${lost:-0}" "${gaps:-0}"
+		"$(tail -n 1 "$TMP/stats")" "$(tail -n 1 "$TMP/qtap")" "$ks" "${lost:-0}" "${gaps:-0}"
 	r=$((r + 1))
 done
 
@@ -79,3 +110,10 @@ awk -v n="$none" -v f="$floor" -v s="$stats" -v q="$qtap" 'BEGIN {
 	printf "pairs/s kept of no agent: floor %.3f, floor with statistics %.3f, qtap %.3f\n", n / f, n / s, n / q }'
 printf "qtap's programs: %s ns per run (median of its rounds), events lost or given up as gaps %d\n" \
 	"$(median <"$TMP/perrun")" "$lost_total"
+if [ -s "$TMP/kstats" ]; then
+	k=$(median <"$TMP/kstats")
+	# (a round's own difference cancels the machine's drift between rounds)
+	d=$(paste -d' ' "$TMP/qtap" "$TMP/kstats" | awk '{ print $2 - $1 }' | median)
+	awk -v n="$none" -v q="$qtap" -v k="$k" -v d="$d" 'BEGIN {
+		printf "qtap with the kernel'"'"'s statistics (capture.kernel_bpf_stats): %s ns per pair, %+.0f ns over no agent, %+.0f ns over qtap (median of the rounds'"'"' own differences %+.0f); pairs/s kept of no agent %.3f\n", k, k - n, k - q, d, n / k }'
+fi
