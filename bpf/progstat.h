@@ -43,4 +43,7 @@ struct qtap_prog_stat {
 /* The most slots of any object (the maps' size). */
 #define QTAP_PS_SLOTS_MAX 8
 
+_Static_assert(QTAP_PS_PROC_SLOTS <= QTAP_PS_SLOTS_MAX && QTAP_PS_SOCK_SLOTS <= QTAP_PS_SLOTS_MAX,
+	       "a program's slot past the end of prog_stats would go uncounted");
+
 #endif
