@@ -29,7 +29,8 @@
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only once its ring
- * holds wakeup_bytes (see src/capture/sock.c for the measurements).  A
+ * holds wakeup_bytes (see src/capture/sock.c for the measurements), or by
+ * the first event after it went to sleep on a quiet host.  A
  * socket call's data event with under QTAP_DATA_SMALL bytes of payload
  * (most: a request, a response head, none) is built in its CPU's stage
  * and reaches the ring with the others gathered there, in one record
@@ -364,10 +365,17 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 	hdr->timestamp_ns = bpf_ktime_get_ns();
 }
 
-/* The flags of a write to rb: its reader is woken once the ring holds
- * wakeup_bytes. */
-static __always_inline __u64 wake_flags(void *rb)
+/* The flags of a write to rb, the ring of cpu: its reader is woken once
+ * the ring holds wakeup_bytes, or at once when it sleeps without its
+ * timed polls (the flag is cleared: once woken it polls again). */
+static __always_inline __u64 wake_flags(void *rb, __u32 cpu)
 {
+	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
+
+	if (sg && sg->reader_asleep) {
+		sg->reader_asleep = 0;
+		return BPF_RB_FORCE_WAKEUP;
+	}
 	return bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
@@ -399,7 +407,7 @@ static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
 	 * changes nothing but shows the verifier the write stays inside. */
 	barrier_var(size);
 	size &= QTAP_STAGE_BYTES - 1;
-	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb)))
+	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, cpu)))
 		count_lost_n(sg->events);
 	sg->used = 0;
 	sg->events = 0;
@@ -430,7 +438,7 @@ static __always_inline void emit(void *data, __u64 size)
 		count_lost();
 		return;
 	}
-	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb)))
+	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, cpu)))
 		count_lost();
 }
 
@@ -979,7 +987,7 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 		return;
 	}
 	small_fill(ev, st, task, cpu, dir, call, one_buf, len, limit);
-	bpf_ringbuf_submit(ev, wake_flags(rb));
+	bpf_ringbuf_submit(ev, wake_flags(rb, cpu));
 }
 
 /* A socket call's data event with a payload under QTAP_DATA_SMALL,
@@ -1012,7 +1020,7 @@ static __always_inline bool stage_emit(struct conn_state *st, struct task_struct
 	sg->used = used;
 	sg->events++;
 	if (used >= QTAP_STAGE_FLUSH_BYTES ||
-	    ev->hdr.timestamp_ns - sg->first_ns >= QTAP_STAGE_MAX_NS)
+	    ev->hdr.timestamp_ns - sg->first_ns >= QTAP_STAGE_MAX_NS || sg->reader_asleep)
 		stage_flush(sg, cpu);
 	stage_release(sg);
 	return true;

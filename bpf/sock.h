@@ -197,7 +197,11 @@ struct qtap_stage {
 	__u32 events;		/* events gathered */
 	__u32 used;		/* their bytes, after the batch header */
 	__u64 first_ns;		/* when the first was gathered (CLOCK_MONOTONIC) */
-	__u8 pad2[40];
+	/* Set by the CPU's reader before it sleeps without its timed polls
+	 * (its rings and stages empty for a while); the next event of the
+	 * CPU is written to the ring at once with a wakeup, and clears it. */
+	__u32 reader_asleep;
+	__u8 pad2[36];
 	__u8 buf[QTAP_STAGE_BYTES];	/* struct qtap_batch, then the events */
 };
 

@@ -39,6 +39,7 @@ struct sock_reader {
 	pthread_t thread;
 	bool started;
 	struct ring_buffer *rb;
+	int epoll_fd;			/* its rings (rb's epoll) and sock_wake_fd */
 	/* Reader thread only. */
 	struct metric_series **received;	/* [ncpus][SOCK_KIND__COUNT] */
 	bool bad_event_logged;
@@ -63,8 +64,9 @@ struct capture {
 	bool kernel_stats;		/* capture.kernel_bpf_stats, at start */
 	int *ring_fds;			/* [ncpus] per-CPU socket rings */
 	size_t ring_bytes;
-	/* The sock program's stage map, mapped read-only: [ncpus]. */
-	const struct qtap_stage *stages;
+	/* The sock program's stage map, mapped: [ncpus].  The agent writes
+	 * only reader_asleep there, each CPU's by its reader. */
+	struct qtap_stage *stages;
 	size_t stages_len;
 	/* The filter_gen counter (bpf/exec_gen.bpf.h), mapped: bumped by
 	 * filter_write() and filter_proc_forget(). */
@@ -97,6 +99,7 @@ struct capture {
 	/* Written by capture_stop(), read by the readers. */
 	atomic_bool stop;
 	atomic_bool sock_stop;
+	int sock_wake_fd;		/* eventfd, written with sock_stop */
 
 	/* Process reader thread only. */
 	struct metric_series **received;	/* [ncpus][KIND__COUNT] */

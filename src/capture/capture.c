@@ -839,6 +839,7 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	pthread_cond_init(&cap->cond, NULL);
 	atomic_init(&cap->stop, false);
 	atomic_init(&cap->sock_stop, false);
+	cap->sock_wake_fd = -1;
 
 	if (opts->bpf_trace) {
 		err = capture_trace_parse(opts->bpf_trace, &cap->trace);

@@ -53,6 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 
 #include <bpf/bpf.h>
@@ -74,6 +76,15 @@
  * that, the reader takes the records when it wakes on its own, this often.
  * So events wait at most this long in a quiet ring. */
 #define SOCK_POLL_MS 10
+/* A reader that found nothing in its rings and stages this many polls in
+ * a row (a second) stops its timed polls: it marks its CPUs' stages
+ * (reader_asleep), and the first event of one of them is written to the
+ * ring at once with a wakeup.  A reader per CPU polling 100 times a second
+ * on an idle host cost each about 0.4% of a CPU (2 CPUs, kernel 6.18).
+ * It still wakes this often: an event whose program read the mark just
+ * before the reader set it waits at most this long. */
+#define SOCK_IDLE_POLLS 100
+#define SOCK_SLEEP_MS 1000
 
 static const char *const sock_kind_names[SOCK_KIND__COUNT] = {
 	"conn_open", "conn_data", "conn_close", "tls_data"
@@ -210,7 +221,8 @@ int sock_rings_insert(struct capture *cap)
 	}
 	/* An array map's values start at offset 0 of its mapping. */
 	len = (size_t)cap->ncpus * sizeof(struct qtap_stage);
-	stages = mmap(NULL, len, PROT_READ, MAP_SHARED, bpf_map__fd(cap->sock->maps.stage), 0);
+	stages = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      bpf_map__fd(cap->sock->maps.stage), 0);
 	if (stages == MAP_FAILED) {
 		err = -errno;
 		log_error("mapping the socket event stages failed: %s", strerror(-err));
@@ -226,7 +238,7 @@ void sock_rings_free(struct capture *cap)
 	int c;
 
 	if (cap->stages) {
-		munmap((void *)cap->stages, cap->stages_len);
+		munmap(cap->stages, cap->stages_len);
 		cap->stages = NULL;
 	}
 	if (!cap->ring_fds)
@@ -369,38 +381,102 @@ static int reader_series_init(struct sock_reader *r)
 	return 0;
 }
 
+/* Takes what the reader's rings hold, and the stages that have held an
+ * event for age_ns; the events handed on, or a negative errno. */
+static int sock_reader_drain(struct sock_reader *r, uint64_t age_ns)
+{
+	int n;
+
+	/* Stages no later event will write, then rings below the wakeup
+	 * mark (they did not wake epoll). */
+	sock_stages_flush(r, age_ns);
+	n = ring_buffer__consume(r->rb);
+	if (n > 0)
+		pipeline_flush(r->cap->pipeline, r->index);
+	return n;
+}
+
+/* Marks (asleep) or unmarks the stages of the reader's CPUs. */
+static void sock_reader_mark(struct sock_reader *r, bool asleep)
+{
+	struct capture *cap = r->cap;
+	int c;
+
+	for (c = r->index; c < cap->ncpus; c += cap->n_readers)
+		__atomic_store_n(&cap->stages[c].reader_asleep, asleep, __ATOMIC_RELAXED);
+	/* The mark before the look at the stages in sock_reader_sleep(),
+	 * as the programs gather an event before they read it. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Marks the reader's stages to go to sleep: true when they and its rings
+ * are still empty, else unmarks them (what was there has been taken). */
+static bool sock_reader_sleep(struct sock_reader *r)
+{
+	struct capture *cap = r->cap;
+	int c, n;
+
+	sock_reader_mark(r, true);
+	for (c = r->index; c < cap->ncpus; c += cap->n_readers)
+		if (__atomic_load_n(&cap->stages[c].events, __ATOMIC_RELAXED))
+			break;
+	if (c >= cap->ncpus) {
+		n = ring_buffer__consume(r->rb);
+		if (n == 0)
+			return true;
+		if (n > 0)
+			pipeline_flush(cap->pipeline, r->index);
+	}
+	sock_reader_mark(r, false);
+	return false;
+}
+
 static void *sock_reader_main(void *arg)
 {
 	struct sock_reader *r = arg;
 	struct capture *cap = r->cap;
-	int n, got = 0;
+	struct epoll_event ev[2];
+	int n, idle = 0;
+	bool asleep;
 
 	rcu_register_thread();
 	metrics_thread_register(cap->store);
 	while (!atomic_load_explicit(&cap->sock_stop, memory_order_acquire)) {
-		n = ring_buffer__poll(r->rb, SOCK_POLL_MS);
-		if (n >= 0 || n == -EINTR) {
-			/* Stages no later event will write, then rings below
-			 * the wakeup mark (they did not wake epoll). */
-			sock_stages_flush(r, QTAP_STAGE_MAX_NS);
-			got = n > 0 ? n : 0;
-			n = ring_buffer__consume(r->rb);
-			got += n > 0 ? n : 0;
+		asleep = idle >= SOCK_IDLE_POLLS && sock_reader_sleep(r);
+		n = epoll_wait(r->epoll_fd, ev, 2, asleep ? SOCK_SLEEP_MS : SOCK_POLL_MS);
+		if (n < 0 && errno != EINTR) {
+			log_error("waiting for socket events failed: %s", strerror(errno));
+			break;
 		}
-		if (n < 0 && n != -EINTR) {
+		if (asleep)
+			sock_reader_mark(r, false);
+		n = sock_reader_drain(r, QTAP_STAGE_MAX_NS);
+		if (n < 0) {
 			log_error("reading socket events failed: %s", strerror(-n));
 			break;
 		}
-		if (got)
-			pipeline_flush(cap->pipeline, r->index);
+		idle = n ? 0 : idle + 1;
 	}
 	/* The programs are detached by now: take what they left. */
-	sock_stages_flush(r, 0);
-	ring_buffer__consume(r->rb);
-	pipeline_flush(cap->pipeline, r->index);
+	sock_reader_drain(r, 0);
 	metrics_thread_unregister(cap->store);
 	rcu_unregister_thread();
 	return NULL;
+}
+
+/* The reader's epoll set: its rings (libbpf's epoll set, readable when one
+ * of them is) and the stop eventfd. */
+static int sock_reader_epoll(struct sock_reader *r)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epoll_fd < 0)
+		return -errno;
+	if (epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(r->rb), &ev) ||
+	    epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->cap->sock_wake_fd, &ev))
+		return -errno;
+	return 0;
 }
 
 int sock_readers_start(struct capture *cap)
@@ -408,11 +484,19 @@ int sock_readers_start(struct capture *cap)
 	unsigned i;
 	int c, err;
 
+	cap->sock_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (cap->sock_wake_fd < 0) {
+		err = -errno;
+		log_error("starting the socket readers failed: %s", strerror(-err));
+		return err;
+	}
 	cap->readers = calloc(cap->n_readers, sizeof(*cap->readers));
 	if (!cap->readers) {
 		log_error("starting the socket readers failed: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
+	for (i = 0; i < cap->n_readers; i++)
+		cap->readers[i].epoll_fd = -1;
 	for (i = 0; i < cap->n_readers; i++) {
 		struct sock_reader *r = &cap->readers[i];
 
@@ -438,6 +522,11 @@ int sock_readers_start(struct capture *cap)
 				return err;
 			}
 		}
+		err = sock_reader_epoll(r);
+		if (err) {
+			log_error("starting the socket readers failed: %s", strerror(-err));
+			return err;
+		}
 	}
 	for (i = 0; i < cap->n_readers; i++) {
 		struct sock_reader *r = &cap->readers[i];
@@ -457,19 +546,29 @@ int sock_readers_start(struct capture *cap)
 
 void sock_readers_stop(struct capture *cap)
 {
+	uint64_t one = 1;
 	unsigned i;
 
-	if (!cap->readers)
-		return;
-	atomic_store_explicit(&cap->sock_stop, true, memory_order_release);
-	for (i = 0; i < cap->n_readers; i++) {
-		struct sock_reader *r = &cap->readers[i];
+	if (cap->readers) {
+		atomic_store_explicit(&cap->sock_stop, true, memory_order_release);
+		/* Wakes the readers out of their sleep. */
+		if (write(cap->sock_wake_fd, &one, sizeof(one)) < 0)
+			log_error("waking the socket readers failed: %s", strerror(errno));
+		for (i = 0; i < cap->n_readers; i++) {
+			struct sock_reader *r = &cap->readers[i];
 
-		if (r->started)
-			pthread_join(r->thread, NULL);
-		ring_buffer__free(r->rb);
-		free(r->received);
+			if (r->started)
+				pthread_join(r->thread, NULL);
+			if (r->epoll_fd >= 0)
+				close(r->epoll_fd);
+			ring_buffer__free(r->rb);
+			free(r->received);
+		}
+		free(cap->readers);
+		cap->readers = NULL;
 	}
-	free(cap->readers);
-	cap->readers = NULL;
+	if (cap->sock_wake_fd >= 0) {
+		close(cap->sock_wake_fd);
+		cap->sock_wake_fd = -1;
+	}
 }

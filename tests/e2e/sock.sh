@@ -459,6 +459,55 @@ grep 'given up as lost' "$TMP/agent.log" | diag
 conn=$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="')
 test "$conn" -gt 0; ok $? "events received ($conn)"
 
+# --- a quiet host: a reader whose rings stayed empty for a second stops
+# polling every 10 ms, and the first event after wakes it at once.
+# now_ms: the monotonic-enough wall clock in milliseconds.
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+# One request after 1.3 s of quiet, four times: the slowest to be counted
+# (the readers' longest sleep is 1 s, so a missed wakeup shows).
+slowest=0
+k=0
+while [ $k -lt 4 ]; do
+	c0=$(m "qtap_connection_close_total{$EGRESS}")
+	ci0=$(m "qtap_connection_close_total{$INGRESS}")
+	sleep 1.3
+	t0=$(now_ms)
+	curl -s --interface "$CLIENT_ADDR" -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small"
+	i=0
+	while [ $i -lt 100 ]; do
+		[ "$(m "qtap_connection_close_total{$EGRESS}")" -gt "$c0" ] &&
+			[ "$(m "qtap_connection_close_total{$INGRESS}")" -gt "$ci0" ] && break
+		sleep 0.02
+		i=$((i + 1))
+	done
+	dt=$(($(now_ms) - t0))
+	[ "$dt" -gt "$slowest" ] && slowest=$dt
+	k=$((k + 1))
+done
+test "$slowest" -lt 400
+ok $? "a request after a quiet spell is counted at once (slowest of 4: $slowest ms)"
+
+# reader_switches: the context switches of the agent's socket readers.
+reader_switches() {
+	for t in /proc/"$AGENT_PID"/task/*; do
+		case $(cat "$t/comm") in
+		qtap-sock*) awk '/ctxt_switches/ { s += $2 } END { print s }' "$t/status" ;;
+		esac
+	done | awk '{ s += $1 } END { print s + 0 }'
+}
+readers=$(ls /proc/"$AGENT_PID"/task | while read -r t; do
+	cat /proc/"$AGENT_PID"/task/"$t"/comm; done | grep -c '^qtap-sock')
+# Every test connection left out from now on, whatever else runs.
+reload all true; ok $? "reload: ignore_loopback = true"
+sleep 1.5
+s0=$(reader_switches)
+sleep 3
+s1=$(reader_switches)
+test "$readers" -gt 0 && test $((s1 - s0)) -le $((readers * 8))
+ok $? "idle readers wake about once a second ($((s1 - s0)) wakeups of $readers readers in 3 s)"
+
 stop_agent
 test "$AGENT_STATUS" = 0; ok $? "agent stops cleanly"
 stop_nginx
