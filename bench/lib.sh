@@ -37,3 +37,33 @@ median() {
 	awk -v c="${1:-1}" '{ print $c }' | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# ratio_interval: standard input has one line per round, "A B" (no agent
+# and qtap, say); prints the 5th and 95th percentiles of median(B) /
+# median(A) over 2000 resamplings of the rounds (drawn with replacement,
+# each round's pair kept together): how far the machine's noise alone
+# moves the ratio of medians.  A fixed seed: the same rounds give the same
+# interval.
+ratio_interval() {
+	awk 'function med(x, n,   i, j, t) {
+		for (i = 2; i <= n; i++)
+			for (j = i; j > 1 && x[j - 1] > x[j]; j--) {
+				t = x[j]; x[j] = x[j - 1]; x[j - 1] = t
+			}
+		return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+	}
+	{ a[NR] = $1; b[NR] = $2 }
+	END {
+		if (NR < 2) { print "- -"; exit }
+		srand(1)
+		for (k = 1; k <= 2000; k++) {
+			for (i = 1; i <= NR; i++) {
+				j = int(rand() * NR) + 1
+				ra[i] = a[j]; rb[i] = b[j]
+			}
+			r[k] = med(rb, NR) / med(ra, NR)
+		}
+		med(r, 2000)
+		printf "%.3f %.3f\n", r[100], r[1901]
+	}'
+}

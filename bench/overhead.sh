@@ -8,7 +8,8 @@
 # agent turns on only with capture.kernel_bpf_stats: two clock reads around
 # every run of every BPF program) and with qtap running, alternated in one run (so all see
 # the same machine), ROUNDS times each;
-# prints the medians, their ratios, the events the agent lost on the way
+# prints the medians, their ratios (with how far the noise alone could
+# move them: the rounds resampled), the events the agent lost on the way
 # (must be 0), and the agent's own cost per request (its programs' run
 # time, from its bpf_program metrics, and its threads' CPU time).
 #
@@ -216,6 +217,10 @@ if [ -s "$TMP/cost" ]; then
 fi
 printf 'median of the rounds'"'"' own ratios qtap/no agent %.3f; busy CPU per request: no agent %s us, qtap %s us (no agent/qtap %.3f)\n' \
 	"$paired" "$cpu_base" "$cpu_agent" "$(awk -v a="$cpu_agent" -v b="$cpu_base" 'BEGIN { print b / a }')"
+# How much of that the noise could be: the rounds resampled (bench/lib.sh).
+printf 'resampled 90%% intervals: qtap/no agent %s to %s, busy CPU no agent/qtap %s to %s\n' \
+	$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $1, $4 }' | ratio_interval) \
+	$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $5, $2 }' | ratio_interval)
 if [ -s "$TMP/agent_kstats" ]; then
 	printf 'qtap with the kernel'"'"'s statistics (capture.kernel_bpf_stats): %s req/s, %.3f of no agent (median of the rounds'"'"' own ratios %.3f), busy CPU per request %s us (no agent/it %.3f)\n' \
 		"$(median <"$TMP/agent_kstats")" \
