@@ -365,13 +365,12 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 	hdr->timestamp_ns = bpf_ktime_get_ns();
 }
 
-/* The flags of a write to rb, the ring of cpu: its reader is woken once
- * the ring holds wakeup_bytes, or at once when it sleeps without its
- * timed polls (the flag is cleared: once woken it polls again). */
-static __always_inline __u64 wake_flags(void *rb, __u32 cpu)
+/* The flags of a write to rb, the ring of the CPU whose stage is sg (or
+ * NULL): its reader is woken once the ring holds wakeup_bytes, or at once
+ * when it sleeps without its timed polls (the mark is cleared: once woken
+ * it polls again). */
+static __always_inline __u64 wake_flags(void *rb, struct qtap_stage *sg)
 {
-	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
-
 	if (sg && sg->reader_asleep) {
 		sg->reader_asleep = 0;
 		return BPF_RB_FORCE_WAKEUP;
@@ -407,15 +406,15 @@ static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
 	 * changes nothing but shows the verifier the write stays inside. */
 	barrier_var(size);
 	size &= QTAP_STAGE_BYTES - 1;
-	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, cpu)))
+	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, sg)))
 		count_lost_n(sg->events);
 	sg->used = 0;
 	sg->events = 0;
 }
 
 /* Writes cpu's stage out, unless it is empty or held by a program this
- * one interrupted or preempted. */
-static __always_inline void stage_write_out(__u32 cpu)
+ * one interrupted or preempted; the stage (NULL: none). */
+static __always_inline struct qtap_stage *stage_write_out(__u32 cpu)
 {
 	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
 
@@ -423,6 +422,7 @@ static __always_inline void stage_write_out(__u32 cpu)
 		stage_flush(sg, cpu);
 		stage_release(sg);
 	}
+	return sg;
 }
 
 /* Writes an event to its CPU's ring, after the events gathered in the
@@ -432,13 +432,13 @@ static __always_inline void emit(void *data, __u64 size)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
+	struct qtap_stage *sg = stage_write_out(cpu);
 
-	stage_write_out(cpu);
 	if (!rb) {
 		count_lost();
 		return;
 	}
-	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, cpu)))
+	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, sg)))
 		count_lost();
 }
 
@@ -987,7 +987,7 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 		return;
 	}
 	small_fill(ev, st, task, cpu, dir, call, one_buf, len, limit);
-	bpf_ringbuf_submit(ev, wake_flags(rb, cpu));
+	bpf_ringbuf_submit(ev, wake_flags(rb, bpf_map_lookup_elem(&stage, &cpu)));
 }
 
 /* A socket call's data event with a payload under QTAP_DATA_SMALL,

@@ -414,19 +414,14 @@ static void sock_reader_mark(struct sock_reader *r, bool asleep)
 static bool sock_reader_sleep(struct sock_reader *r)
 {
 	struct capture *cap = r->cap;
-	int c, n;
+	int c;
 
 	sock_reader_mark(r, true);
 	for (c = r->index; c < cap->ncpus; c += cap->n_readers)
 		if (__atomic_load_n(&cap->stages[c].events, __ATOMIC_RELAXED))
 			break;
-	if (c >= cap->ncpus) {
-		n = ring_buffer__consume(r->rb);
-		if (n == 0)
-			return true;
-		if (n > 0)
-			pipeline_flush(cap->pipeline, r->index);
-	}
+	if (c >= cap->ncpus && sock_reader_drain(r, QTAP_STAGE_MAX_NS) == 0)
+		return true;
 	sock_reader_mark(r, false);
 	return false;
 }
