@@ -261,7 +261,7 @@ static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 }
 
 /* Before asserting that something did not come: long enough for every
- * reader to have drained its rings (they poll every 10 ms). */
+ * reader to have drained its rings (they look every 25 ms). */
 static void settle(void)
 {
 	sleep_ms(200);

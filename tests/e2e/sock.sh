@@ -460,7 +460,7 @@ conn=$(metric_sum /system/metrics 'qtap_system_events_received_total{cpu="')
 test "$conn" -gt 0; ok $? "events received ($conn)"
 
 # --- a quiet host: a reader whose rings stayed empty for a second stops
-# polling every 10 ms, and the first event after wakes it at once.
+# looking every 25 ms, and the first event after wakes it at once.
 # now_ms: the monotonic-enough wall clock in milliseconds.
 now_ms() {
 	echo $(($(date +%s%N) / 1000000))
