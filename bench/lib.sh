@@ -24,12 +24,15 @@ stats_off() {
 
 # agent_cost: the running agent's cost so far, from its own figures: its
 # programs' runs and run time in seconds (summed over programs, from
-# /system/metrics) and its threads' CPU time in clock ticks (/proc).
+# /system/metrics) and its threads' CPU time in seconds (summed over its
+# threads' /proc schedstat, which counts in nanoseconds: the clock ticks of
+# /proc/PID/stat are too coarse for a few seconds of a thread's time).
 agent_cost() {
-	"$CURL" -s "$BASE/system/metrics" | awk -v ticks="$(awk '{ print $14 + $15 }' "/proc/$AGENT_PID/stat")" '
+	"$CURL" -s "$BASE/system/metrics" | awk -v cpu="$(cat "/proc/$AGENT_PID"/task/*/schedstat |
+		awk '{ s += $1 } END { printf "%.9f", s / 1e9 }')" '
 		index($0, "qtap_system_bpf_program_runs_total{") == 1 { n += $NF }
 		index($0, "qtap_system_bpf_program_run_seconds_total{") == 1 { s += $NF }
-		END { printf "%.0f %.9f %d\n", n, s, ticks }'
+		END { printf "%.0f %.9f %s\n", n, s, cpu }'
 }
 
 # median [COLUMN]: the median of a column (1 unless told) of standard input.

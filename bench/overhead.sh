@@ -151,9 +151,9 @@ while [ $r -le "$ROUNDS" ]; do
 	# per request: the programs' run time and the agent threads' CPU
 	# time in microseconds; the programs' ns per run, runs per request
 	printf '%s %s\n' "$c0" "$c1" | awk -v reqs="$(tail -n 1 "$TMP/agent" | cut -d' ' -f3)" \
-		-v hz="$(getconf CLK_TCK)" '{ runs = $4 - $1; secs = $5 - $2
+		'{ runs = $4 - $1; secs = $5 - $2
 		if (reqs > 0 && runs > 0) printf "%.2f %.2f %.0f %.2f\n", secs * 1e6 / reqs,
-			($6 - $3) * 1e6 / hz / reqs, secs * 1e9 / runs, runs / reqs }' >>"$TMP/cost"
+			($6 - $3) * 1e6 / reqs, secs * 1e9 / runs, runs / reqs }' >>"$TMP/cost"
 	lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
 	dropped=$(metric_sum /system/metrics 'qtap_system_queue_dropped_total{')
 	gaps=$(metric /system/metrics qtap_system_sequence_gaps_total)
