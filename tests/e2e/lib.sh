@@ -40,6 +40,13 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
+# Killed by a signal, the shell would skip the EXIT trap and leave the
+# agent running, its probes attached for the tests after (SIGPIPE: a
+# write to a client's fifo after the client died).
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 # ok CONDITION-STATUS DESCRIPTION: "ok 0 'it works'" after a command, e.g.
 #   test "$x" = 3; ok $? "three things"
@@ -71,8 +78,17 @@ require_root() {
 	fi
 }
 
+# free_port: a TCP port that nothing on loopback holds now.
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	# never one already handed out in this test: a port given back to the
+	# kernel unbound can come round again at once (nginx refused a
+	# configuration whose two ports were the same)
+	while :; do
+		fp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		grep -qx "$fp_port" "$TMP/ports" 2>/dev/null || break
+	done
+	echo "$fp_port" >>"$TMP/ports"
+	echo "$fp_port"
 }
 
 # scrape_with_copy: the endpoints are read with a renamed copy of curl,
