@@ -13,8 +13,9 @@
  *   qtap_conn_data with the first bytes the call moved.
  * - sock:inet_sock_set_state marks where a connection comes from: SYN_SENT
  *   is a connect() (in the caller's context: its process is recorded), and
- *   ESTABLISHED after SYN_RECV is an accepted connection (in softirq: its
- *   process is the first that calls on it).
+ *   SYN_RECV after LISTEN a socket made for accept() (in softirq: its
+ *   process is the first that calls on it).  Both begin a new connection
+ *   on the socket: an entry still open at its address is ended there.
  * - The connection ends when its last fd is closed: the owner's FIN
  *   (ESTABLISHED or CLOSE_WAIT to FIN_WAIT1 or LAST_ACK outside shutdown()).
  *   tcp:tcp_destroy_sock ends the rest (a reset, an abort) and forgets it.
@@ -65,6 +66,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_FIN_WAIT1 4
 #define TCP_CLOSE_WAIT 8
 #define TCP_LAST_ACK 9
+#define TCP_LISTEN 10
 
 /* The system calls whose arguments are read, and where the saved user
  * registers keep the number and the first three arguments. */
@@ -698,14 +700,16 @@ static __always_inline void conn_set_process(struct conn_state *st, __u32 fd)
 	st->tgid = pid_tgid >> 32;
 }
 
-/* A new entry for sk; an entry already there (a socket connected again) is
- * closed as replaced first when replace, else kept.  One left CLOSED is
- * always replaced: it is an earlier socket's at this address whose
- * sock_destroy run the kernel skipped (see
+/* A new entry for sk.  An entry already there that is still open is
+ * closed first with the close flags replace (QTAP_CLOSE_F_REPLACED: the
+ * socket connected again; QTAP_CLOSE_F_REUSED: a new socket at the
+ * address of one whose end was missed), or kept when replace is 0.  One
+ * left CLOSED is always replaced: it is an earlier socket's at this
+ * address whose sock_destroy run the kernel skipped (see
  * qtap_system_bpf_program_misses_total), and kept it would hide the new
  * connection.  NULL when an entry is kept, or the map is full (counted). */
 static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction, __u8 flags,
-						      bool replace)
+						      __u32 replace)
 {
 	struct conn_state init = {}, *st;
 
@@ -713,8 +717,8 @@ static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction,
 	if (st) {
 		if (!replace && st->state != CONN_CLOSED)
 			return NULL;
-		if (st->state == CONN_OPEN)
-			conn_close(st, QTAP_CLOSE_F_REPLACED);
+		if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
+			conn_close(st, replace);
 	}
 	init.conn_id = conn_id_next();
 	init.seq = 1;
@@ -1051,7 +1055,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		 * its first data. */
 		if (ret <= 0 || !sock_is_tcp(sk))
 			return 0;
-		st = conn_create(key, QTAP_DIR_UNKNOWN, QTAP_CONN_F_PREEXISTING, false);
+		st = conn_create(key, QTAP_DIR_UNKNOWN, QTAP_CONN_F_PREEXISTING, 0);
 		if (!st)
 			return 0;
 	}
@@ -1212,7 +1216,7 @@ static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 		 * chosen after this). */
 		if (!sock_is_tcp(sk))
 			return 0;
-		st = conn_create(key, QTAP_DIR_EGRESS, 0, true);
+		st = conn_create(key, QTAP_DIR_EGRESS, 0, QTAP_CLOSE_F_REPLACED);
 		if (st) {
 			call_decode(bpf_get_current_task_btf(), &call);
 			conn_set_process(st, call.fd);
@@ -1224,17 +1228,27 @@ static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 		if (oldstate == TCP_SYN_SENT) {
 			st = bpf_map_lookup_elem(&conns, &key);
 			if (!st)	/* connect() called before the agent started */
-				st = conn_create(key, QTAP_DIR_EGRESS, 0, false);
+				st = conn_create(key, QTAP_DIR_EGRESS, 0, 0);
 			if (st && st->state == CONN_PENDING && st->tgid) {
 				st->open_ns = bpf_ktime_get_ns();
 				conn_decide(key, sk, st);
 			}
 		} else if (oldstate == TCP_SYN_RECV) {
-			/* An accepted connection, in softirq: its process is
-			 * the first to call on it.  (With TCP Fast Open that
-			 * call may come first: it stays learned.) */
-			conn_create(key, QTAP_DIR_INGRESS, 0, false);
+			/* Accepted: its entry was made at SYN_RECV, unless
+			 * that was before the agent attached. */
+			conn_create(key, QTAP_DIR_INGRESS, 0, 0);
 		}
+		return 0;
+	case TCP_SYN_RECV:
+		/* A socket for accept() just made from its listener, in
+		 * softirq (with TCP Fast Open at the SYN: its first calls may
+		 * come before ESTABLISHED); its process is the first to call
+		 * on it.  An entry still open at its address is of a socket
+		 * whose end was missed (its sock_destroy run skipped), whose
+		 * memory this one reuses: that connection ends here. */
+		if (oldstate != TCP_LISTEN || !sock_is_tcp(sk))
+			return 0;
+		conn_create(key, QTAP_DIR_INGRESS, 0, QTAP_CLOSE_F_REUSED);
 		return 0;
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:

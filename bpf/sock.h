@@ -92,6 +92,9 @@
 /* The socket was connected again (connect() after a disconnect): the
  * connection ends, and the next one on the socket is a new connection. */
 #define QTAP_CLOSE_F_REPLACED (1u << 0)
+/* A new socket took the socket's address before its end was seen (the
+ * kernel skipped the program that sees it): the connection ends there. */
+#define QTAP_CLOSE_F_REUSED (1u << 1)
 
 /* Address of either family: IPv4 in the first 4 bytes (network order),
  * IPv6 in all 16.  v4-mapped IPv6 addresses are reported as IPv4. */

@@ -73,6 +73,7 @@ enum close_reason {
 	CLOSE_PROCESS_EXIT,
 	CLOSE_IDLE,
 	CLOSE_RECONNECTED,
+	CLOSE_SOCKET_REUSED,
 	CLOSE_AGENT_STOP,
 };
 
@@ -81,6 +82,7 @@ static const char *const close_reason_names[] = {
 	[CLOSE_PROCESS_EXIT] = "process_exit",
 	[CLOSE_IDLE] = "idle_timeout",
 	[CLOSE_RECONNECTED] = "reconnected",
+	[CLOSE_SOCKET_REUSED] = "socket_reused",
 	[CLOSE_AGENT_STOP] = "agent_stop",
 };
 
@@ -1073,10 +1075,15 @@ static void conn_finish(struct conn_tracker *t, struct conn *c, enum close_reaso
 
 static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_conn_close *e)
 {
+	enum close_reason why = CLOSE_NORMAL;
+
+	if (e->flags & QTAP_CLOSE_F_REPLACED)
+		why = CLOSE_RECONNECTED;
+	else if (e->flags & QTAP_CLOSE_F_REUSED)
+		why = CLOSE_SOCKET_REUSED;
 	if (!c->ignored)
 		conn_bytes_sync(c, e->bytes_sent, e->bytes_recv);
-	conn_finish(t, c, (e->flags & QTAP_CLOSE_F_REPLACED) ? CLOSE_RECONNECTED : CLOSE_NORMAL,
-		    e->hdr.timestamp_ns);
+	conn_finish(t, c, why, e->hdr.timestamp_ns);
 }
 
 /* A connection first seen through an event other than its OPEN (lost):

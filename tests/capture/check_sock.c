@@ -19,11 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <urcu.h>
 
 #include "proc.h"
 #include "sock.h"
+#include "sock.skel.h"
 
 #include "capture/capture-int.h"
 #include "capture/capture.h"
@@ -51,6 +53,7 @@ struct rec_event {
 	uint8_t oflags;
 	uint16_t lport, rport;
 	uint8_t laddr[16], raddr[16];
+	uint64_t key;		/* the kernel's struct sock */
 	/* data */
 	uint8_t dir, op;
 	uint16_t dflags;
@@ -113,6 +116,7 @@ static void record_sock(const void *data, size_t size, void *ctx)
 		e.rport = o->rport;
 		memcpy(e.laddr, o->laddr, 16);
 		memcpy(e.raddr, o->raddr, 16);
+		e.key = o->key;
 	} else if (hdr->type == QTAP_EVENT_CONN_DATA) {
 		const struct qtap_conn_data *d = data;
 
@@ -186,24 +190,14 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* The events of the connection (tgid, fd) whose OPEN has these ports
- * (0: any), copied into out (sorted by seq) from the OPEN on; the
- * count, 0 when no such OPEN. */
-static size_t conn_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
-			  struct rec_event *out, size_t max)
+/* The events of connection id, copied into out (sorted by seq); the
+ * count. */
+static size_t id_events(uint64_t id, struct rec_event *out, size_t max)
 {
-	uint64_t id = 0;
 	size_t i, j, n = 0;
 
 	pthread_mutex_lock(&rec.lock);
-	for (i = 0; i < rec.n && !id; i++) {
-		const struct rec_event *e = &rec.ev[i];
-
-		if (e->type == QTAP_EVENT_CONN_OPEN && e->tgid == tgid && e->fd == fd &&
-		    (!lport || e->lport == lport) && (!rport || e->rport == rport))
-			id = e->conn_id;
-	}
-	for (i = 0; id && i < rec.n; i++)
+	for (i = 0; i < rec.n; i++)
 		if (rec.ev[i].conn_id == id && n < max)
 			out[n++] = rec.ev[i];
 	pthread_mutex_unlock(&rec.lock);
@@ -215,6 +209,38 @@ static size_t conn_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 			out[j - 1] = t;
 		}
 	return n;
+}
+
+/* The id of the first connection (tgid, fd) whose OPEN has these ports
+ * (0: any) and whose id is not skip; 0 when none. */
+static uint64_t conn_find(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  uint64_t skip)
+{
+	uint64_t id = 0;
+	size_t i;
+
+	pthread_mutex_lock(&rec.lock);
+	for (i = 0; i < rec.n && !id; i++) {
+		const struct rec_event *e = &rec.ev[i];
+
+		if (e->type == QTAP_EVENT_CONN_OPEN && e->tgid == tgid && e->fd == fd &&
+		    (!lport || e->lport == lport) && (!rport || e->rport == rport) &&
+		    e->conn_id != skip)
+			id = e->conn_id;
+	}
+	pthread_mutex_unlock(&rec.lock);
+	return id;
+}
+
+/* The events of the connection (tgid, fd) whose OPEN has these ports
+ * (0: any), copied into out (sorted by seq) from the OPEN on; the
+ * count, 0 when no such OPEN. */
+static size_t conn_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  struct rec_event *out, size_t max)
+{
+	uint64_t id = conn_find(tgid, fd, lport, rport, 0);
+
+	return id ? id_events(id, out, max) : 0;
 }
 
 /* Events of any kind by tgid, or touching one of the ports (lport or
@@ -1203,6 +1229,73 @@ START_TEST(test_sendfile_peek_accept4)
 }
 END_TEST
 
+/* A socket made for accept() at the address of one whose end was missed
+ * (the kernel skipped its sock_destroy run, so its entry is still open):
+ * that connection ends there (QTAP_CLOSE_F_REUSED, with its totals), and
+ * the socket's next call is a new accepted connection's.  The new socket
+ * is played by running sock_state on the open socket's address, as the
+ * kernel does when it makes one from a listener (LISTEN to SYN_RECV). */
+START_TEST(test_reused_address)
+{
+	uint64_t args[3], id1, id2;
+	struct capture *cap;
+	struct endpoint srv;
+	uint16_t cport;
+	int lfd, cfd, sfd;
+	char buf[8];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	lfd = tcp_listen(AF_INET, &srv);
+	cfd = tcp_connect(&srv, &cport);
+	sfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(sfd, 0);
+	ck_assert_int_eq(write(cfd, "one", 3), 3);
+	read_exact(sfd, buf, 3);
+	settle();
+	n = conn_events(getpid(), sfd, srv.port, cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_ne(evs[0].key, 0);
+	id1 = evs[0].conn_id;
+
+	args[0] = evs[0].key;
+	args[1] = 10;	/* TCP_LISTEN */
+	args[2] = 3;	/* TCP_SYN_RECV */
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args, .ctx_size_in = sizeof(args));
+	ck_assert_int_eq(bpf_prog_test_run_opts(bpf_program__fd(cap->sock->progs.sock_state),
+						&opts), 0);
+	n = wait_closed(getpid(), sfd, srv.port, cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[2].conn_id, id1);
+	ck_assert_uint_eq(evs[2].cflags, QTAP_CLOSE_F_REUSED);
+	ck_assert_uint_eq(evs[2].bytes_recv, 3);
+	ck_assert_uint_eq(evs[2].data_events, 1);
+
+	/* The socket's next call: a new connection, accepted by this
+	 * process, closed with its last fd. */
+	ck_assert_int_eq(write(sfd, "two!", 4), 4);
+	read_exact(cfd, buf, 4);
+	close(sfd);
+	close(cfd);
+	close(lfd);
+	settle();
+	id2 = conn_find(getpid(), sfd, srv.port, cport, id1);
+	ck_assert_uint_ne(id2, 0);
+	n = id_events(id2, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[0].type, QTAP_EVENT_CONN_OPEN);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[0].oflags, 0);
+	ck_assert_uint_eq(evs[1].len, 4);
+	ck_assert_uint_eq(evs[2].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[2].cflags, 0);
+	ck_assert_uint_eq(evs[2].bytes_sent, 4);
+	ck_assert_uint_eq(evs[2].bytes_recv, 0);
+	finish(&cap);
+}
+END_TEST
+
 /* A full ring: the events that did not fit are counted per CPU, their
  * sequence numbers are missing, and the CLOSE still has the totals. */
 START_TEST(test_ring_full)
@@ -1393,6 +1486,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_sendfile_peek_accept4);
+	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);
 	suite_add_tcase(s, tc);
 

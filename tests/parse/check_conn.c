@@ -980,6 +980,17 @@ static void report_run(void)
 	feed(t, &r, T0);
 	mk_open(&r, 72, 4242, QTAP_DIR_INGRESS, "10.2.0.1", 50000, 80, T0);
 	feed(t, &r, T0);
+	/* connected again; and ended by a new socket at its address */
+	mk_open(&r, 73, 100, QTAP_DIR_EGRESS, "10.2.0.3", 443, 40001, T0);
+	feed(t, &r, T0);
+	mk_close(&r, 73, 1, 100, 0, 0, T0 + MS);
+	r.u.close.flags = QTAP_CLOSE_F_REPLACED;
+	feed(t, &r, T0);
+	mk_open(&r, 74, 100, QTAP_DIR_INGRESS, "10.2.0.4", 40002, 80, T0);
+	feed(t, &r, T0);
+	mk_close(&r, 74, 1, 100, 0, 0, T0 + MS);
+	r.u.close.flags = QTAP_CLOSE_F_REUSED;
+	feed(t, &r, T0);
 	conn_tracker_free(&t, T0 + 3 * MS);
 }
 
@@ -1017,6 +1028,12 @@ START_TEST(test_report)
 	ck_assert(strstr(text, "\"l7Protocol\":\"other\""));
 	ck_assert(strstr(text, "\"gotProtocolEvent\":false"));
 	ck_assert(strstr(text, "\"closeReason\":\"agent_stop\""));
+	ck_assert_msg(strstr(text, "\"connId\":\"73\"") &&
+		      strstr(strstr(text, "\"connId\":\"73\""), "\"closeReason\":\"reconnected\""),
+		      "%s", text);
+	ck_assert_msg(strstr(text, "\"connId\":\"74\"") &&
+		      strstr(strstr(text, "\"connId\":\"74\""), "\"closeReason\":\"socket_reused\""),
+		      "%s", text);
 	/* not at info level */
 	text = capture_stderr(report_run);
 	ck_assert_ptr_null(strstr(text, "connection closed"));
