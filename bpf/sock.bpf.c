@@ -29,9 +29,10 @@
  * process's filter entry changes.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
- * filled by the agent before attach); a reader is woken only once its ring
- * holds wakeup_bytes (see src/capture/sock.c for the measurements), or by
- * the first event after it went to sleep on a quiet host.  A
+ * filled by the agent before attach); a reader is woken only by the write
+ * that takes its ring to wakeup_bytes, and by a few more while it has not
+ * run (see src/capture/sock.c for the measurements), or by the first event
+ * after it went to sleep on a quiet host.  A
  * socket call's data event with under QTAP_DATA_SMALL bytes of payload
  * (most: a request, a response head, none) is built in its CPU's stage
  * and reaches the ring with the others gathered there, in one record
@@ -208,10 +209,14 @@ struct {
 	});
 } events SEC(".maps");
 
-/* Set by the agent before load: a ring holding this many bytes wakes its
- * reader; below it the reader finds the records on its next timed poll.
- * A wakeup per record would cost more than the rest of the program. */
+/* Set by the agent before load: the write that takes a ring to this many
+ * unread bytes wakes its reader; below it the reader finds the records on
+ * its next timed poll.  A wakeup per record would cost more than the rest
+ * of the program. */
 const volatile __u64 wakeup_bytes = 0;
+/* While the reader has not run, a ring wakes it again every
+ * wakeup_bytes / WAKE_STEPS bytes past wakeup_bytes (wake_flags()). */
+#define WAKE_STEPS 16
 
 /* Ring buffer write failures and connections the conns map had no room
  * for, per CPU (key 0); read by the agent. */
@@ -367,17 +372,32 @@ static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 typ
 	hdr->timestamp_ns = bpf_ktime_get_ns();
 }
 
-/* The flags of a write to rb, the ring of the CPU whose stage is sg (or
- * NULL): its reader is woken once the ring holds wakeup_bytes, or at once
- * when it sleeps without its timed polls (the mark is cleared: once woken
- * it polls again). */
-static __always_inline __u64 wake_flags(void *rb, struct qtap_stage *sg)
+/* The flags of a write of size bytes to rb, the ring of the CPU whose stage
+ * is sg (or NULL); reserved: its record is reserved already (counted in
+ * the ring's unread bytes).  The reader is woken when the write takes the
+ * unread bytes up to wakeup_bytes, and again at every WAKE_STEPS-th of that
+ * they grow by while it has not run: not at every write, as each wakeup
+ * interrupts this CPU (a self-IPI, an exit to the hypervisor in a virtual
+ * machine), and the writes go on while a woken reader waits for a CPU.
+ * Or it is woken at once when it sleeps without its timed polls (the mark
+ * is cleared: once woken it polls again). */
+static __always_inline __u64 wake_flags(void *rb, struct qtap_stage *sg, __u64 size,
+					bool reserved)
 {
+	__u64 rec = (size + BPF_RINGBUF_HDR_SZ + 7) & ~7ull, before, after;
+
 	if (sg && sg->reader_asleep) {
 		sg->reader_asleep = 0;
 		return BPF_RB_FORCE_WAKEUP;
 	}
-	return bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+	before = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+	if (reserved)
+		before = before > rec ? before - rec : 0;
+	after = before + rec;
+	/* wakeup_bytes / WAKE_STEPS is a power of two and wakeup_bytes a
+	 * multiple of it: the write passes one of its multiples exactly when
+	 * the bits above it change. */
+	return after >= wakeup_bytes && (before ^ after) >= wakeup_bytes / WAKE_STEPS ?
 	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
@@ -408,7 +428,7 @@ static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
 	 * changes nothing but shows the verifier the write stays inside. */
 	barrier_var(size);
 	size &= QTAP_STAGE_BYTES - 1;
-	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, sg)))
+	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, sg, size, false)))
 		count_lost_n(sg->events);
 	sg->used = 0;
 	sg->events = 0;
@@ -440,7 +460,7 @@ static __always_inline void emit(void *data, __u64 size)
 		count_lost();
 		return;
 	}
-	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, sg)))
+	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, sg, size, false)))
 		count_lost();
 }
 
@@ -979,7 +999,9 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
 	struct qtap_conn_data *ev = NULL;
 	bool one_buf = call->kind == ARGS_BUF || !limit;
+	__u64 size = sizeof(*ev) + (one_buf ? QTAP_DATA_SMALL : 2 * QTAP_DATA_SMALL);
 
+	/* bpf_ringbuf_reserve() needs a constant size: one call each */
 	if (rb)
 		ev = one_buf ?
 			bpf_ringbuf_reserve(rb, sizeof(*ev) + QTAP_DATA_SMALL, 0) :
@@ -991,7 +1013,7 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 		return;
 	}
 	small_fill(ev, st, task, cpu, dir, call, one_buf, len, limit);
-	bpf_ringbuf_submit(ev, wake_flags(rb, bpf_map_lookup_elem(&stage, &cpu)));
+	bpf_ringbuf_submit(ev, wake_flags(rb, bpf_map_lookup_elem(&stage, &cpu), size, true));
 }
 
 /* A socket call's data event with a payload under QTAP_DATA_SMALL,

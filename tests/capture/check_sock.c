@@ -7,11 +7,15 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -77,10 +81,11 @@ struct recorder {
 
 static struct recorder rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* While set, the reader that hands over an event waits (a full ring). */
+/* While set, the reader that hands over an event waits (a full ring);
+ * stalled says a reader is waiting there. */
 static pthread_mutex_t stall_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stall_cond = PTHREAD_COND_INITIALIZER;
-static bool stall;
+static bool stall, stalled;
 
 static void stall_set(bool on)
 {
@@ -97,8 +102,11 @@ static void record_sock(const void *data, size_t size, void *ctx)
 	struct rec_event e;
 
 	pthread_mutex_lock(&stall_lock);
-	while (stall)
+	while (stall) {
+		stalled = true;
 		pthread_cond_wait(&stall_cond, &stall_lock);
+	}
+	stalled = false;
 	pthread_mutex_unlock(&stall_lock);
 	memset(&e, 0, sizeof(e));
 	e.type = hdr->type;
@@ -1359,6 +1367,107 @@ START_TEST(test_ring_full)
 }
 END_TEST
 
+static bool reader_stalled(void)
+{
+	bool on;
+
+	pthread_mutex_lock(&stall_lock);
+	on = stalled;
+	pthread_mutex_unlock(&stall_lock);
+	return on;
+}
+
+/* A position of a ring's (ring_pos(fd, 0): what its reader took,
+ * ring_pos(fd, 1): what was written to it), from the first two pages of
+ * its mapping. */
+static uint64_t ring_pos(int fd, int which)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, which * page);
+	uint64_t pos;
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	pos = __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
+	munmap(p, (size_t)page);
+	return pos;
+}
+
+/* A ring whose reader does not run wakes it when it reaches a quarter of
+ * its size, then once for every sixteenth of that it grows by: not at
+ * every write, each of which would interrupt the writing CPU.  One CPU's
+ * ring of 1 MiB (woken at 256 KiB, then every 16 KiB) takes 400 writes of
+ * 1000 bytes and their reader's reads.  Each wakeup is seen on the ring's
+ * fd in an epoll set of the test's own (edge-triggered: one report for
+ * the wakeups since the last look). */
+START_TEST(test_wakeups)
+{
+	const uint64_t mark = 256 << 10, step = 16 << 10;
+	static char msg[1000];
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	uint64_t taken, before, after;
+	unsigned wakeups = 0, i;
+	cpu_set_t one, was;
+	struct capture *cap;
+	struct drain_arg d;
+	pthread_t thread;
+	struct pair p;
+	int cpu, fd, ep, waited;
+
+	memset(msg, 'm', sizeof(msg));
+	memcpy(msg, "PUT /x HTTP/1.1\r\n", 17);
+	cap = start_text(CONF_ALL "\ncapture = { readers = 1; ring_buffer_kb = 1024; };");
+	/* This thread and its drain thread write into one CPU's ring. */
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(was), &was), 0);
+	cpu = sched_getcpu();
+	ck_assert_int_ge(cpu, 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	fd = cap->ring_fds[cpu];
+	pair_open(AF_INET, &p);
+	/* The reader stops at its next event and leaves the rings alone. */
+	stall_set(true);
+	ck_assert_int_eq(write(p.cfd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	for (waited = 0; waited < 3000 && !reader_stalled(); waited += 10)
+		sleep_ms(10);
+	ck_assert_msg(reader_stalled(), "the reader took no event within %d ms", waited);
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ck_assert_int_ge(ep, 0);
+	ck_assert_int_eq(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	epoll_wait(ep, &ev, 1, 0);	/* the ring's present state */
+	taken = ring_pos(fd, 0);
+	before = ring_pos(fd, 1) - taken;
+	d = (struct drain_arg){ p.sfd, 401 * sizeof(msg), 0 };
+	ck_assert_int_eq(pthread_create(&thread, NULL, drain_main, &d), 0);
+	for (i = 0; i < 400; i++) {
+		ck_assert_int_eq(write(p.cfd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+		wakeups += epoll_wait(ep, &ev, 1, 0) == 1;
+	}
+	pthread_join(thread, NULL);
+	ck_assert_uint_eq(d.got, 401 * sizeof(msg));
+	wakeups += epoll_wait(ep, &ev, 1, 0) == 1;
+	ck_assert_uint_eq(ring_pos(fd, 0), taken);	/* the reader took nothing */
+	after = ring_pos(fd, 1) - taken;
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(was), &was), 0);
+	stall_set(false);
+	close(ep);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	ck_assert_msg(before < mark && after >= mark + 8 * step,
+		      "the ring went from %" PRIu64 " to %" PRIu64 " bytes", before, after);
+	/* the mark, each step past it, and one more look's worth */
+	ck_assert_msg(wakeups >= 1 && wakeups <= 2 + (after - mark) / step,
+		      "%u wakeups as the ring went from %" PRIu64 " to %" PRIu64 " bytes",
+		      wakeups, before, after);
+	ck_assert_uint_eq(wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV), 403);
+	ck_assert_double_eq(check_metrics_sum(store, "qtap_system_events_lost_total", NULL,
+					      NULL), 0);
+	finish(&cap);
+}
+END_TEST
+
 /* ---- filter decisions ------------------------------------------------- */
 
 static unsigned decide(const struct qtap_conf *c, uint32_t tgid, const char *exe,
@@ -1488,6 +1597,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_sendfile_peek_accept4);
 	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);
+	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("filter");
