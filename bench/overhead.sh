@@ -6,8 +6,11 @@
 # on its TLS library uprobes, by bpftrace), with that floor again under
 # the kernel's run-time statistics (kernel.bpf_stats_enabled, which the
 # agent turns on only with capture.kernel_bpf_stats: two clock reads around
-# every run of every BPF program) and with qtap running, alternated in one run (so all see
-# the same machine), ROUNDS times each;
+# every run of every BPF program), for plaintext with the copy floor (the
+# socket calls' programs only find and copy the bytes each call moved and
+# read the clock, the agent's way, and keep nothing: what any capture of
+# the bytes costs; bench_floor --copy) and with qtap running, alternated in
+# one run (so all see the same machine), ROUNDS times each;
 # prints the medians, their ratios (with how far the noise alone could
 # move them: the rounds resampled), the events the agent lost on the way
 # (must be 0), and the agent's own cost per request (its programs' run
@@ -114,6 +117,7 @@ rps >/dev/null # warm-up
 : >"$TMP/base"
 : >"$TMP/floor"
 : >"$TMP/floor_stats"
+: >"$TMP/copy"
 : >"$TMP/agent"
 : >"$TMP/agent_kstats"
 : >"$TMP/cost"
@@ -143,6 +147,17 @@ while [ $r -le "$ROUNDS" ]; do
 		kill -INT "$ft" $bt
 		wait "$ft" $bt 2>/dev/null
 	fi
+	cf=
+	if [ -n "$FLOOR_TP" ] && [ "$SCHEME" = http ]; then
+		"$FLOOR_TP" --copy >"$TMP/floor.out" 2>&1 &
+		ft=$!
+		wait_line "$TMP/floor.out" '^attached'
+		sleep 1
+		rps >>"$TMP/copy"
+		kill -INT "$ft"
+		wait "$ft" 2>/dev/null
+		cf=", copy floor $(tail -n 1 "$TMP/copy" | cut -d' ' -f1) req/s"
+	fi
 	start_agent --config "$TMP/qtap.conf" --tls-attach "${TLS_ATTACH:-library}" ||
 		{ echo "agent did not start"; exit 1; }
 	c0=$(agent_cost)
@@ -168,8 +183,8 @@ while [ $r -le "$ROUNDS" ]; do
 		stop_agent
 		ks=", qtap with the kernel's statistics $(tail -n 1 "$TMP/agent_kstats" | cut -d' ' -f1) req/s"
 	fi
-	printf 'round %d: no agent %s req/s, floor %s req/s, floor with statistics %s req/s, qtap %s req/s%s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
-		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" "$fs" \
+	printf 'round %d: no agent %s req/s, floor %s req/s, floor with statistics %s req/s%s, qtap %s req/s%s (lost %s, dropped %s, gaps %s, payloads dropped %s)\n' \
+		"$r" "$(tail -n 1 "$TMP/base" | cut -d' ' -f1)" "$f" "$fs" "$cf" \
 		"$(tail -n 1 "$TMP/agent" | cut -d' ' -f1)" "$ks" \
 		"${lost:-0}" "${dropped:-0}" "${gaps:-0}" "${stripped:-0}"
 	r=$((r + 1))
@@ -190,6 +205,14 @@ if [ -s "$TMP/floor" ]; then
 	printf 'qtap/no agent %s, qtap/floor %s (target >= 0.90 of %s), events lost %d\n' \
 		"$ratio" "$fratio" "$([ "$SCHEME" = https ] && echo "the floor" || echo "no agent")" \
 		"$lost_total"
+	if [ -s "$TMP/copy" ]; then
+		copy=$(median <"$TMP/copy")
+		printf 'copy floor %s req/s (%s of no agent, %s of the floor), qtap/copy floor %s; busy CPU per request: copy floor %s us\n' \
+			"$copy" "$(awk -v a="$copy" -v b="$base" 'BEGIN { printf "%.3f", a / b }')" \
+			"$(awk -v a="$copy" -v b="$floor" 'BEGIN { printf "%.3f", a / b }')" \
+			"$(awk -v a="$agent" -v b="$copy" 'BEGIN { printf "%.3f", a / b }')" \
+			"$(median 2 <"$TMP/copy")"
+	fi
 else
 	printf 'median of %d (%s): no agent %s req/s, qtap %s req/s, ratio %s (target >= 0.90), events lost %d\n' \
 		"$ROUNDS" "$SCHEME" "$base" "$agent" "$ratio" "$lost_total"
@@ -201,9 +224,11 @@ paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $4 / $1 }' | median
 # The same for the two floors: what the attachments cost, and what the
 # kernel's statistics add to them (capture.kernel_bpf_stats).
 if [ -s "$TMP/floor" ]; then
-	printf 'median of the rounds'"'"' own ratios to no agent: floor %.3f, floor with statistics %.3f\n' \
+	printf 'median of the rounds'"'"' own ratios to no agent: floor %.3f, floor with statistics %.3f%s\n' \
 		"$(paste -d' ' "$TMP/base" "$TMP/floor" | awk '{ print $4 / $1 }' | median)" \
-		"$(paste -d' ' "$TMP/base" "$TMP/floor_stats" | awk '{ print $4 / $1 }' | median)"
+		"$(paste -d' ' "$TMP/base" "$TMP/floor_stats" | awk '{ print $4 / $1 }' | median)" \
+		"$([ -s "$TMP/copy" ] && printf ', copy floor %.3f' \
+			"$(paste -d' ' "$TMP/base" "$TMP/copy" | awk '{ print $4 / $1 }' | median)")"
 fi
 cpu_base=$(median 2 <"$TMP/base")
 cpu_agent=$(median 2 <"$TMP/agent")
