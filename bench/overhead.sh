@@ -221,8 +221,9 @@ fi
 # (a slow drift of the machine cancels out), and the machine's busy CPU
 # time per request (the agent's whole cost, its threads' too).
 paired=$(paste -d' ' "$TMP/base" "$TMP/agent" | awk '{ print $4 / $1 }' | median)
-# The same for the two floors: what the attachments cost, and what the
-# kernel's statistics add to them (capture.kernel_bpf_stats).
+# The same for the floors: what the attachments cost, what the kernel's
+# statistics add to them (capture.kernel_bpf_stats), and what copying the
+# calls' bytes adds (the copy floor).
 if [ -s "$TMP/floor" ]; then
 	printf 'median of the rounds'"'"' own ratios to no agent: floor %.3f, floor with statistics %.3f%s\n' \
 		"$(paste -d' ' "$TMP/base" "$TMP/floor" | awk '{ print $4 / $1 }' | median)" \
