@@ -5,10 +5,11 @@
 # bare-probe floor (bench/bench_floor: empty programs on the agent's
 # tracepoints), with that floor under the kernel's run-time statistics
 # (kernel.bpf_stats_enabled, which the agent turns on with
-# capture.kernel_bpf_stats) and
-# with qtap running, alternated ROUNDS times; prints the medians of the
-# nanoseconds per pair, what each adds (the statistics over the floor, the
-# others over no agent), the pairs/s each keeps,
+# capture.kernel_bpf_stats), with the copy floor (bench_floor --copy: the
+# calls' bytes found and copied the agent's way and the clock read, nothing
+# kept) and with qtap running, alternated ROUNDS times; prints the medians
+# of the nanoseconds per pair, what each adds (the statistics and the copy
+# over the floor, the others over no agent), the pairs/s each keeps,
 # and the agent's programs' nanoseconds per run in its rounds.
 #
 #   make bench-pairs                (from the build directory, as root)
@@ -61,7 +62,7 @@ pairs() {
 }
 
 pairs >/dev/null # warm-up
-for f in none floor stats qtap perrun kstats; do : >"$TMP/$f"; done
+for f in none floor stats copy qtap perrun kstats; do : >"$TMP/$f"; done
 lost_total=0
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
@@ -74,6 +75,13 @@ while [ "$r" -le "$ROUNDS" ]; do
 	stats_on
 	pairs >>"$TMP/stats"
 	stats_off
+	kill -INT "$ft"
+	wait "$ft" 2>/dev/null
+	"$FLOOR_BIN" --copy >"$TMP/floor.out" 2>&1 &
+	ft=$!
+	wait_line "$TMP/floor.out" '^attached' ||
+		{ echo "bench_floor --copy did not attach"; kill -INT "$ft"; exit 1; }
+	pairs >>"$TMP/copy"
 	kill -INT "$ft"
 	wait "$ft" 2>/dev/null
 	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
@@ -93,21 +101,23 @@ while [ "$r" -le "$ROUNDS" ]; do
 		stop_agent
 		ks=", qtap with the kernel's statistics $(tail -n 1 "$TMP/kstats")"
 	fi
-	printf 'round %d: ns per pair: no agent %s, floor %s, floor with statistics %s, qtap %s%s (lost %s, gaps %s)\n' \
+	printf 'round %d: ns per pair: no agent %s, floor %s, floor with statistics %s, copy floor %s, qtap %s%s (lost %s, gaps %s)\n' \
 		"$r" "$(tail -n 1 "$TMP/none")" "$(tail -n 1 "$TMP/floor")" \
-		"$(tail -n 1 "$TMP/stats")" "$(tail -n 1 "$TMP/qtap")" "$ks" "${lost:-0}" "${gaps:-0}"
+		"$(tail -n 1 "$TMP/stats")" "$(tail -n 1 "$TMP/copy")" "$(tail -n 1 "$TMP/qtap")" "$ks" \
+		"${lost:-0}" "${gaps:-0}"
 	r=$((r + 1))
 done
 
 none=$(median <"$TMP/none")
 floor=$(median <"$TMP/floor")
 stats=$(median <"$TMP/stats")
+copy=$(median <"$TMP/copy")
 qtap=$(median <"$TMP/qtap")
-printf 'median of %d, ns per pair of %s bytes: no agent %s, floor %s, floor with statistics %s, qtap %s\n' \
-	"$ROUNDS" "$SIZE" "$none" "$floor" "$stats" "$qtap"
-awk -v n="$none" -v f="$floor" -v s="$stats" -v q="$qtap" 'BEGIN {
-	printf "added per pair (two traced calls): floor %+.0f ns, statistics %+.0f ns more, qtap %+.0f ns in all\n", f - n, s - f, q - n
-	printf "pairs/s kept of no agent: floor %.3f, floor with statistics %.3f, qtap %.3f\n", n / f, n / s, n / q }'
+printf 'median of %d, ns per pair of %s bytes: no agent %s, floor %s, floor with statistics %s, copy floor %s, qtap %s\n' \
+	"$ROUNDS" "$SIZE" "$none" "$floor" "$stats" "$copy" "$qtap"
+awk -v n="$none" -v f="$floor" -v s="$stats" -v c="$copy" -v q="$qtap" 'BEGIN {
+	printf "added per pair (two traced calls): floor %+.0f ns, statistics %+.0f ns more, copying the bytes %+.0f ns more, qtap %+.0f ns in all (%+.0f over the copy floor)\n", f - n, s - f, c - f, q - n, q - c
+	printf "pairs/s kept of no agent: floor %.3f, floor with statistics %.3f, copy floor %.3f, qtap %.3f\n", n / f, n / s, n / c, n / q }'
 printf "qtap's programs: %s ns per run (median of its rounds), events lost or given up as gaps %d\n" \
 	"$(median <"$TMP/perrun")" "$lost_total"
 if [ -s "$TMP/kstats" ]; then
