@@ -78,9 +78,10 @@
  * IRQ work interrupts (one per wakeup) per 1000 requests, these send 1.0
  * (nginx on loopback driven by wrk, -t2 -c32, 15 rounds of 2 s, medians;
  * 2 CPUs, kernel 6.18).  Below the mark, the reader takes the records when
- * it wakes on its own, this often.  So events wait at most this long in a quiet ring.  Each look wakes the
- * reader and then the workers it hands events to, and on a busy host every
- * wakeup takes a CPU from the traced programs.  nginx on loopback driven by
+ * it wakes on its own, this often.  So events wait at most this long in a
+ * quiet ring.  Each look wakes the reader and then the workers it hands
+ * events to, and on a busy host every wakeup takes a CPU from the traced
+ * programs.  nginx on loopback driven by
  * wrk (-t2 -c32, 2 s; builds alternated in one run, medians; 2 CPUs,
  * kernel 6.18), the CPU time of the agent's threads per request (from
  * /proc/PID/task/N/schedstat), in microseconds:

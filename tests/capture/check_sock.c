@@ -1247,21 +1247,16 @@ START_TEST(test_reused_address)
 {
 	uint64_t args[3], id1, id2;
 	struct capture *cap;
-	struct endpoint srv;
-	uint16_t cport;
-	int lfd, cfd, sfd;
+	struct pair p;
 	char buf[8];
 	size_t n;
 
 	cap = start_text(CONF_ALL);
-	lfd = tcp_listen(AF_INET, &srv);
-	cfd = tcp_connect(&srv, &cport);
-	sfd = accept(lfd, NULL, NULL);
-	ck_assert_int_ge(sfd, 0);
-	ck_assert_int_eq(write(cfd, "one", 3), 3);
-	read_exact(sfd, buf, 3);
+	pair_open(AF_INET, &p);
+	ck_assert_int_eq(write(p.cfd, "one", 3), 3);
+	read_exact(p.sfd, buf, 3);
 	settle();
-	n = conn_events(getpid(), sfd, srv.port, cport, evs, MAXEV);
+	n = conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
 	ck_assert_uint_ne(evs[0].key, 0);
@@ -1273,7 +1268,7 @@ START_TEST(test_reused_address)
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args, .ctx_size_in = sizeof(args));
 	ck_assert_int_eq(bpf_prog_test_run_opts(bpf_program__fd(cap->sock->progs.sock_state),
 						&opts), 0);
-	n = wait_closed(getpid(), sfd, srv.port, cport, evs, MAXEV);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_uint_eq(evs[2].conn_id, id1);
 	ck_assert_uint_eq(evs[2].cflags, QTAP_CLOSE_F_REUSED);
@@ -1282,13 +1277,13 @@ START_TEST(test_reused_address)
 
 	/* The socket's next call: a new connection, accepted by this
 	 * process, closed with its last fd. */
-	ck_assert_int_eq(write(sfd, "two!", 4), 4);
-	read_exact(cfd, buf, 4);
-	close(sfd);
-	close(cfd);
-	close(lfd);
+	ck_assert_int_eq(write(p.sfd, "two!", 4), 4);
+	read_exact(p.cfd, buf, 4);
+	close(p.sfd);
+	close(p.cfd);
+	close(p.lfd);
 	settle();
-	id2 = conn_find(getpid(), sfd, srv.port, cport, id1);
+	id2 = conn_find(getpid(), p.sfd, p.srv.port, p.cport, id1);
 	ck_assert_uint_ne(id2, 0);
 	n = id_events(id2, evs, MAXEV);
 	ck_assert_uint_eq(n, 3);
