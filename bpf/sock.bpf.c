@@ -176,6 +176,18 @@ struct {
 	__type(value, struct conn_state);
 } conns SEC(".maps");
 
+/* The agent's word on connections learned in the middle (struct
+ * qtap_learned), by the key of their OPEN, until their next call takes it
+ * or the socket ends; least recently used first out when full (the
+ * connection then keeps its events, which the agent drops).  max_entries
+ * set before load, like conns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, QTAP_SOCK_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct qtap_learned);
+} learned SEC(".maps");
+
 /* One slot per CPU (max_entries set before load to the possible CPUs). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -657,6 +669,33 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	return to;
 }
 
+/* An OPEN connection learned in the middle, whose direction the programs
+ * cannot tell (whether its local port listens is the agent's to find):
+ * takes the agent's word on it, once there is one.  true: the filters
+ * leave it out, and from this call on it is SKIPPED, its CLOSE written (a
+ * connection entry kept with its events dropped by the agent would cost
+ * every call; one deleted would be learned again at the next). */
+static __always_inline bool learned_take(__u64 key, struct conn_state *st)
+{
+	struct qtap_learned *v = bpf_map_lookup_elem(&learned, &key);
+	bool skip = false;
+
+	if (!v)
+		return false;
+	/* another connection's, at a freed socket's address: dropped */
+	if (v->conn_id == st->conn_id) {
+		st->direction = v->direction;
+		/* its action stays the one it was decided under */
+		if (v->skip &&
+		    __sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_SKIPPED) == CONN_OPEN) {
+			conn_close(st, QTAP_CLOSE_F_SKIPPED);
+			skip = true;
+		}
+	}
+	bpf_map_delete_elem(&learned, &key);
+	return skip;
+}
+
 /* ---- payload ----------------------------------------------------------- */
 
 static __always_inline bool prefix(const __u8 *p, const char *s, int n)
@@ -902,6 +941,8 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		}
 	}
 	state = st->state;
+	if (state == CONN_OPEN && st->direction == QTAP_DIR_UNKNOWN && learned_take(key, st))
+		return 0;
 	if (ret <= 0 && state == CONN_OPEN)
 		return 0;	/* nothing moved (EAGAIN, EOF) */
 	if (state == CONN_CLOSED)
@@ -934,7 +975,11 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 							CONN_PENDING) != CONN_SKIPPED)
 				return 0;
 			conn_set_process(st, call.fd);
-			/* seen from the middle, like one older than the agent */
+			/* Seen from the middle, like one older than the agent,
+			 * and a new connection to the agent: one it was told of
+			 * before it was left out has had its CLOSE. */
+			st->conn_id = conn_id_next();
+			st->seq = 1;
 			st->flags |= QTAP_CONN_F_PREEXISTING;
 		} else if (!st->tgid) {
 			conn_set_process(st, call.fd);
@@ -1109,6 +1154,8 @@ static __always_inline int sock_destroy_run(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
 		conn_close(st, 0);
+	if (st->direction == QTAP_DIR_UNKNOWN)
+		bpf_map_delete_elem(&learned, &key);	/* the agent's word, not taken */
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }

@@ -95,6 +95,23 @@
 /* A new socket took the socket's address before its end was seen (the
  * kernel skipped the program that sees it): the connection ends there. */
 #define QTAP_CLOSE_F_REUSED (1u << 1)
+/* A connection learned in the middle (QTAP_DIR_UNKNOWN) that the agent
+ * found the filters leave out (struct qtap_learned): the programs write
+ * nothing more of it.  The socket itself may live on. */
+#define QTAP_CLOSE_F_SKIPPED (1u << 2)
+
+/* The agent's word on a connection whose OPEN had QTAP_DIR_UNKNOWN (open
+ * before the agent): the direction it found from the host's listening
+ * ports, and whether the filters leave the connection out.  Written to the
+ * learned map under the OPEN's key; the connection's next call takes it,
+ * if conn_id is still the connection's there. */
+struct qtap_learned {
+	__u64 conn_id;
+	__u8 direction;		/* QTAP_DIR_EGRESS or QTAP_DIR_INGRESS */
+	__u8 skip;		/* left out: SKIPPED from then on, after a
+				 * CLOSE with QTAP_CLOSE_F_SKIPPED */
+	__u8 pad[6];
+};
 
 /* Address of either family: IPv4 in the first 4 bytes (network order),
  * IPv6 in all 16.  v4-mapped IPv6 addresses are reported as IPv4. */

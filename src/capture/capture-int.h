@@ -154,6 +154,9 @@ int sock_readers_start(struct capture *cap);
 void sock_readers_stop(struct capture *cap);
 /* pipeline_conn_forget_fn: drops a connection from the kernel's conns map. */
 void sock_conn_forget(void *ctx, uint64_t key);
+/* pipeline_conn_learned_fn: the agent's word on a learned connection, for
+ * the programs (the learned map). */
+void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip);
 
 /* --- tls.c ---------------------------------------------------------------
  * The TLS library uprobes: found at start and at every exec, attached once

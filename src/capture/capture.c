@@ -766,6 +766,7 @@ static int capture_pipeline_new(struct capture *cap)
 		.proc_lookup = capture_pipeline_lookup,
 		.proc_settled = capture_pipeline_settled,
 		.conn_forget = sock_conn_forget,
+		.conn_learned = sock_conn_learned,
 		.conn_wanted = filter_conn_wanted,
 		.ctx = cap,
 		.trace = cap->trace,

@@ -187,6 +187,8 @@ int sock_bpf_prepare(struct capture *cap)
 		err = bpf_map__set_max_entries(skel->maps.stage, cap->ncpus);
 	if (!err)
 		err = bpf_map__set_max_entries(skel->maps.conns, max_conns);
+	if (!err)
+		err = bpf_map__set_max_entries(skel->maps.learned, max_conns);
 	skel->rodata->wakeup_bytes = cap->ring_bytes / 4;
 	/* The TLS library probes are uprobe_multi links (see tls.c); not
 	 * loaded at all without --tls-probes, or on a kernel without them. */
@@ -273,6 +275,16 @@ void sock_conn_forget(void *ctx, uint64_t key)
 	struct capture *cap = ctx;
 
 	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
+}
+
+void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip)
+{
+	struct capture *cap = ctx;
+	struct qtap_learned v = { .conn_id = conn_id, .direction = direction, .skip = skip };
+
+	/* Not written (no memory): the connection keeps its events, which
+	 * the tracker drops when it is left out. */
+	bpf_map__update_elem(cap->sock->maps.learned, &key, sizeof(key), &v, sizeof(v), BPF_ANY);
 }
 
 /* ---- reader threads -------------------------------------------------- */

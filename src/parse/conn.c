@@ -693,6 +693,16 @@ static void conn_forget_kernel(struct conn_tracker *t, struct conn *c)
 		t->o.conn_forget(t->o.ctx, c->key);
 }
 
+/* Tells the kernel side the direction found for a connection it learned in
+ * the middle, and whether it is left out (then its programs write a CLOSE
+ * and nothing more of it: deleting its entry instead would have the next
+ * call learn it again, an OPEN per call). */
+static void conn_learned_kernel(struct conn_tracker *t, struct conn *c, bool skip)
+{
+	if (t->o.conn_learned && c->key)
+		t->o.conn_learned(t->o.ctx, c->key, c->conn_id, c->direction, skip);
+}
+
 static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_conn_open *o,
 		    uint64_t now)
 {
@@ -715,10 +725,13 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 	c->direction = o->direction;
 	op = o->direction == QTAP_DIR_INGRESS ? "accept" : "connect";
 	if (o->direction != QTAP_DIR_EGRESS && o->direction != QTAP_DIR_INGRESS) {
+		bool keep = preexisting_resolve(t, c, now);
+
 		op = "learned";
-		if (!preexisting_resolve(t, c, now)) {
+		conn_learned_kernel(t, c, !keep);
+		if (!keep) {
+			/* its events dropped until its CLOSE */
 			c->ignored = true;
-			conn_forget_kernel(t, c);
 			return;
 		}
 	} else if (o->flags & QTAP_CONN_F_PREEXISTING) {

@@ -95,6 +95,7 @@ struct conn_tracker_opts {
 	uint64_t idle_timeout_ns;	/* 0: 300 s */
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
+	pipeline_conn_learned_fn conn_learned;
 	pipeline_conn_wanted_fn conn_wanted;
 	pipeline_proc_settled_fn proc_settled;
 	void *ctx;

@@ -99,6 +99,12 @@ typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid, uint32_t gen,
  * still hold (process exited, idle timeout), so its kernel entry (key, from
  * its OPEN) can be dropped.  Worker threads. */
 typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key);
+/* Tells the capture what the tracker found of a connection learned in the
+ * middle (its OPEN had QTAP_DIR_UNKNOWN): its direction, and whether the
+ * filters leave it out (skip), for its kernel entry (key and conn_id, from
+ * its OPEN).  Worker threads. */
+typedef void (*pipeline_conn_learned_fn)(void *ctx, uint64_t key, uint64_t conn_id,
+					 uint8_t direction, bool skip);
 /* Whether connections of this process are traced, for the connections the
  * kernel could not decide (the process was not classified yet, or the
  * connection was open before the agent).  exe is NULL when the process
@@ -122,6 +128,7 @@ struct pipeline_opts {
 	struct metrics_store *store;
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
+	pipeline_conn_learned_fn conn_learned;	/* NULL: not told */
 	pipeline_conn_wanted_fn conn_wanted;	/* NULL: every connection is */
 	pipeline_proc_settled_fn proc_settled;	/* NULL: always */
 	void *ctx;			/* for the callbacks */

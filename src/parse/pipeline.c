@@ -174,6 +174,7 @@ static void *worker_main(void *arg)
 		.idle_timeout_ns = (uint64_t)p->opts.idle_timeout_s * 1000000000ull,
 		.proc_lookup = p->opts.proc_lookup,
 		.conn_forget = p->opts.conn_forget,
+		.conn_learned = p->opts.conn_learned,
 		.conn_wanted = p->opts.conn_wanted,
 		.proc_settled = p->opts.proc_settled,
 		.ctx = p->opts.ctx,

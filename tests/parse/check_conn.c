@@ -190,6 +190,25 @@ static int proc_lookup(void *ctx, uint32_t tgid, uint32_t gen, struct capture_pr
 /* Called by the worker threads too: guarded. */
 static pthread_mutex_t forget_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* What the tracker told the kernel side of learned connections. */
+static struct {
+	uint64_t key, conn_id;
+	uint8_t direction;
+	bool skip;
+} learned[64];
+static unsigned n_learned;
+
+static void conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction,
+			 bool skip)
+{
+	(void)ctx;
+	pthread_mutex_lock(&forget_lock);
+	if (n_learned < 64)
+		learned[n_learned] = (typeof(learned[0])){ key, conn_id, direction, skip };
+	n_learned++;
+	pthread_mutex_unlock(&forget_lock);
+}
+
 static void conn_forget(void *ctx, uint64_t key)
 {
 	(void)ctx;
@@ -225,6 +244,7 @@ static struct conn_tracker *tracker_on(const char *proc_root, pipeline_proc_look
 		.idle_timeout_ns = 10000 * MS,
 		.proc_lookup = lookup,
 		.conn_forget = conn_forget,
+		.conn_learned = conn_learned,
 		.conn_wanted = conn_wanted,
 		.proc_settled = settled,
 		.proc_root = proc_root,
@@ -254,6 +274,7 @@ static void setup(void)
 	ck_assert_ptr_nonnull(store);
 	ck_assert_int_eq(metrics_thread_register(store), 0);
 	forgets = 0;
+	n_learned = 0;
 	conn_malloc_hook = malloc;
 }
 
@@ -715,6 +736,7 @@ START_TEST(test_preexisting)
 	struct qtap_conf *conf;
 	struct conn_tracker *t;
 	struct rec r;
+	unsigned i;
 
 	ck_assert_ptr_nonnull(mkdtemp(root));
 	snprintf(path, sizeof(path), "%s/net", root);
@@ -770,9 +792,20 @@ START_TEST(test_preexisting)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5432"), 2);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "127.0.0.1", "5432"), 0);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.1.0.9", "5432"), 0);
-	ck_assert_uint_eq(forgets, 2);
-	ck_assert_uint_eq(forgot_key[0], KEY(54));
-	ck_assert_uint_eq(forgot_key[1], KEY(55));
+	/* The kernel side is told each learned one's direction, and which
+	 * are left out (it writes their CLOSE): their entries are not dropped
+	 * (the next call would learn them again). */
+	ck_assert_uint_eq(forgets, 0);
+	ck_assert_uint_eq(n_learned, 5);
+	for (i = 0; i < 5; i++) {
+		static const uint8_t dir[5] = { QTAP_DIR_INGRESS, QTAP_DIR_INGRESS, QTAP_DIR_EGRESS,
+						QTAP_DIR_EGRESS, QTAP_DIR_EGRESS };
+
+		ck_assert_uint_eq(learned[i].key, KEY(51 + i));
+		ck_assert_uint_eq(learned[i].conn_id, 51 + i);
+		ck_assert_uint_eq(learned[i].direction, dir[i]);
+		ck_assert_int_eq(learned[i].skip, i >= 3);
+	}
 	conn_tracker_free(&t, T0 + MS);
 	/* the filtered ones were never counted */
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "5432"), 2);
