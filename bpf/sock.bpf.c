@@ -451,32 +451,15 @@ static __always_inline void sock_addrs(struct sock *sk, struct qtap_conn_open *e
 	ev->family = family;
 }
 
+/* The peer's address (sock_addrs() made v4-mapped ones IPv4). */
 static __always_inline bool addr_loopback(const struct qtap_conn_open *ev)
 {
-	const __u8 *a = ev->raddr;
-	int i;
-
-	if (ev->family == AF_INET)
-		return a[0] == 127;
-	for (i = 0; i < 15; i++)
-		if (a[i])
-			return false;
-	return a[15] == 1;
+	return qtap_addr_loopback(ev->family == AF_INET, ev->raddr);
 }
 
-/* RFC 1918, loopback, link-local, CGNAT (100.64/10); ULA fc00::/7, ::1,
- * fe80::/10. */
 static __always_inline bool addr_internal(const struct qtap_conn_open *ev)
 {
-	const __u8 *a = ev->raddr;
-
-	if (addr_loopback(ev))
-		return true;
-	if (ev->family == AF_INET)
-		return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
-		       (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254) ||
-		       (a[0] == 100 && (a[1] & 0xc0) == 64);
-	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+	return qtap_addr_internal(ev->family == AF_INET, ev->raddr);
 }
 
 static __always_inline __u32 tgid_gen(__u32 tgid)

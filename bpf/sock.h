@@ -113,6 +113,37 @@ struct qtap_learned {
 	__u8 pad[6];
 };
 
+/* Whether a peer address is loopback (127.0.0.0/8, ::1), and whether it
+ * is internal, what tap.direction egress-internal keeps and egress-external
+ * leaves out: loopback, private (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+ * fc00::/7), link-local (169.254.0.0/16, fe80::/10) or shared
+ * (100.64.0.0/10, carrier-grade NAT).  a: 4 bytes when v4, else 16 (a
+ * v4-mapped one given as its IPv4 address).  One definition for the
+ * programs and the agent, which decides for connections the programs could
+ * not. */
+static inline __attribute__((always_inline)) int qtap_addr_loopback(int v4, const __u8 *a)
+{
+	int i;
+
+	if (v4)
+		return a[0] == 127;
+	for (i = 0; i < 15; i++)
+		if (a[i])
+			return 0;
+	return a[15] == 1;
+}
+
+static inline __attribute__((always_inline)) int qtap_addr_internal(int v4, const __u8 *a)
+{
+	if (qtap_addr_loopback(v4, a))
+		return 1;
+	if (v4)
+		return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
+		       (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254) ||
+		       (a[0] == 100 && (a[1] & 0xc0) == 64);
+	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
 /* Address of either family: IPv4 in the first 4 bytes (network order),
  * IPv6 in all 16.  v4-mapped IPv6 addresses are reported as IPv4. */
 /* OPEN: written when the connection is first known with its process: at

@@ -127,8 +127,10 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		directions, NO_RANGE,
 		"Connections to capture: all, ingress (accepted by a local "
 		"process), egress (opened by a local process), egress-internal "
-		"(egress to private, loopback and link-local addresses) or "
-		"egress-external (egress to any other address)." },
+		"(egress to private, loopback, link-local and shared addresses: "
+		"10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.0/8, 169.254.0.0/16, "
+		"100.64.0.0/10, fc00::/7, ::1, fe80::/10) or egress-external (egress to "
+		"any other address)." },
 	[K_TAP_IGNORE_LOOPBACK] = { "tap.ignore_loopback", CONF_KEY_BOOL, false, "true",
 		NULL, NO_RANGE,
 		"Leave connections over the loopback interface (127.0.0.0/8, "

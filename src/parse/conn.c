@@ -260,26 +260,17 @@ char *conn_addr_format(int family, const uint8_t *addr, char *buf, size_t size)
 
 static bool addr_is_loopback(int family, const uint8_t *a)
 {
-	static const uint8_t v6_lo[16] = { [15] = 1 };
-
 	if (family == AF_INET6 && is_v4_mapped(a))
 		a += 12, family = AF_INET;
-	if (family == AF_INET)
-		return a[0] == 127;
-	return !memcmp(a, v6_lo, 16);
+	return qtap_addr_loopback(family == AF_INET, a);
 }
 
-/* Private, loopback and link-local: what egress-internal means. */
+/* What egress-internal means (bpf/sock.h). */
 static bool addr_is_internal(int family, const uint8_t *a)
 {
-	if (addr_is_loopback(family, a))
-		return true;
 	if (family == AF_INET6 && is_v4_mapped(a))
 		a += 12, family = AF_INET;
-	if (family == AF_INET)
-		return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
-		       (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254);
-	return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+	return qtap_addr_internal(family == AF_INET, a);
 }
 
 /* "addr:port", IPv6 as "[addr]:port". */

@@ -730,6 +730,67 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+/* egress-internal and egress-external for connections learned in the
+ * middle (the agent decides them; the programs use the same definition,
+ * bpf/sock.h): each range on each side of its edge, v4-mapped too. */
+START_TEST(test_egress_internal)
+{
+	static const struct {
+		const char *addr;
+		bool internal;
+	} peers[] = {
+		{ "10.2.3.4", true }, { "172.16.0.1", true }, { "172.31.255.254", true },
+		{ "172.32.0.1", false }, { "192.168.1.1", true }, { "192.169.0.1", false },
+		{ "169.254.1.1", true }, { "100.64.0.1", true }, { "100.127.255.254", true },
+		{ "100.128.0.1", false }, { "127.0.0.1", true }, { "8.8.8.8", false },
+		{ "fd00::1", true }, { "fc00::1", true }, { "fe80::1", true }, { "fec0::1", false },
+		{ "::1", true }, { "::2", false }, { "2001:db8::9", false },
+		{ "::ffff:10.0.0.1", true }, { "::ffff:100.64.0.9", true }, { "::ffff:8.8.8.8", false },
+	};
+	const size_t n = sizeof(peers) / sizeof(peers[0]);
+	char root[] = "/tmp/check_conn.XXXXXX", path[256];
+	struct conn_tracker *t;
+	struct rec r;
+	unsigned pass;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/net", root);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/net/tcp", root);
+	write_file(path, "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
+			 "retrnsmt   uid  timeout inode\n");
+	for (pass = 0; pass < 2; pass++) {
+		struct qtap_conf *conf = conf_load_string(
+			pass ? "tap = { direction = \"egress-external\"; ignore_loopback = false; };" :
+			       "tap = { direction = \"egress-internal\"; ignore_loopback = false; };",
+			"test", NULL);
+
+		ck_assert_ptr_nonnull(conf);
+		conf_publish(conf);
+		n_learned = 0;
+		t = tracker(root);
+		for (i = 0; i < n; i++) {
+			mk_open(&r, 60 + i, 4242, QTAP_DIR_UNKNOWN, peers[i].addr, 443,
+				(uint16_t)(46000 + i), T0);
+			feed(t, &r, T0);
+		}
+		ck_assert_uint_eq(n_learned, n);
+		for (i = 0; i < n; i++) {
+			ck_assert_uint_eq(learned[i].direction, QTAP_DIR_EGRESS);
+			ck_assert_msg(learned[i].skip == (pass ? peers[i].internal : !peers[i].internal),
+				      "%s: %s", peers[i].addr, learned[i].skip ? "left out" : "kept");
+		}
+		conn_tracker_free(&t, T0 + MS);
+		conf_publish(NULL);
+	}
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/net", root);
+	rmdir(path);
+	rmdir(root);
+}
+END_TEST
+
 START_TEST(test_preexisting)
 {
 	char root[] = "/tmp/check_conn.XXXXXX", path[256];
@@ -1345,6 +1406,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_process_exit);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_egress_internal);
 	tcase_add_test(tc, test_undecided_waits);
 	tcase_add_test(tc, test_tls_handshake);
 	tcase_add_test(tc, test_report);
