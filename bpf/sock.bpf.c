@@ -1113,11 +1113,22 @@ static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 		if (oldstate != TCP_ESTABLISHED && oldstate != TCP_CLOSE_WAIT)
 			return 0;
 		st = bpf_map_lookup_elem(&conns, &key);
-		if (!st || st->state != CONN_OPEN)
+		if (!st)
 			return 0;
 		task = bpf_get_current_task_btf();
 		regs = call_regs(task);
-		if (regs && REGS_NR(regs) == NR_SHUTDOWN)
+		if (st->state == CONN_PENDING && !(task->flags & PF_KTHREAD)) {
+			/* Accepted, and closed or shut down before any call on
+			 * it moved a byte: the owner doing so is its process
+			 * (an accept-and-close server, a health check's
+			 * connection), reported before its end like any other. */
+			if (!st->tgid)
+				conn_set_process(st, regs && (REGS_NR(regs) == NR_CLOSE ||
+							      REGS_NR(regs) == NR_SHUTDOWN) ?
+							 (__u32)REGS_ARG1(regs) : QTAP_FD_UNKNOWN);
+			conn_decide(key, sk, st);
+		}
+		if (st->state != CONN_OPEN || (regs && REGS_NR(regs) == NR_SHUTDOWN))
 			return 0;
 		if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
 			conn_close(st, 0);

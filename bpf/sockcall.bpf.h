@@ -25,6 +25,7 @@
 #define NR_SENDMSG 46
 #define NR_RECVMSG 47
 #define NR_SHUTDOWN 48
+#define NR_CLOSE 3
 #define REGS_NR(r) ((r)->orig_ax)
 #define REGS_ARG1(r) ((r)->di)
 #define REGS_ARG2(r) ((r)->si)
@@ -41,6 +42,7 @@
 #define NR_SENDMSG 211
 #define NR_RECVMSG 212
 #define NR_SHUTDOWN 210
+#define NR_CLOSE 57
 #define REGS_NR(r) ((r)->syscallno)
 #define REGS_ARG1(r) ((r)->orig_x0)
 #define REGS_ARG2(r) ((r)->regs[1])

@@ -931,6 +931,41 @@ START_TEST(test_preexisting_filtered)
 }
 END_TEST
 
+/* An accepted connection its process closes before any call on it (an
+ * accept-and-close server, a health check): its process's all the same,
+ * opened and closed on each side. */
+START_TEST(test_accept_close)
+{
+	struct capture *cap;
+	struct pair p;
+	char c;
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	close(p.sfd);
+	ck_assert_int_eq(read(p.cfd, &c, 1), 0);
+	close(p.cfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(evs[0].type, QTAP_EVENT_CONN_OPEN);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[0].oflags, 0);
+	ck_assert_uint_eq(evs[1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[1].cflags, 0);
+	ck_assert_uint_eq(evs[1].bytes_sent, 0);
+	ck_assert_uint_eq(evs[1].bytes_recv, 0);
+	ck_assert_uint_eq(evs[1].data_events, 0);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(evs[1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[1].data_events, 0);
+	finish(&cap);
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -1637,6 +1672,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_tgid_ignored);
 	tcase_add_test(tc, test_preexisting);
 	tcase_add_test(tc, test_preexisting_filtered);
+	tcase_add_test(tc, test_accept_close);
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);
