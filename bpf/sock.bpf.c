@@ -158,7 +158,8 @@ struct {
 	__type(value, __u64);
 } events_lost SEC(".maps");
 
-/* Connection ids: cpu << 56 | a per-CPU counter. */
+/* Connection ids: cpu << 48 | a per-CPU counter (65536 CPUs, 2^48 connections
+ * each). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -569,7 +570,7 @@ static __always_inline __u64 conn_id_next(void)
 	/* Atomic on the per-CPU slot: a connection created in a softirq
 	 * (an accept's handshake) can interrupt one created by a connect()
 	 * between a plain read and write, and the two would get one id. */
-	return (__u64)bpf_get_smp_processor_id() << 56 | (__sync_fetch_and_add(n, 1) + 1);
+	return (__u64)bpf_get_smp_processor_id() << 48 | (__sync_fetch_and_add(n, 1) + 1);
 }
 
 /* Records the current thread as the connection's process. */
