@@ -527,6 +527,8 @@ static __always_inline bool conn_wanted(const struct qtap_conn_open *ev, __u32 *
 		return false;
 	if (cfg->ignore_loopback && addr_loopback(ev))
 		return false;
+	if (!cfg->include_dns && (ev->lport == 53 || ev->rport == 53))
+		return false;
 	switch (cfg->direction) {
 	case QTAP_CFG_DIR_INGRESS:
 		return ev->direction != QTAP_DIR_EGRESS;

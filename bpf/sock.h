@@ -283,7 +283,7 @@ static inline __u32 qtap_sock_record_min(__u32 type)
 struct qtap_sock_config {
 	__u32 direction;	/* QTAP_CFG_DIR_* */
 	__u32 ignore_loopback;	/* 1: connections to 127/8 and ::1 are ignored */
-	__u32 reserved;		/* 0 */
+	__u32 include_dns;	/* 0: connections to or from port 53 are ignored */
 	__u32 pad;
 };
 

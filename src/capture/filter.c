@@ -129,6 +129,7 @@ int filter_config_write(struct capture *cap, const struct qtap_conf *conf)
 			break;
 		}
 		cfg.ignore_loopback = conf->tap.ignore_loopback;
+		cfg.include_dns = conf->tap.audit_include_dns;
 	}
 	err = bpf_map__update_elem(cap->sock->maps.sock_config, &key, sizeof(key), &cfg,
 				   sizeof(cfg), BPF_ANY);

@@ -137,8 +137,9 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"::1) alone." },
 	[K_TAP_AUDIT_INCLUDE_DNS] = { "tap.audit_include_dns", CONF_KEY_BOOL, false,
 		"false", NULL, NO_RANGE,
-		"Include DNS traffic (port 53) in connection reports and "
-		"connection metrics." },
+		"Capture TCP connections to or from port 53 (DNS over TCP): they are "
+		"left out of connection reports and connection metrics unless this "
+		"is true (DNS over UDP is never seen)." },
 	[K_TAP_HTTP] = { "tap.http", CONF_KEY_GROUP, false, NULL, NULL, NO_RANGE,
 		"HTTP processing for traffic no endpoint matches." },
 	[K_TAP_HTTP_STACK] = { "tap.http.stack", CONF_KEY_STRING, false, NULL, NULL,

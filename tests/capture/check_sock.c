@@ -966,6 +966,75 @@ START_TEST(test_accept_close)
 }
 END_TEST
 
+/* A listener on port 53 of a loopback address of its own. */
+static int dns_listen(struct endpoint *ep)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(53) };
+	int fd, one = 1;
+
+	memset(ep, 0, sizeof(*ep));
+	ep->family = AF_INET;
+	ep->port = 53;
+	inet_pton(AF_INET, "127.0.0.77", &in.sin_addr);
+	memcpy(ep->addr, &in.sin_addr, 4);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	ck_assert_msg(bind(fd, (struct sockaddr *)&in, sizeof(in)) == 0, "bind 127.0.0.77:53: %s",
+		      strerror(errno));
+	ck_assert_int_eq(listen(fd, 4), 0);
+	return fd;
+}
+
+/* One query's worth of bytes each way over port 53; the client's port,
+ * its fd in *ret_cfd (closed). */
+static uint16_t dns_exchange(int lfd, const struct endpoint *ep, int *ret_cfd)
+{
+	uint16_t cport;
+	int cfd = tcp_connect(ep, &cport), sfd = accept(lfd, NULL, NULL);
+	char buf[32];
+
+	ck_assert_int_ge(sfd, 0);
+	ck_assert_int_eq(write(cfd, "\0\x1c" "query", 7), 7);
+	read_exact(sfd, buf, 7);
+	ck_assert_int_eq(write(sfd, "\0\x1c" "answer", 8), 8);
+	read_exact(cfd, buf, 8);
+	close(cfd);
+	close(sfd);
+	*ret_cfd = cfd;
+	return cport;
+}
+
+/* tap.audit_include_dns: connections to or from port 53 are left out
+ * unless it is true (a reload turns it on). */
+START_TEST(test_dns_port)
+{
+	struct capture *cap;
+	struct endpoint ep;
+	uint16_t cport;
+	size_t n;
+	int lfd, cfd;
+
+	cap = start_text(CONF_ALL);
+	lfd = dns_listen(&ep);
+	dns_exchange(lfd, &ep, &cfd);
+	settle();
+	ck_assert_uint_eq(count_port(53), 0);
+	reconfigure(cap, conf_of("tap = { direction = \"all\"; ignore_loopback = false; "
+				 "audit_include_dns = true; filters = { groups = []; }; };"));
+	cport = dns_exchange(lfd, &ep, &cfd);
+	close(lfd);
+	n = wait_closed(getpid(), cfd, cport, 53, evs, MAXEV);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(evs[3].bytes_sent, 7);
+	ck_assert_uint_eq(evs[3].bytes_recv, 8);
+	settle();
+	ck_assert_uint_eq(count_port(53), 2);
+	finish(&cap);
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -1673,6 +1742,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_preexisting);
 	tcase_add_test(tc, test_preexisting_filtered);
 	tcase_add_test(tc, test_accept_close);
+	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);
