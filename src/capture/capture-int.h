@@ -157,6 +157,9 @@ void sock_conn_forget(void *ctx, uint64_t key);
 /* pipeline_conn_learned_fn: the agent's word on a learned connection, for
  * the programs (the learned map). */
 void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip);
+/* pipeline_conn_alive_fn: asks the kernel's socket diagnostics. */
+bool sock_conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
+		     const uint8_t *raddr, uint16_t rport);
 
 /* --- tls.c ---------------------------------------------------------------
  * The TLS library uprobes: found at start and at every exec, attached once

@@ -767,6 +767,7 @@ static int capture_pipeline_new(struct capture *cap)
 		.proc_settled = capture_pipeline_settled,
 		.conn_forget = sock_conn_forget,
 		.conn_learned = sock_conn_learned,
+		.conn_alive = sock_conn_alive,
 		.conn_wanted = filter_conn_wanted,
 		.ctx = cap,
 		.trace = cap->trace,

@@ -53,9 +53,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -275,6 +281,90 @@ void sock_conn_forget(void *ctx, uint64_t key)
 	struct capture *cap = ctx;
 
 	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
+}
+
+/* The state of the TCP socket with exactly these endpoints (ports in host
+ * order), from the kernel's socket diagnostics: TCP_* (1..), 0 when there
+ * is none, -1 when it cannot tell.  A lookup by endpoints may also find a
+ * listener on the local port: only a socket with the remote port counts. */
+static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
+			  const uint8_t *raddr, uint16_t rport)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} msg;
+	union {
+		struct nlmsghdr nlh;
+		char buf[4096];
+	} reply;
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	size_t alen = family == AF_INET ? 4 : 16;
+	const struct nlmsghdr *h;
+	int fd, state = -1;
+	ssize_t n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.nlh.nlmsg_len = sizeof(msg);
+	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg.req.sdiag_family = (uint8_t)family;
+	msg.req.sdiag_protocol = IPPROTO_TCP;
+	msg.req.idiag_states = ~0u;
+	msg.req.id.idiag_sport = htons(lport);
+	msg.req.id.idiag_dport = htons(rport);
+	memcpy(msg.req.id.idiag_src, laddr, alen);
+	memcpy(msg.req.id.idiag_dst, raddr, alen);
+	msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -1;
+	if (sendto(fd, &msg, sizeof(msg), 0, (struct sockaddr *)&nl, sizeof(nl)) !=
+	    (ssize_t)sizeof(msg))
+		goto out;
+	n = recv(fd, &reply, sizeof(reply), 0);
+	if (n < 0)
+		goto out;
+	for (h = &reply.nlh; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_type == NLMSG_ERROR) {
+			const struct nlmsgerr *e = NLMSG_DATA(h);
+
+			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(*e)) && e->error == -ENOENT)
+				state = 0;
+			break;
+		}
+		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			state = m->id.idiag_dport == htons(rport) ? m->idiag_state : 0;
+			break;
+		}
+	}
+out:
+	close(fd);
+	return state;
+}
+
+bool sock_conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
+		     const uint8_t *raddr, uint16_t rport)
+{
+	uint8_t l6[16] = { [10] = 0xff, [11] = 0xff }, r6[16] = { [10] = 0xff, [11] = 0xff };
+	int state;
+
+	(void)ctx;
+	state = tcp_diag_state(family, laddr, lport, raddr, rport);
+	if (state == 0 && family == AF_INET) {
+		/* an IPv6 socket's, reported as IPv4 (v4-mapped addresses) */
+		memcpy(l6 + 12, laddr, 4);
+		memcpy(r6 + 12, raddr, 4);
+		state = tcp_diag_state(AF_INET6, l6, lport, r6, rport);
+	}
+	/* Open both ways, or the peer's half closed: its process has not
+	 * closed it (that sends a FIN, the connection's end). */
+	return state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_SYN_SENT ||
+	       state == TCP_SYN_RECV;
 }
 
 void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip)

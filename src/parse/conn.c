@@ -129,6 +129,8 @@ struct conn {
 	uint64_t exit_at;		/* when its process's exit was heard (now_ns),
 					 * 0 while it runs */
 	uint64_t exit_ts;		/* that exit's kernel timestamp */
+	uint64_t alive_ns;		/* when the kernel last said it is open
+					 * (now_ns), 0: never asked */
 	uint32_t tgid, pid, fd;
 	uint64_t key;			/* the kernel's key (OPEN), 0 if unknown */
 	/* An OPEN the kernel could not decide waits (first in pend, the
@@ -682,6 +684,17 @@ static void conn_forget_kernel(struct conn_tracker *t, struct conn *c)
 {
 	if (t->o.conn_forget && c->key)
 		t->o.conn_forget(t->o.ctx, c->key);
+}
+
+/* Whether the kernel still has the connection open (asked at most once per
+ * idle timeout): it is silent, or another process holds it. */
+static bool conn_alive(struct conn_tracker *t, struct conn *c, uint64_t now)
+{
+	if (!t->o.conn_alive || !c->known || !c->lport || !c->rport ||
+	    !t->o.conn_alive(t->o.ctx, c->family, c->laddr, c->lport, c->raddr, c->rport))
+		return false;
+	c->alive_ns = now ? now : 1;
+	return true;
 }
 
 /* Tells the kernel side the direction found for a connection it learned in
@@ -1358,6 +1371,12 @@ static void exit_reap(struct conn_tracker *t, uint64_t now)
 			/* what waits to be processed happened before the exit */
 			if (!conn_flush(t, c, now))
 				continue;
+			if (conn_alive(t, c, now)) {
+				/* another process holds it (a child it forked):
+				 * it ends with its CLOSE, or idle */
+				c->exit_at = 0;
+				continue;
+			}
 			if (!c->ignored)
 				conn_forget_kernel(t, c);
 			if (c->ignored)
@@ -1464,7 +1483,11 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 		for (i = 0; i < ((size_t)1 << t->bits); i++) {
 			for (c = t->buckets[i]; c; c = next) {
 				next = c->hnext;
-				if (!c->known || c->n_pend || c->last_ns + t->o.idle_timeout_ns > now_ns)
+				if (!c->known || c->n_pend || c->last_ns + t->o.idle_timeout_ns > now_ns ||
+				    c->alive_ns + t->o.idle_timeout_ns > now_ns)
+					continue;
+				/* silent, not gone (a pool's spare connection) */
+				if (conn_alive(t, c, now_ns))
 					continue;
 				conn_forget_kernel(t, c);
 				if (c->ignored)

@@ -96,6 +96,7 @@ struct conn_tracker_opts {
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
 	pipeline_conn_learned_fn conn_learned;
+	pipeline_conn_alive_fn conn_alive;
 	pipeline_conn_wanted_fn conn_wanted;
 	pipeline_proc_settled_fn proc_settled;
 	void *ctx;

@@ -105,6 +105,13 @@ typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key);
  * its OPEN).  Worker threads. */
 typedef void (*pipeline_conn_learned_fn)(void *ctx, uint64_t key, uint64_t conn_id,
 					 uint8_t direction, bool skip);
+/* Whether the kernel still has a TCP connection open with these endpoints
+ * (family AF_INET or AF_INET6; addresses 4 or 16 bytes, ports in host
+ * order): one silent for the idle timeout, or whose process exited, is
+ * kept while it does (it is idle, or another process holds it), and
+ * closed once it does not.  false when it cannot tell.  Worker threads. */
+typedef bool (*pipeline_conn_alive_fn)(void *ctx, int family, const uint8_t *laddr,
+				       uint16_t lport, const uint8_t *raddr, uint16_t rport);
 /* Whether connections of this process are traced, for the connections the
  * kernel could not decide (the process was not classified yet, or the
  * connection was open before the agent).  exe is NULL when the process
@@ -129,6 +136,7 @@ struct pipeline_opts {
 	pipeline_proc_lookup_fn proc_lookup;
 	pipeline_conn_forget_fn conn_forget;
 	pipeline_conn_learned_fn conn_learned;	/* NULL: not told */
+	pipeline_conn_alive_fn conn_alive;	/* NULL: never asked (gone) */
 	pipeline_conn_wanted_fn conn_wanted;	/* NULL: every connection is */
 	pipeline_proc_settled_fn proc_settled;	/* NULL: always */
 	void *ctx;			/* for the callbacks */

@@ -175,6 +175,7 @@ static void *worker_main(void *arg)
 		.proc_lookup = p->opts.proc_lookup,
 		.conn_forget = p->opts.conn_forget,
 		.conn_learned = p->opts.conn_learned,
+		.conn_alive = p->opts.conn_alive,
 		.conn_wanted = p->opts.conn_wanted,
 		.proc_settled = p->opts.proc_settled,
 		.ctx = p->opts.ctx,

@@ -1035,6 +1035,60 @@ START_TEST(test_dns_port)
 }
 END_TEST
 
+/* The kernel's word on whether a connection is still open, which keeps a
+ * silent one from being closed by the idle timeout: each side of an open
+ * connection (IPv4, IPv6, and an IPv6 socket's v4-mapped one, which the
+ * events report as IPv4); not a listener on the local port; not once
+ * closed. */
+START_TEST(test_conn_alive)
+{
+	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	socklen_t len = sizeof(any);
+	struct endpoint v4;
+	struct pair p;
+	int family, lfd, cfd, sfd, one = 1;
+	uint16_t cport;
+
+	for (family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
+		pair_open(family, &p);
+		ck_assert(sock_conn_alive(NULL, family, p.srv.addr, p.cport, p.srv.addr,
+					  p.srv.port));
+		ck_assert(sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
+					  p.cport));
+		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
+					   (uint16_t)(p.cport + 1)));
+		close(p.cfd);
+		close(p.sfd);
+		close(p.lfd);
+		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.cport, p.srv.addr,
+					   p.srv.port));
+		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
+					   p.cport));
+	}
+	/* a dual-stack listener's connection from IPv4 */
+	lfd = socket(AF_INET6, SOCK_STREAM, 0);
+	ck_assert_int_ge(lfd, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	one = 0;
+	setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&any, sizeof(any)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&any, &len), 0);
+	memset(&v4, 0, sizeof(v4));
+	v4.family = AF_INET;
+	v4.port = ntohs(any.sin6_port);
+	inet_pton(AF_INET, "127.0.0.1", v4.addr);
+	cfd = tcp_connect(&v4, &cport);
+	sfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(sfd, 0);
+	ck_assert(sock_conn_alive(NULL, AF_INET, v4.addr, v4.port, v4.addr, cport));
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	ck_assert(!sock_conn_alive(NULL, AF_INET, v4.addr, v4.port, v4.addr, cport));
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -1743,6 +1797,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_preexisting_filtered);
 	tcase_add_test(tc, test_accept_close);
 	tcase_add_test(tc, test_dns_port);
+	tcase_add_test(tc, test_conn_alive);
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);

@@ -209,6 +209,19 @@ static void conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t dire
 	pthread_mutex_unlock(&forget_lock);
 }
 
+/* What the kernel says of connections still open: alive_answer, and how
+ * often it was asked. */
+static bool alive_answer;
+static unsigned alive_asked;
+
+static bool conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
+		       const uint8_t *raddr, uint16_t rport)
+{
+	(void)ctx, (void)family, (void)laddr, (void)lport, (void)raddr, (void)rport;
+	alive_asked++;
+	return alive_answer;
+}
+
 static void conn_forget(void *ctx, uint64_t key)
 {
 	(void)ctx;
@@ -245,6 +258,7 @@ static struct conn_tracker *tracker_on(const char *proc_root, pipeline_proc_look
 		.proc_lookup = lookup,
 		.conn_forget = conn_forget,
 		.conn_learned = conn_learned,
+		.conn_alive = conn_alive,
 		.conn_wanted = conn_wanted,
 		.proc_settled = settled,
 		.proc_root = proc_root,
@@ -275,6 +289,8 @@ static void setup(void)
 	ck_assert_int_eq(metrics_thread_register(store), 0);
 	forgets = 0;
 	n_learned = 0;
+	alive_answer = false;
+	alive_asked = 0;
 	conn_malloc_hook = malloc;
 }
 
@@ -695,6 +711,46 @@ START_TEST(test_process_exit)
 	ck_assert_uint_eq(conn_tracker_count(t), 1);
 	conn_tracker_free(&t, T0 + 100 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 0);
+}
+END_TEST
+
+/* A connection silent for the idle timeout that the kernel still has open
+ * (a pool's spare connection) stays, asked again one timeout later; one
+ * whose process exited stays while another holds it. */
+START_TEST(test_idle_alive)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct pipeline_exit_event x = {
+		.version = QTAP_EVENT_ABI_VERSION, .type = PIPELINE_EVENT_EXIT,
+		.tgid = 100, .timestamp_ns = T0 + 20000 * MS,
+	};
+	struct rec r;
+
+	mk_open(&r, 42, 100, QTAP_DIR_EGRESS, "10.0.0.9", 80, 40000, T0);
+	feed(t, &r, T0);
+	alive_answer = true;
+	conn_tracker_housekeep(t, T0 + 10500 * MS);
+	ck_assert_uint_eq(alive_asked, 1);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	/* asked again only a timeout later */
+	conn_tracker_housekeep(t, T0 + 15000 * MS);
+	ck_assert_uint_eq(alive_asked, 1);
+	/* its process exits; a child holds it */
+	ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 20000 * MS), 0);
+	conn_tracker_housekeep(t, T0 + 21500 * MS);
+	ck_assert_uint_eq(alive_asked, 2);
+	ck_assert_uint_eq(conn_tracker_count(t), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.9", "80"), 1);
+	/* gone: closed as of its last activity */
+	alive_answer = false;
+	conn_tracker_housekeep(t, T0 + 32000 * MS);
+	ck_assert_uint_eq(alive_asked, 3);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.9", "80"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.9", "80"), 0);
+	ck_assert_uint_eq(dur_sum("egress", "10.0.0.9", "80"), 0);
+	ck_assert_uint_eq(forgets, 1);
+	conn_tracker_free(&t, T0 + 33000 * MS);
 }
 END_TEST
 
@@ -1405,6 +1461,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_open_after_bulk);
 	tcase_add_test(tc, test_process_exit);
 	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_idle_alive);
 	tcase_add_test(tc, test_preexisting);
 	tcase_add_test(tc, test_egress_internal);
 	tcase_add_test(tc, test_undecided_waits);
