@@ -1089,6 +1089,49 @@ START_TEST(test_conn_alive)
 }
 END_TEST
 
+/* A dual-stack listener's connection from IPv4: the accepted IPv6 socket
+ * has v4-mapped addresses, which its events report as IPv4. */
+START_TEST(test_v4_mapped)
+{
+	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	socklen_t len = sizeof(any);
+	struct capture *cap;
+	struct endpoint v4;
+	int lfd, cfd, sfd, off = 0;
+	uint16_t cport;
+	char buf[8];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	lfd = socket(AF_INET6, SOCK_STREAM, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&any, sizeof(any)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&any, &len), 0);
+	memset(&v4, 0, sizeof(v4));
+	v4.family = AF_INET;
+	v4.port = ntohs(any.sin6_port);
+	inet_pton(AF_INET, "127.0.0.1", v4.addr);
+	cfd = tcp_connect(&v4, &cport);
+	sfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(sfd, 0);
+	ck_assert_int_eq(write(cfd, "ping", 4), 4);
+	read_exact(sfd, buf, 4);
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	n = wait_closed(getpid(), sfd, v4.port, cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(evs[0].family, AF_INET);
+	ck_assert(addr_eq(evs[0].laddr, &v4));
+	ck_assert(addr_eq(evs[0].raddr, &v4));
+	ck_assert_uint_eq(evs[2].bytes_recv, 4);
+	finish(&cap);
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -1798,6 +1841,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_accept_close);
 	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_conn_alive);
+	tcase_add_test(tc, test_v4_mapped);
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);
