@@ -42,6 +42,7 @@ struct sock_reader {
 	int epoll_fd;			/* its rings (rb's epoll) and sock_wake_fd */
 	/* Reader thread only. */
 	struct metric_series **received;	/* [ncpus][SOCK_KIND__COUNT] */
+	struct metric_series *invalid;		/* events_dropped{reason="invalid"} */
 	bool bad_event_logged;
 	bool flush_err_logged;
 };
@@ -104,6 +105,7 @@ struct capture {
 	/* Process reader thread only. */
 	struct metric_series **received;	/* [ncpus][KIND__COUNT] */
 	struct metric_series *tracked;
+	struct metric_series *invalid;		/* events_dropped{reason="invalid"} */
 	struct capture_proc_info scratch;	/* the entry being put */
 	struct capture_proc_info parent;	/* a forking parent's entry */
 	bool bad_event_logged;

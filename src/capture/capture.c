@@ -255,6 +255,7 @@ static int capture_handle_event(void *ctx, void *data, size_t size)
 	if (size < sizeof(*hdr) || hdr->version != QTAP_EVENT_ABI_VERSION ||
 	    hdr->type < QTAP_EVENT_PROCESS_EXEC || hdr->type > QTAP_EVENT_PROCESS_FORK ||
 	    size < sizeof(struct qtap_proc_event)) {
+		metrics_counter_add(cap->invalid, 1);
 		if (!cap->bad_event_logged) {
 			log_error("dropping kernel events that do not match this agent "
 				  "(size %zu, ABI version %u, type %u; expected version %u)",
@@ -287,7 +288,9 @@ static int reader_series_init(struct capture *cap)
 		}
 	}
 	cap->tracked = metrics_series_get(cap->store, M_SYSTEM_PROCESSES_TRACKED, NULL);
-	return cap->tracked ? 0 : -ENOMEM;
+	cap->invalid = metrics_series_get(cap->store, M_SYSTEM_EVENTS_DROPPED_TOTAL,
+					  (const char *const[]){ "invalid" });
+	return cap->tracked && cap->invalid ? 0 : -ENOMEM;
 }
 
 static void reader_set_ready(struct capture *cap, int err)

@@ -383,6 +383,7 @@ static void bad_event(struct sock_reader *r, const void *data, size_t size)
 {
 	const struct qtap_event_header *hdr = data;
 
+	metrics_counter_add(r->invalid, 1);
 	if (r->bad_event_logged)
 		return;
 	log_error("dropping socket events that do not match this agent "
@@ -485,6 +486,10 @@ static int reader_series_init(struct sock_reader *r)
 
 	r->received = calloc((size_t)cap->ncpus * SOCK_KIND__COUNT, sizeof(*r->received));
 	if (!r->received)
+		return -ENOMEM;
+	r->invalid = metrics_series_get(cap->store, M_SYSTEM_EVENTS_DROPPED_TOTAL,
+					(const char *const[]){ "invalid" });
+	if (!r->invalid)
 		return -ENOMEM;
 	for (i = 0; i < cap->ncpus; i++) {
 		snprintf(cpu, sizeof(cpu), "%d", i);

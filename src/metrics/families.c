@@ -111,6 +111,12 @@ const struct metric_def metric_defs[M__COUNT] = {
 		"qtap_system_events_lost_total", METRIC_COUNTER, SYS, 0,
 		"Events the kernel dropped because its buffer was full, by CPU.",
 		1, { "cpu" }, PLAIN(1) },
+	[M_SYSTEM_EVENTS_DROPPED_TOTAL] = {
+		"qtap_system_events_dropped_total", METRIC_COUNTER, SYS, 0,
+		"Events the agent read and could not use, by reason: invalid (not the record "
+		"layout of this agent's programs: a mismatched build, logged once) or no_memory "
+		"(no memory to track their connection).",
+		1, { "reason" }, PLAIN(1) },
 	[M_SYSTEM_QUEUE_DEPTH] = {
 		"qtap_system_queue_depth", METRIC_GAUGE, SYS, 0,
 		"Events waiting in a worker queue.",

@@ -52,6 +52,8 @@ struct pipeline_worker {
 	 * afterwards.  dropped: producers add (their own shard); depth:
 	 * the worker sets. */
 	struct metric_series *depth, *dropped;
+	/* events_dropped{reason}: the tracker could not use them (worker) */
+	struct metric_series *invalid, *no_memory;
 	int err;	/* start-up result, under p->lock */
 	bool ready;	/* under p->lock */
 };
@@ -117,6 +119,7 @@ static inline void cpu_relax(void)
 static unsigned worker_round(struct pipeline_worker *w, struct conn_tracker *t, uint64_t now)
 {
 	unsigned i, n = 0, k;
+	int err;
 
 	for (i = 0; i < w->p->n_producers; i++) {
 		struct spsc *q = w->queues[i];
@@ -127,7 +130,9 @@ static unsigned worker_round(struct pipeline_worker *w, struct conn_tracker *t, 
 
 			if (!rec)
 				break;
-			conn_tracker_event(t, rec, size, now);
+			err = conn_tracker_event(t, rec, size, now);
+			if (err)
+				metrics_counter_add(err == -ENOMEM ? w->no_memory : w->invalid, 1);
 			spsc_release(q);
 		}
 		n += k;
@@ -195,6 +200,10 @@ static void *worker_main(void *arg)
 	snprintf(label, sizeof(label), "%u", w->index);
 	w->depth = metrics_series_get(p->opts.store, M_SYSTEM_QUEUE_DEPTH, values);
 	w->dropped = metrics_series_get(p->opts.store, M_SYSTEM_QUEUE_DROPPED_TOTAL, values);
+	w->invalid = metrics_series_get(p->opts.store, M_SYSTEM_EVENTS_DROPPED_TOTAL,
+					(const char *const[]){ "invalid" });
+	w->no_memory = metrics_series_get(p->opts.store, M_SYSTEM_EVENTS_DROPPED_TOTAL,
+					  (const char *const[]){ "no_memory" });
 	t = conn_tracker_new(&topts);
 	worker_ready(w, t ? 0 : -errno);
 	if (!t)

@@ -1362,6 +1362,46 @@ static void series_precreate(void)
 	sys_val(M_SYSTEM_CONNECTIONS_TRACKED);
 }
 
+static void *malloc_fail(size_t size)
+{
+	(void)size;
+	return NULL;
+}
+
+/* Records the tracker cannot use are counted by reason, not dropped
+ * silently: an OPEN out of place (invalid), one it has no memory for. */
+START_TEST(test_pipeline_rejects)
+{
+	struct pipeline_opts po = {
+		.n_producers = 1, .n_workers = 1, .store = store, .proc_lookup = proc_lookup,
+	};
+	struct pipeline *p;
+	struct rec r;
+
+	p = pipeline_new(&po);
+	ck_assert_ptr_nonnull(p);
+	mk_open(&r, 7001, 300, QTAP_DIR_EGRESS, "10.9.0.2", 443, 40000, mono_now());
+	r.u.open.seq = 3;	/* an OPEN is always 0 */
+	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
+	pipeline_flush(p, 0);
+	pipeline_free(&p);
+	ck_assert_uint_eq(value(M_SYSTEM_EVENTS_DROPPED_TOTAL, "invalid", NULL, NULL, 0), 1);
+	ck_assert_uint_eq(value(M_SYSTEM_EVENTS_DROPPED_TOTAL, "no_memory", NULL, NULL, 0), 0);
+
+	p = pipeline_new(&po);
+	ck_assert_ptr_nonnull(p);
+	conn_malloc_hook = malloc_fail;	/* the worker's tracker is made */
+	mk_open(&r, 7002, 300, QTAP_DIR_EGRESS, "10.9.0.2", 443, 40001, mono_now());
+	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
+	pipeline_flush(p, 0);
+	pipeline_free(&p);
+	conn_malloc_hook = malloc;
+	ck_assert_uint_eq(value(M_SYSTEM_EVENTS_DROPPED_TOTAL, "no_memory", NULL, NULL, 0), 1);
+	ck_assert_uint_eq(value(M_SYSTEM_EVENTS_DROPPED_TOTAL, "invalid", NULL, NULL, 0), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.9.0.2", "443"), 0);
+}
+END_TEST
+
 START_TEST(test_pipeline)
 {
 	struct pipeline_opts po = {
@@ -1474,6 +1514,7 @@ static Suite *conn_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_pipeline);
+	tcase_add_test(tc, test_pipeline_rejects);
 	tcase_add_test(tc, test_pipeline_full);
 	suite_add_tcase(s, tc);
 	return s;
