@@ -47,8 +47,13 @@ INGRESS="direction=\"ingress\",remote_addr=\"$CLIENT_ADDR\",remote_port=\"\""
 # reload DIRECTION IGNORE_LOOPBACK [NAMES]: SIGHUP with a new file; waits
 # for it.
 reload() {
-	before=$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')
 	conf "$1" "$2" "${3:-}"
+	hup
+}
+
+# hup: SIGHUP for the file as it is; waits for the reload.
+hup() {
+	before=$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')
 	kill -HUP "$AGENT_PID"
 	i=0
 	while [ $i -lt 50 ]; do
@@ -447,6 +452,54 @@ test $(($(m "qtap_connection_bytes_sent_total{$EGRESS}") - es0)) = "$tsent" &&
 	test $(($(m "qtap_connection_bytes_recv_total{$EGRESS}") - er0)) = "$trecv" &&
 	test $(($(m "qtap_connection_bytes_sent_total{$INGRESS}") - is0)) = "$trecv"
 ok $? "Fast Open: bytes on both sides are curl's ($tsent sent, $trecv received)"
+
+# --- the agent itself (filters.groups "qpoint"): with no allow-list, a
+# client's connections to the agent are seen from the client's side only,
+# until the group is dropped.  The client connects from an address of its
+# own (the test's scrapes to the agent come from 127.0.0.1).
+SCRAPER=127.0.0.47
+AGENT_IN="direction=\"ingress\",remote_addr=\"$SCRAPER\",remote_port=\"\""
+# groups_conf GROUPS: every process but those of GROUPS, loopback too.
+groups_conf() {
+	cat >"$TMP/qtap.conf" <<CONF
+stacks = { default = { plugins = ( { type = "http_metrics"; } ); }; };
+tap = { direction = "all"; ignore_loopback = false; http = { stack = "default"; };
+  filters = { groups = [ $1 ]; }; };
+CONF
+}
+# scrapes_seen: three requests to the agent from $SCRAPER; waits until the
+# client's side of them closed (the agent's port as the remote one).
+scrapes_seen() {
+	out0=$(m "qtap_connection_close_total{direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PORT\"}")
+	for i in 1 2 3; do
+		curl -s --interface "$SCRAPER" -o /dev/null "$BASE/healthz"
+	done
+	i=0
+	while [ $i -lt 100 ]; do
+		[ $(($(m "qtap_connection_close_total{direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PORT\"}") - out0)) -ge 3 ] &&
+			break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 0.3
+	[ $i -lt 100 ]
+}
+groups_conf '"qpoint"'
+hup; ok $? "reload: every process but the agent"
+scrapes_seen && test "$(m "qtap_connection_open_total{$AGENT_IN}")" = 0
+ok $? "qpoint: curl's 3 connections to the agent seen from curl's side, none from the agent's"
+groups_conf ''
+hup; ok $? "reload: every process, the agent too"
+scrapes_seen
+i=0
+while [ "$(m "qtap_connection_close_total{$AGENT_IN}")" -lt 3 ] && [ $i -lt 30 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+test "$(m "qtap_connection_open_total{$AGENT_IN}")" = 3 &&
+	test "$(m "qtap_connection_close_total{$AGENT_IN}")" = 3
+ok $? "without qpoint: the agent's side of the 3 connections seen too"
+reload all false; ok $? "reload: back to the test's processes"
 
 # --- nothing lost on the way.
 lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
