@@ -1035,6 +1035,30 @@ START_TEST(test_dns_port)
 }
 END_TEST
 
+/* A dual-stack listener (IPv6, the wildcard address) and a connection to
+ * it from IPv4: the accepted socket is IPv6 with v4-mapped addresses.
+ * p->srv is the IPv4 endpoint (127.0.0.1). */
+static void dual_stack_open(struct pair *p)
+{
+	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	socklen_t len = sizeof(any);
+	int off = 0;
+
+	p->lfd = socket(AF_INET6, SOCK_STREAM, 0);
+	ck_assert_int_ge(p->lfd, 0);
+	ck_assert_int_eq(setsockopt(p->lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+	ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&any, sizeof(any)), 0);
+	ck_assert_int_eq(listen(p->lfd, 4), 0);
+	ck_assert_int_eq(getsockname(p->lfd, (struct sockaddr *)&any, &len), 0);
+	memset(&p->srv, 0, sizeof(p->srv));
+	p->srv.family = AF_INET;
+	p->srv.port = ntohs(any.sin6_port);
+	inet_pton(AF_INET, "127.0.0.1", p->srv.addr);
+	p->cfd = tcp_connect(&p->srv, &p->cport);
+	p->sfd = accept(p->lfd, NULL, NULL);
+	ck_assert_int_ge(p->sfd, 0);
+}
+
 /* The kernel's word on whether a connection is still open, which keeps a
  * silent one from being closed by the idle timeout: each side of an open
  * connection (IPv4, IPv6, and an IPv6 socket's v4-mapped one, which the
@@ -1042,12 +1066,8 @@ END_TEST
  * closed. */
 START_TEST(test_conn_alive)
 {
-	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
-	socklen_t len = sizeof(any);
-	struct endpoint v4;
 	struct pair p;
-	int family, lfd, cfd, sfd, one = 1;
-	uint16_t cport;
+	int family;
 
 	for (family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
 		pair_open(family, &p);
@@ -1065,27 +1085,13 @@ START_TEST(test_conn_alive)
 		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
 					   p.cport));
 	}
-	/* a dual-stack listener's connection from IPv4 */
-	lfd = socket(AF_INET6, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	one = 0;
-	setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&any, sizeof(any)), 0);
-	ck_assert_int_eq(listen(lfd, 4), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&any, &len), 0);
-	memset(&v4, 0, sizeof(v4));
-	v4.family = AF_INET;
-	v4.port = ntohs(any.sin6_port);
-	inet_pton(AF_INET, "127.0.0.1", v4.addr);
-	cfd = tcp_connect(&v4, &cport);
-	sfd = accept(lfd, NULL, NULL);
-	ck_assert_int_ge(sfd, 0);
-	ck_assert(sock_conn_alive(NULL, AF_INET, v4.addr, v4.port, v4.addr, cport));
-	close(cfd);
-	close(sfd);
-	close(lfd);
-	ck_assert(!sock_conn_alive(NULL, AF_INET, v4.addr, v4.port, v4.addr, cport));
+	/* reported as IPv4, found as the IPv6 socket it is */
+	dual_stack_open(&p);
+	ck_assert(sock_conn_alive(NULL, AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	ck_assert(!sock_conn_alive(NULL, AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
 }
 END_TEST
 
@@ -1093,40 +1099,24 @@ END_TEST
  * has v4-mapped addresses, which its events report as IPv4. */
 START_TEST(test_v4_mapped)
 {
-	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
-	socklen_t len = sizeof(any);
 	struct capture *cap;
-	struct endpoint v4;
-	int lfd, cfd, sfd, off = 0;
-	uint16_t cport;
+	struct pair p;
 	char buf[8];
 	size_t n;
 
 	cap = start_text(CONF_ALL);
-	lfd = socket(AF_INET6, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	ck_assert_int_eq(setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&any, sizeof(any)), 0);
-	ck_assert_int_eq(listen(lfd, 4), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&any, &len), 0);
-	memset(&v4, 0, sizeof(v4));
-	v4.family = AF_INET;
-	v4.port = ntohs(any.sin6_port);
-	inet_pton(AF_INET, "127.0.0.1", v4.addr);
-	cfd = tcp_connect(&v4, &cport);
-	sfd = accept(lfd, NULL, NULL);
-	ck_assert_int_ge(sfd, 0);
-	ck_assert_int_eq(write(cfd, "ping", 4), 4);
-	read_exact(sfd, buf, 4);
-	close(cfd);
-	close(sfd);
-	close(lfd);
-	n = wait_closed(getpid(), sfd, v4.port, cport, evs, MAXEV);
+	dual_stack_open(&p);
+	ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
+	read_exact(p.sfd, buf, 4);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
 	ck_assert_uint_eq(evs[0].family, AF_INET);
-	ck_assert(addr_eq(evs[0].laddr, &v4));
-	ck_assert(addr_eq(evs[0].raddr, &v4));
+	ck_assert(addr_eq(evs[0].laddr, &p.srv));
+	ck_assert(addr_eq(evs[0].raddr, &p.srv));
 	ck_assert_uint_eq(evs[2].bytes_recv, 4);
 	finish(&cap);
 }
