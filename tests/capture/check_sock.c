@@ -1122,6 +1122,27 @@ START_TEST(test_v4_mapped)
 }
 END_TEST
 
+/* Unix sockets are not TCP: their calls write nothing. */
+START_TEST(test_unix_ignored)
+{
+	struct capture *cap;
+	char buf[8];
+	int sv[2];
+
+	cap = start_text(CONF_ALL);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(write(sv[0], "GET / HT", 8), 8);
+	read_exact(sv[1], buf, 8);
+	ck_assert_int_eq(send(sv[1], "HTTP/1.1", 8, 0), 8);
+	ck_assert_int_eq(recv(sv[0], buf, 8, MSG_WAITALL), 8);
+	close(sv[0]);
+	close(sv[1]);
+	settle();
+	ck_assert_uint_eq(count_tgid(getpid()), 0);
+	finish(&cap);
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -1832,6 +1853,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_conn_alive);
 	tcase_add_test(tc, test_v4_mapped);
+	tcase_add_test(tc, test_unix_ignored);
 	tcase_add_test(tc, test_fd_reuse);
 	tcase_add_test(tc, test_close_shutdown);
 	tcase_add_test(tc, test_large_write);

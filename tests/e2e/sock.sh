@@ -218,6 +218,25 @@ test "$(m "qtap_connection_tls_handshake_total{$T_INGRESS,version=\"TLSv1.2\"}")
 ok $? "ingress (nginx) TLSv1.2 handshake"
 test "$(m 'qtap_connection_protocol_total{protocol="tls"}')" = 4; ok $? "4 connections spoke tls"
 "$CURL" -s "$BASE/metrics" | grep -E '^qtap_connection_(tls|protocol)' | diag
+# Their connection reports: server name and version from the wire, both
+# sides.
+$PY - "$TMP/agent.log" "$TLS_PORT" >"$TMP/tlsreport.out" 2>&1 <<'PYCODE'
+import os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "e2e"))
+import agentlog
+reports, _ = agentlog.read(sys.argv[1])
+port = ":" + sys.argv[2]
+# the server's end is the destination on both sides
+tls = [r for r in reports if r["destination"].endswith(port)]
+got = sorted((r["direction"], r["sni"], r["tlsVersion"], r["gotTLSClientHelloEvent"], r["l7Protocol"])
+             for r in tls)
+want = sorted((d, "test.example", v, True, "tls") for d in ("egress", "ingress") for v in ("TLSv1.2", "TLSv1.3"))
+print("got", got)
+assert got == want, "want %s" % want
+PYCODE
+ok $? "the 4 TLS connections' reports have server name, version and ClientHello from the wire"
+diag <"$TMP/tlsreport.out"
 
 # --- settings, through SIGHUP: each value of direction, ignore_loopback.
 # one_request "E I": one curl connection; prints "EGRESS_DELTA
