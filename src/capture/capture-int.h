@@ -154,7 +154,8 @@ void sock_rings_free(struct capture *cap);
 int sock_readers_start(struct capture *cap);
 /* Stops them after they drained their rings (programs detached). */
 void sock_readers_stop(struct capture *cap);
-/* pipeline_conn_forget_fn: drops a connection from the kernel's conns map. */
+/* pipeline_conn_forget_fn: drops a connection from the kernel's conns map (and the
+ * agent's word on it from the learned map). */
 void sock_conn_forget(void *ctx, uint64_t key);
 /* pipeline_conn_learned_fn: the agent's word on a learned connection, for
  * the programs (the learned map). */

@@ -281,6 +281,7 @@ void sock_conn_forget(void *ctx, uint64_t key)
 	struct capture *cap = ctx;
 
 	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
+	bpf_map__delete_elem(cap->sock->maps.learned, &key, sizeof(key), 0);
 }
 
 /* The state of the TCP socket with exactly these endpoints (ports in host
