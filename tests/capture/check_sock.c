@@ -321,6 +321,21 @@ static struct qtap_conf *conf_of(const char *text)
 #define CONF_ALL "tap = { direction = \"all\"; ignore_loopback = false; " \
 	"filters = { groups = []; }; };"
 
+/* In text, a configuration that traces this test's executable only (an
+ * allow-list), loopback too, then extra: what other processes do on the
+ * host (other tests run beside this one) writes nothing. */
+static void conf_self(char *text, size_t size, const char *extra)
+{
+	char exe[4096];
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	ck_assert_int_gt(len, 0);
+	exe[len] = '\0';
+	snprintf(text, size, "tap = { ignore_loopback = false; filters = { groups = []; "
+		 "custom = ( { exe = \"%s\"; strategy = \"exact\"; only = true; } ); }; };\n%s",
+		 exe, extra);
+}
+
 static struct capture *start_text(const char *text)
 {
 	struct capture_opts opts = {
@@ -1672,10 +1687,13 @@ START_TEST(test_wakeups)
 	pthread_t thread;
 	struct pair p;
 	int cpu, fd, ep, waited;
+	char text[8192];
 
 	memset(msg, 'm', sizeof(msg));
 	memcpy(msg, "PUT /x HTTP/1.1\r\n", 17);
-	cap = start_text(CONF_ALL "\ncapture = { readers = 1; ring_buffer_kb = 1024; };");
+	/* The reader is held: only this test's events may go to the rings. */
+	conf_self(text, sizeof(text), "capture = { readers = 1; ring_buffer_kb = 1024; };");
+	cap = start_text(text);
 	/* This thread and its drain thread write into one CPU's ring. */
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(was), &was), 0);
 	cpu = sched_getcpu();
@@ -1786,16 +1804,12 @@ END_TEST
 START_TEST(test_allow_list)
 {
 	struct side client = { 0 }, server = { 0 }, rclient, rserver;
-	char exe[4096], text[8192];
+	char text[8192];
 	struct qtap_conf *next;
 	struct capture *cap;
 	struct pair p, r;
-	ssize_t len;
 	size_t n;
 
-	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	ck_assert_int_gt(len, 0);
-	exe[len] = '\0';
 	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
 			 "custom = ( { exe = \"/nonexistent\"; "
 			 "strategy = \"exact\"; only = true; } ); }; };");
@@ -1803,9 +1817,7 @@ START_TEST(test_allow_list)
 	/* Left out now; seen once the process is on the list. */
 	pair_open(AF_INET, &r);
 	exchange(&r, &client, &server);
-	snprintf(text, sizeof(text), "tap = { ignore_loopback = false; filters = { groups = []; "
-		 "custom = ( { exe = \"%s\"; "
-		 "strategy = \"exact\"; only = true; } ); }; };", exe);
+	conf_self(text, sizeof(text), "");
 	next = conf_of(text);
 	reconfigure(cap, next);
 	settle();
