@@ -182,9 +182,8 @@ struct {
  * the socket ends or the agent forgets the connection.  Allocated as used:
  * 1 MB of locked memory for its buckets, where a preallocated one took 5.8
  * MB for what is mostly empty.  When full the agent's word is not written,
- * and the connection
- * keeps its events, which the agent drops.  max_entries set before load,
- * like conns. */
+ * and the connection keeps its events, which the agent drops.  max_entries
+ * set before load, like conns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
