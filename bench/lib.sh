@@ -22,6 +22,25 @@ stats_off() {
 	sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
 }
 
+# floor_start [--copy]: bench/bench_floor in the background (FLOOR_PID),
+# once its programs are attached; exits the benchmark when they are not.
+# floor_stop: detaches them.
+floor_start() {
+	"$top_builddir/bench/bench_floor" "$@" >"$TMP/floor.out" 2>&1 &
+	FLOOR_PID=$!
+	wait_line "$TMP/floor.out" '^attached' || {
+		echo "bench_floor $* did not attach:"
+		cat "$TMP/floor.out"
+		kill -INT "$FLOOR_PID"
+		exit 1
+	}
+}
+
+floor_stop() {
+	kill -INT "$FLOOR_PID"
+	wait "$FLOOR_PID" 2>/dev/null
+}
+
 # agent_cost: the running agent's cost so far, from its own figures: its
 # programs' runs and run time in seconds (summed over programs, from
 # /system/metrics) and its threads' CPU time in seconds (summed over its

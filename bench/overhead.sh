@@ -128,9 +128,7 @@ while [ $r -le "$ROUNDS" ]; do
 	f=-
 	fs=-
 	if [ -n "$FLOOR_TP" ]; then
-		"$FLOOR_TP" >"$TMP/floor.out" 2>&1 &
-		ft=$!
-		wait_line "$TMP/floor.out" '^attached'
+		floor_start
 		bt=
 		if [ -n "$FLOOR_UPROBES" ]; then
 			bpftrace -e "$FLOOR_UPROBES { }" >"$TMP/bpftrace.out" 2>&1 &
@@ -144,18 +142,18 @@ while [ $r -le "$ROUNDS" ]; do
 		rps >>"$TMP/floor_stats"
 		stats_off
 		fs=$(tail -n 1 "$TMP/floor_stats" | cut -d' ' -f1)
-		kill -INT "$ft" $bt
-		wait "$ft" $bt 2>/dev/null
+		floor_stop
+		if [ -n "$bt" ]; then
+			kill -INT "$bt"
+			wait "$bt" 2>/dev/null
+		fi
 	fi
 	cf=
 	if [ -n "$FLOOR_TP" ] && [ "$SCHEME" = http ]; then
-		"$FLOOR_TP" --copy >"$TMP/floor.out" 2>&1 &
-		ft=$!
-		wait_line "$TMP/floor.out" '^attached'
+		floor_start --copy
 		sleep 1
 		rps >>"$TMP/copy"
-		kill -INT "$ft"
-		wait "$ft" 2>/dev/null
+		floor_stop
 		cf=", copy floor $(tail -n 1 "$TMP/copy" | cut -d' ' -f1) req/s"
 	fi
 	start_agent --config "$TMP/qtap.conf" --tls-attach "${TLS_ATTACH:-library}" ||

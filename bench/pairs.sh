@@ -67,23 +67,15 @@ lost_total=0
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	pairs >>"$TMP/none"
-	"$FLOOR_BIN" >"$TMP/floor.out" 2>&1 &
-	ft=$!
-	wait_line "$TMP/floor.out" '^attached' ||
-		{ echo "bench_floor did not attach"; kill -INT "$ft"; exit 1; }
+	floor_start
 	pairs >>"$TMP/floor"
 	stats_on
 	pairs >>"$TMP/stats"
 	stats_off
-	kill -INT "$ft"
-	wait "$ft" 2>/dev/null
-	"$FLOOR_BIN" --copy >"$TMP/floor.out" 2>&1 &
-	ft=$!
-	wait_line "$TMP/floor.out" '^attached' ||
-		{ echo "bench_floor --copy did not attach"; kill -INT "$ft"; exit 1; }
+	floor_stop
+	floor_start --copy
 	pairs >>"$TMP/copy"
-	kill -INT "$ft"
-	wait "$ft" 2>/dev/null
+	floor_stop
 	start_agent --config "$TMP/qtap.conf" || { echo "agent did not start"; exit 1; }
 	c0=$(agent_cost)
 	pairs >>"$TMP/qtap"

@@ -478,6 +478,17 @@ ok $? "Fast Open: bytes on both sides are curl's ($tsent sent, $trecv received)"
 # own (the test's scrapes to the agent come from 127.0.0.1).
 SCRAPER=127.0.0.47
 AGENT_IN="direction=\"ingress\",remote_addr=\"$SCRAPER\",remote_port=\"\""
+AGENT_OUT="direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PORT\""
+# wait_at_least SERIES N: until the sample SERIES of /metrics reaches N (10
+# s at most); false if it did not.
+wait_at_least() {
+	i=0
+	while [ "$(m "$1")" -lt "$2" ]; do
+		[ $i -ge 100 ] && return 1
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 # groups_conf GROUPS: every process but those of GROUPS, loopback too.
 groups_conf() {
 	cat >"$TMP/qtap.conf" <<CONF
@@ -489,19 +500,12 @@ CONF
 # scrapes_seen: three requests to the agent from $SCRAPER; waits until the
 # client's side of them closed (the agent's port as the remote one).
 scrapes_seen() {
-	out0=$(m "qtap_connection_close_total{direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PORT\"}")
+	out0=$(m "qtap_connection_close_total{$AGENT_OUT}")
 	for i in 1 2 3; do
 		curl -s --interface "$SCRAPER" -o /dev/null "$BASE/healthz"
 	done
-	i=0
-	while [ $i -lt 100 ]; do
-		[ $(($(m "qtap_connection_close_total{direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PORT\"}") - out0)) -ge 3 ] &&
-			break
-		sleep 0.1
-		i=$((i + 1))
-	done
+	wait_at_least "qtap_connection_close_total{$AGENT_OUT}" $((out0 + 3)) || return 1
 	sleep 0.3
-	[ $i -lt 100 ]
 }
 groups_conf '"qpoint"'
 hup; ok $? "reload: every process but the agent"
@@ -510,11 +514,7 @@ ok $? "qpoint: curl's 3 connections to the agent seen from curl's side, none fro
 groups_conf ''
 hup; ok $? "reload: every process, the agent too"
 scrapes_seen
-i=0
-while [ "$(m "qtap_connection_close_total{$AGENT_IN}")" -lt 3 ] && [ $i -lt 30 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_at_least "qtap_connection_close_total{$AGENT_IN}" 3
 test "$(m "qtap_connection_open_total{$AGENT_IN}")" = 3 &&
 	test "$(m "qtap_connection_close_total{$AGENT_IN}")" = 3
 ok $? "without qpoint: the agent's side of the 3 connections seen too"

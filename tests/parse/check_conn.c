@@ -672,13 +672,19 @@ START_TEST(test_open_after_bulk)
 }
 END_TEST
 
+/* The exit of process tgid, heard by the kernel at ts. */
+static struct pipeline_exit_event mk_exit(uint32_t tgid, uint64_t ts)
+{
+	return (struct pipeline_exit_event){
+		.version = QTAP_EVENT_ABI_VERSION, .type = PIPELINE_EVENT_EXIT,
+		.tgid = tgid, .timestamp_ns = ts,
+	};
+}
+
 START_TEST(test_process_exit)
 {
 	struct conn_tracker *t = tracker(NULL);
-	struct pipeline_exit_event x = {
-		.version = QTAP_EVENT_ABI_VERSION, .type = PIPELINE_EVENT_EXIT,
-		.tgid = 100, .timestamp_ns = T0 + 40 * MS,
-	};
+	struct pipeline_exit_event x = mk_exit(100, T0 + 40 * MS);
 	struct rec r;
 
 	mk_open(&r, 31, 100, QTAP_DIR_EGRESS, "10.0.0.6", 80, 40000, T0);
@@ -720,10 +726,7 @@ END_TEST
 START_TEST(test_idle_alive)
 {
 	struct conn_tracker *t = tracker(NULL);
-	struct pipeline_exit_event x = {
-		.version = QTAP_EVENT_ABI_VERSION, .type = PIPELINE_EVENT_EXIT,
-		.tgid = 100, .timestamp_ns = T0 + 20000 * MS,
-	};
+	struct pipeline_exit_event x = mk_exit(100, T0 + 20000 * MS);
 	struct rec r;
 
 	mk_open(&r, 42, 100, QTAP_DIR_EGRESS, "10.0.0.9", 80, 40000, T0);
