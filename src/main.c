@@ -18,6 +18,7 @@
 
 #include "capture/capture.h"
 #include "cli.h"
+#include "commit.h"
 #include "conf/conf.h"
 #include "http/http.h"
 #include "metrics/metrics.h"

@@ -15,6 +15,7 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include "commit.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics-int.h"
 

@@ -30,8 +30,9 @@ for f in $("$top_builddir/src/qtap-docgen" families); do
 done
 test -z "$missing"; ok $? "every metric family is exposed${missing:+ (missing:$missing)}"
 
-grep -q '^qtap_build_info{version="0.1.0",commit="[^"]*"} 1$' "$TMP/system.txt"
-ok $? "qtap_build_info carries version and commit"
+commit=$("$QTAP" --version | sed -n 's/^qtap .* (commit \(.*\))$/\1/p')
+grep -qx "qtap_build_info{version=\"0.1.0\",commit=\"$commit\"} 1" "$TMP/system.txt"
+ok $? "qtap_build_info carries version and commit ($commit, as --version says)"
 
 curl -s -H 'Accept: application/openmetrics-text; version=1.0.0' "$BASE/metrics" | tail -n 1 >"$TMP/om_last"
 test "$(cat "$TMP/om_last")" = "# EOF"; ok $? "OpenMetrics when the scraper asks for it"

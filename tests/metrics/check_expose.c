@@ -12,6 +12,7 @@
 
 #include <urcu.h>
 
+#include "commit.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics-int.h"
 #include "util/buf.h"
