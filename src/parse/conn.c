@@ -1201,21 +1201,26 @@ static bool conn_drain(struct conn_tracker *t, struct conn *c, uint64_t now)
 	return true;
 }
 
-/* Gives up waiting for the events before the first pending one: each
- * missing number is one gap.  false: the connection is gone. */
+/* Gives up waiting for the events numbered before seq, with some pending:
+ * each missing number is one gap. */
+static void conn_give_up(struct conn_tracker *t, struct conn *c, uint64_t seq, uint64_t now)
+{
+	if (seq <= c->next_seq)
+		return;
+	metrics_counter_add(t->gaps, seq - c->next_seq);
+	log_debug("connection %" PRIu64 ": events %" PRIu64 "..%" PRIu64
+		  " given up as lost (%u waiting, the first for %" PRIu64 " ms)",
+		  c->conn_id, c->next_seq, seq - 1, c->n_pend,
+		  now > c->pend[0].arrival_ns ? (now - c->pend[0].arrival_ns) / 1000000 : 0);
+	c->next_seq = seq;
+}
+
+/* Gives up waiting for the events before the first pending one.  false:
+ * the connection is gone. */
 static bool conn_skip(struct conn_tracker *t, struct conn *c, uint64_t now)
 {
-	uint64_t seq = c->pend[0].seq;
-
 	c->awaiting = false;	/* decided with what is known now */
-	if (seq > c->next_seq) {
-		metrics_counter_add(t->gaps, seq - c->next_seq);
-		log_debug("connection %" PRIu64 ": events %" PRIu64 "..%" PRIu64
-			  " given up as lost (%u waiting after them, the first for %" PRIu64
-			  " ms)", c->conn_id, c->next_seq, seq - 1, c->n_pend,
-			  now > c->pend[0].arrival_ns ? (now - c->pend[0].arrival_ns) / 1000000 : 0);
-		c->next_seq = seq;
-	}
+	conn_give_up(t, c, c->pend[0].seq, now);
 	return conn_drain(t, c, now);
 }
 
@@ -1251,6 +1256,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 				 CONN_REORDER_MAX_EVENTS * sizeof(struct qtap_conn_data);
 	size_t keep = size;
 	bool stripped = false;	/* a payload still of use dropped */
+	bool full;
 	struct pending *p;
 	unsigned i;
 
@@ -1263,6 +1269,15 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	if (data && c->pend_bytes + keep > CONN_REORDER_MAX_BYTES) {
 		stripped = keep > sizeof(struct qtap_conn_data);
 		keep = sizeof(struct qtap_conn_data);
+	}
+	full = c->n_pend >= CONN_REORDER_MAX_EVENTS || c->pend_bytes + keep > max_bytes;
+	/* In hand and before all that wait (the one they wait for, or one
+	 * after it with the buffer full): applied, with the numbers before it
+	 * given up, not it with them. */
+	if (c->n_pend && !c->awaiting && seq >= c->next_seq && seq < c->pend[0].seq &&
+	    (seq == c->next_seq || full)) {
+		conn_give_up(t, c, seq, now);
+		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
 	}
 	while (c->n_pend &&
 	       (c->n_pend >= CONN_REORDER_MAX_EVENTS || c->pend_bytes + keep > max_bytes)) {

@@ -576,6 +576,48 @@ START_TEST(test_reorder_count_full)
 }
 END_TEST
 
+/* The event a full buffer waits for comes: it is applied with all that
+ * waited, not given up with the numbers before them (k = 0).  One that
+ * comes before all that wait in a full buffer, with an earlier one still
+ * missing: only that earlier one is a gap (k = 1). */
+START_TEST(test_reorder_full_late)
+{
+	const uint64_t n = CONN_REORDER_MAX_EVENTS;
+	const char *addr[2] = { "10.0.0.12", "10.0.0.13" };
+	struct conn_tracker *t;
+	struct rec r;
+	uint64_t s, k;
+
+	for (k = 0; k < 2; k++) {
+		t = tracker(NULL);
+		mk_open(&r, 15 + k, 100, QTAP_DIR_EGRESS, addr[k], 80, 40000, T0);
+		feed(t, &r, T0);
+		mk_data(&r, 15 + k, 1, 100, QTAP_DATA_SEND, 37, http_req, sizeof(http_req) - 1,
+			T0 + 1);
+		feed(t, &r, T0);
+		/* 2 .. 2 + k late; the n after them fill the buffer */
+		for (s = 3 + k; s < 3 + k + n; s++) {
+			mk_data(&r, 15 + k, s, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + s);
+			feed(t, &r, T0 + MS);
+		}
+		ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", addr[k], "80"),
+				  37);
+		/* the last late one */
+		mk_data(&r, 15 + k, 2 + k, 100, QTAP_DATA_SEND, 10, "0123456789", 10, T0 + 2 + k);
+		feed(t, &r, T0 + 2 * MS);
+		ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), k);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", addr[k], "80"),
+				  37 + 10 * (n + 1));
+		mk_close(&r, 15 + k, 3 + k + n, 100, 37 + 10 * (n + 1 + k), 0, T0 + n + 4);
+		feed(t, &r, T0 + 3 * MS);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", addr[k], "80"), 1);
+		ck_assert_uint_eq(conn_tracker_count(t), 0);
+		conn_tracker_free(&t, T0 + 4 * MS);
+	}
+}
+END_TEST
+
 /* A thread that moved to another CPU: its last event on the old one comes
  * after 1200 of the new one's (a busy keep-alive connection, 12 ms of a
  * reader's poll); they wait for it, with no gap, and the connection's
@@ -1499,6 +1541,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_reorder_buffer_full);
 	tcase_add_test(tc, test_reorder_bulk_after_gap);
 	tcase_add_test(tc, test_reorder_count_full);
+	tcase_add_test(tc, test_reorder_full_late);
 	tcase_add_test(tc, test_reorder_cpu_skew);
 	tcase_add_test(tc, test_open_late_and_lost);
 	tcase_add_test(tc, test_open_after_bulk);
