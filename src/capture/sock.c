@@ -106,7 +106,8 @@
  * ring at once with a wakeup.  A reader per CPU polling 100 times a second
  * on an idle host cost each about 0.4% of a CPU (2 CPUs, kernel 6.18).
  * It still wakes this often: an event whose program read the mark just
- * before the reader set it waits at most this long. */
+ * before the reader set it waits at most this long (the workers wait
+ * twice as long for a missing event, CONN_REORDER_WAIT_NS). */
 #define SOCK_IDLE_MS 1000
 #define SOCK_SLEEP_MS 1000
 

@@ -59,9 +59,6 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 #define PEER_BUCKETS 4096
 #define PEER_MAX 16384
 #define IDLE_SCAN_NS NS_PER_S
-/* How long the connections of an exited process wait for their own close,
- * which the socket readers may still hold (they drain every few ms). */
-#define EXIT_GRACE_NS NS_PER_S
 /* The longest an undecided connection waits for its process's exec to
  * reach the process table (where an exited process stays 5 s). */
 #define PROC_WAIT_NS (3ull * NS_PER_S)
@@ -1340,7 +1337,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
  * its connections are closed here.  Not at once: the exit comes through
  * the process reader, which can be ahead of the socket readers still
  * holding the connection's last data and its close.  The connections are
- * marked and closed by the housekeeping once EXIT_GRACE_NS passed without
+ * marked and closed by the housekeeping once CONN_EXIT_GRACE_NS passed without
  * their own close coming in. */
 static void exit_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
 {
@@ -1366,7 +1363,7 @@ static void exit_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64
 	}
 }
 
-/* Closes the connections whose process exited EXIT_GRACE_NS ago. */
+/* Closes the connections whose process exited CONN_EXIT_GRACE_NS ago. */
 static void exit_reap(struct conn_tracker *t, uint64_t now)
 {
 	bool more = false;
@@ -1379,7 +1376,7 @@ static void exit_reap(struct conn_tracker *t, uint64_t now)
 			next = c->hnext;
 			if (!c->exit_at)
 				continue;
-			if (c->exit_at + EXIT_GRACE_NS > now) {
+			if (c->exit_at + CONN_EXIT_GRACE_NS > now) {
 				more = true;
 				continue;
 			}
@@ -1568,7 +1565,7 @@ void conn_tracker_free(struct conn_tracker **tp, uint64_t now_ns)
 	/* Connections whose process exited are closed by that exit, however
 	 * little of the grace has passed. */
 	if (t->exiting)
-		exit_reap(t, UINT64_MAX - EXIT_GRACE_NS);
+		exit_reap(t, UINT64_MAX - CONN_EXIT_GRACE_NS);
 	for (i = 0; i < ((size_t)1 << t->bits); i++) {
 		struct conn *c;
 

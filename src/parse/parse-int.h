@@ -73,21 +73,27 @@ struct pipeline_exit_event {
 /* Reorder bounds of one connection, and how long a missing event is
  * waited for before it is counted as a gap.  A thread that moves to
  * another CPU leaves its last events in the old CPU's stage and ring,
- * which another reader takes at its own poll, up to about 12 ms later
- * (more when a loaded host leaves that reader unscheduled), while the
- * new CPU's go on: one keep-alive connection on loopback moves some
- * 50000 requests a second, 1200 events in 12 ms; a bulk transfer moves
- * 256 KiB in well under 1 ms.  So the count allows 3072, and the bytes
- * 256 KiB: a data event waits with its payload only while the payload is
- * of use (the protocol not known yet, or TLS hellos still to read), and
- * past the byte budget without it, with room for 3072 headers besides;
- * the wait bounds the rest.  A real loss is rare and is also seen in the
- * kernel's own count, so waiting long costs little, while giving up the
- * first events of a connection (its OPEN, the request that tells its
- * protocol) would lose what it is. */
+ * which another reader takes at its own poll, up to about 25 ms later
+ * (more when a loaded host leaves that reader unscheduled), while the new
+ * CPU's go on: one keep-alive connection on loopback moves some 50000
+ * requests a second, 2500 events in 25 ms; a bulk transfer moves 256 KiB
+ * in well under 1 ms.  So the count allows 3072, and the bytes 256 KiB: a
+ * data event waits with its payload only while the payload is of use (the
+ * protocol not known yet, or TLS hellos still to read), and past the byte
+ * budget without it, with room for 3072 headers besides; the wait bounds
+ * the rest.  A reader that had just gone to sleep on an idle CPU can hold
+ * an event up to 1 s (SOCK_SLEEP_MS in capture/sock.c): the wait is twice
+ * that.  A real loss is rare and is also seen in the kernel's own count,
+ * so waiting long costs little, while giving up the first events of a
+ * connection (its OPEN, the request that tells its protocol) would lose
+ * what it is. */
 #define CONN_REORDER_MAX_EVENTS 3072
 #define CONN_REORDER_MAX_BYTES (256u << 10)
-#define CONN_REORDER_WAIT_NS (1000ull * 1000 * 1000)
+#define CONN_REORDER_WAIT_NS (2000ull * 1000 * 1000)
+/* How long the connections of an exited process wait for their own close,
+ * which the socket readers may still hold (as long as an event waits for
+ * the reorder: the same readers). */
+#define CONN_EXIT_GRACE_NS CONN_REORDER_WAIT_NS
 
 struct conn_tracker_opts {
 	struct metrics_store *store;

@@ -747,10 +747,10 @@ START_TEST(test_process_exit)
 	feed(t, &r, T0 + 60 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.0.0.6", "80"), 5);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.6", "80"), 1);
-	conn_tracker_housekeep(t, T0 + 50 * MS + 1000 * MS - 1);
+	conn_tracker_housekeep(t, T0 + 50 * MS + CONN_EXIT_GRACE_NS - 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.6", "80"), 1);
 	/* the grace is over: 31 is closed by the exit, at the exit's time */
-	conn_tracker_housekeep(t, T0 + 50 * MS + 1000 * MS);
+	conn_tracker_housekeep(t, T0 + 50 * MS + CONN_EXIT_GRACE_NS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.6", "80"), 2);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.6", "80"), 1);
 	ck_assert_uint_eq(dur_sum("egress", "10.0.0.6", "80"), 40000 + 25000);
@@ -782,7 +782,7 @@ START_TEST(test_idle_alive)
 	ck_assert_uint_eq(alive_asked, 1);
 	/* its process exits; a child holds it */
 	ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 20000 * MS), 0);
-	conn_tracker_housekeep(t, T0 + 21500 * MS);
+	conn_tracker_housekeep(t, T0 + 20000 * MS + CONN_EXIT_GRACE_NS);
 	ck_assert_uint_eq(alive_asked, 2);
 	ck_assert_uint_eq(conn_tracker_count(t), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.9", "80"), 1);
@@ -1040,13 +1040,13 @@ START_TEST(test_undecided_waits)
 		feed(t, &r, T0);
 	}
 	/* held: neither counted nor dropped yet, past the reorder wait too */
-	conn_tracker_housekeep(t, T0 + 1500 * MS);
+	conn_tracker_housekeep(t, T0 + CONN_REORDER_WAIT_NS + 500 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "443"), 0);
 	ck_assert_uint_eq(conn_tracker_count(t), 2);
 	/* the exec reaches the table: 60 is curl's, counted in full */
 	late_exe = "/usr/bin/curl";
 	late_gen = 1;
-	conn_tracker_housekeep(t, T0 + 1600 * MS);
+	conn_tracker_housekeep(t, T0 + CONN_REORDER_WAIT_NS + 600 * MS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "443"), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "443"), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", "10.1.0.9", "443"), 38);
