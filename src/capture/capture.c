@@ -202,7 +202,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		proc_exit_defer(cap, ev);
 		filter_proc_forget(cap, ev->tgid);
 		tls_proc_exit(cap, ev->tgid);
-		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid);
+		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid,
+				     ev->hdr.timestamp_ns);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
 		/* before the image: see filter_proc_apply() */

@@ -155,8 +155,10 @@ void pipeline_free(struct pipeline **p);
  * counted (qtap_system_queue_dropped_total{worker}), and the worker sees
  * the sequence gap. */
 int pipeline_submit(struct pipeline *p, unsigned producer, const void *event, size_t size);
-/* A process exited: every worker closes the connections of tgid. */
-int pipeline_submit_exit(struct pipeline *p, unsigned producer, uint32_t tgid);
+/* A process exited (at timestamp_ns, the kernel's CLOCK_MONOTONIC): every
+ * worker closes the connections of tgid. */
+int pipeline_submit_exit(struct pipeline *p, unsigned producer, uint32_t tgid,
+			 uint64_t timestamp_ns);
 /* Wakes the workers that have new events from this producer; call after a
  * batch (one ring buffer drain), not per event. */
 void pipeline_flush(struct pipeline *p, unsigned producer);

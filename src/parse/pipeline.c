@@ -396,13 +396,14 @@ int pipeline_submit(struct pipeline *p, unsigned producer, const void *event, si
 	return queue_put(p, producer, (unsigned)(conn_id_hash(id) % p->n_workers), event, size);
 }
 
-int pipeline_submit_exit(struct pipeline *p, unsigned producer, uint32_t tgid)
+int pipeline_submit_exit(struct pipeline *p, unsigned producer, uint32_t tgid,
+			 uint64_t timestamp_ns)
 {
 	struct pipeline_exit_event x = {
 		.version = QTAP_EVENT_ABI_VERSION,
 		.type = PIPELINE_EVENT_EXIT,
 		.tgid = tgid,
-		.timestamp_ns = mono_ns(),
+		.timestamp_ns = timestamp_ns,
 	};
 	unsigned i;
 	int err = 0;

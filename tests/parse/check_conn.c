@@ -1457,6 +1457,7 @@ START_TEST(test_pipeline)
 	pthread_t th[2];
 	struct pipeline *p;
 	struct rec r;
+	uint64_t t_open;
 	unsigned i;
 
 	series_precreate();
@@ -1475,8 +1476,12 @@ START_TEST(test_pipeline)
 	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
 	mk_open(&r, 900002, 301, QTAP_DIR_EGRESS, "10.9.0.1", 443, 40000, mono_now());
 	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
+	/* and one more of the process that exits, 7 ms before it does */
+	t_open = mono_now();
+	mk_open(&r, 900003, 300, QTAP_DIR_EGRESS, "10.9.0.3", 443, 40000, t_open);
+	ck_assert_int_eq(pipeline_submit(p, 0, &r.u, r.size), 0);
 	/* through the same queue as the OPENs, so after them */
-	ck_assert_int_eq(pipeline_submit_exit(p, 0, 300), 0);
+	ck_assert_int_eq(pipeline_submit_exit(p, 0, 300, t_open + 7 * MS), 0);
 	pipeline_flush(p, 0);
 	ck_assert_int_eq(pipeline_submit(p, 2, &r.u, r.size), -EINVAL);
 	pipeline_free(&p);
@@ -1493,15 +1498,19 @@ START_TEST(test_pipeline)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", "10.9.0.1", "443"),
 			  400ull * PIPE_CONNS);
 	ck_assert_uint_eq(dur_count("egress", "10.9.0.1", "443"), PIPE_CONNS + 2);
+	/* closed by the exit at the kernel's time of it */
+	ck_assert_uint_eq(dur_count("egress", "10.9.0.3", "443"), 1);
+	ck_assert_uint_eq(dur_sum("egress", "10.9.0.3", "443"), 7000);
 	ck_assert_uint_eq(proto_val("http1"), PIPE_CONNS);
-	ck_assert_uint_eq(proto_val("other"), 2);
+	ck_assert_uint_eq(proto_val("other"), 3);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), 0);
 	ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
 	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DROPPED_TOTAL, "0", NULL, NULL, 0), 0);
 	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "0", NULL, NULL, 0), 0);
 	ck_assert_uint_eq(value(M_SYSTEM_QUEUE_DEPTH, "1", NULL, NULL, 0), 0);
-	ck_assert_uint_eq(forgets, 1);
-	ck_assert_uint_eq(forgot_key[0], KEY(900001));
+	/* the exit's two, by the workers in either order */
+	ck_assert_uint_eq(forgets, 2);
+	ck_assert_uint_eq(forgot_key[0] + forgot_key[1], KEY(900001) + KEY(900003));
 }
 END_TEST
 
