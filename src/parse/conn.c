@@ -428,7 +428,8 @@ static bool recent_has(const struct conn_tracker *t, uint64_t id)
 	return t->recent[conn_id_hash(id) & (RECENT_SIZE - 1)] == id + 1;
 }
 
-static void conn_destroy(struct conn_tracker *t, struct conn *c)
+/* Frees c; remember: its later events are stragglers, dropped. */
+static void conn_free(struct conn_tracker *t, struct conn *c, bool remember)
 {
 	struct conn **pp = &t->buckets[bucket_of(t, c->conn_id)];
 	unsigned i;
@@ -448,10 +449,16 @@ static void conn_destroy(struct conn_tracker *t, struct conn *c)
 		free(c->tls);
 	}
 	free(c->exe);
-	recent_put(t, c->conn_id);
+	if (remember)
+		recent_put(t, c->conn_id);
 	t->count--;
 	metrics_gauge_add(t->tracked, -1);
 	free(c);
+}
+
+static void conn_destroy(struct conn_tracker *t, struct conn *c)
+{
+	conn_free(t, c, true);
 }
 
 /* ---- metrics ---------------------------------------------------------- */
@@ -1230,20 +1237,27 @@ static bool conn_flush(struct conn_tracker *t, struct conn *c, uint64_t now)
 	return true;
 }
 
-/* An event that could not be kept: a gap later.  A held OPEN that was it
- * leaves nothing to wait for (and the connection off the waiting list,
- * where only a wait would end).  true. */
-static bool pend_lost(struct conn *c)
+/* An event that could not be kept (no memory): a gap later.  A held OPEN
+ * that was it leaves nothing to wait for (and the connection off the
+ * waiting list, where only a wait would end).  A connection with nothing
+ * known or kept is freed, not remembered: its later events make it again,
+ * and it is not left where neither a wait nor the idle scan would end it.
+ * -ENOMEM. */
+static int pend_lost(struct conn_tracker *t, struct conn *c)
 {
-	if (!c->n_pend)
+	if (!c->n_pend) {
 		c->awaiting = false;
-	return true;
+		if (!c->known)
+			conn_free(t, c, false);
+	}
+	return -ENOMEM;
 }
 
 /* Keeps a copy of an early event.  The buffer is bounded: when full, the
- * oldest gap is given up first.  false: the connection is gone. */
-static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, size_t size,
-		       uint64_t seq, uint64_t now)
+ * oldest gap is given up first.  0 (the event applied, kept or given up,
+ * the connection maybe gone), or -ENOMEM: the event could not be kept. */
+static int conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, size_t size,
+		      uint64_t seq, uint64_t now)
 {
 	const struct qtap_event_header *h = rec;
 	bool data = h->type == QTAP_EVENT_CONN_DATA || h->type == QTAP_EVENT_TLS_DATA;
@@ -1274,29 +1288,34 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	if (c->n_pend && !c->awaiting && seq >= c->next_seq && seq < c->pend[0].seq &&
 	    (seq == c->next_seq || full)) {
 		conn_give_up(t, c, seq, now);
-		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
+		if (conn_apply(t, c, rec, size, now))
+			conn_drain(t, c, now);
+		return 0;
 	}
 	while (c->n_pend &&
 	       (c->n_pend >= CONN_REORDER_MAX_EVENTS || c->pend_bytes + keep > max_bytes)) {
 		if (!conn_skip(t, c, now))
-			return false;
+			return 0;
 	}
 	if (seq < c->next_seq)
-		return true;	/* skipped over meanwhile: too late */
-	if (seq == c->next_seq && !c->awaiting)
-		return conn_apply(t, c, rec, size, now) && conn_drain(t, c, now);
+		return 0;	/* skipped over meanwhile: too late */
+	if (seq == c->next_seq && !c->awaiting) {
+		if (conn_apply(t, c, rec, size, now))
+			conn_drain(t, c, now);
+		return 0;
+	}
 	/* Mostly after all the others (the CPU the thread moved to goes on
 	 * while the one it left waits for its reader); else in between. */
 	if (c->n_pend && seq <= c->pend[c->n_pend - 1].seq)
 		for (i = 0; i < c->n_pend; i++)
 			if (c->pend[i].seq == seq)
-				return true;	/* a duplicate */
+				return 0;	/* a duplicate */
 	if (c->n_pend == c->cap_pend) {
 		unsigned cap = c->cap_pend ? c->cap_pend * 2 : 4;
 		struct pending *np = conn_malloc_hook(cap * sizeof(*np));
 
 		if (!np)
-			return pend_lost(c);
+			return pend_lost(t, c);
 		if (c->n_pend)
 			memcpy(np, c->pend, c->n_pend * sizeof(*np));
 		free(c->pend);
@@ -1306,7 +1325,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	p = c->pend + c->n_pend;
 	p->rec = conn_malloc_hook(keep);
 	if (!p->rec)
-		return pend_lost(c);
+		return pend_lost(t, c);
 	memcpy(p->rec, rec, keep);
 	if (keep < size)
 		((struct qtap_conn_data *)p->rec)->captured = 0;
@@ -1330,7 +1349,7 @@ static bool conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, 
 	}
 	c->n_pend++;
 	c->pend_bytes += keep;
-	return true;
+	return 0;
 }
 
 /* A process exited: the kernel closes its sockets without a close(2), so
@@ -1463,8 +1482,7 @@ int conn_tracker_event(struct conn_tracker *t, const void *rec, size_t size, uin
 		conn_apply(t, c, rec, size, now_ns);
 		return 0;
 	}
-	conn_defer(t, c, rec, size, seq, now_ns);
-	return 0;
+	return conn_defer(t, c, rec, size, seq, now_ns);
 }
 
 void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)

@@ -282,12 +282,18 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts)
 	qbytes = round_pow2(opts->queue_bytes ? opts->queue_bytes : DEFAULT_QUEUE_BYTES);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
-	if (posix_memalign((void **)&p->workers, 64, p->n_workers * sizeof(*p->workers)) ||
-	    posix_memalign((void **)&p->producers, 64, p->n_producers * sizeof(*p->producers))) {
+	/* Each zeroed as soon as it is there: pipeline_free() reads it. */
+	if (posix_memalign((void **)&p->workers, 64, p->n_workers * sizeof(*p->workers))) {
+		p->workers = NULL;
 		err = -ENOMEM;
 		goto err_free;
 	}
 	memset(p->workers, 0, p->n_workers * sizeof(*p->workers));
+	if (posix_memalign((void **)&p->producers, 64, p->n_producers * sizeof(*p->producers))) {
+		p->producers = NULL;
+		err = -ENOMEM;
+		goto err_free;
+	}
 	memset(p->producers, 0, p->n_producers * sizeof(*p->producers));
 	for (i = 0; i < p->n_workers; i++) {
 		struct pipeline_worker *w = &p->workers[i];

@@ -1329,6 +1329,50 @@ START_TEST(test_alloc_failures)
 }
 END_TEST
 
+/* The first event of a connection, early, with no memory to keep it (for
+ * the reorder buffer, every = 2, or for its copy, every = 3): counted as
+ * dropped, and nothing is left behind that no wait and no idle scan would
+ * end.  The connection's later events make it again, and the lost one is
+ * a gap. */
+START_TEST(test_alloc_first_event)
+{
+	unsigned every;
+
+	for (every = 2; every <= 3; every++) {
+		struct conn_tracker *t = tracker(NULL);
+		const char *addr = every == 2 ? "10.3.0.2" : "10.3.0.3";
+		uint64_t id = 1300 + every;
+		struct rec r;
+
+		alloc_count = 0;
+		alloc_fail_every = every;
+		conn_malloc_hook = failing_malloc;
+		mk_data(&r, id, 2, 100, QTAP_DATA_RECV, 38, http_resp, 38, T0 + 2);
+		ck_assert_int_eq(conn_tracker_event(t, &r.u, r.size, T0), -ENOMEM);
+		conn_malloc_hook = malloc;
+		alloc_fail_every = 0;
+		ck_assert_uint_eq(conn_tracker_count(t), 0);
+		ck_assert_uint_eq(sys_val(M_SYSTEM_CONNECTIONS_TRACKED), 0);
+		mk_data(&r, id, 3, 100, QTAP_DATA_RECV, 10, "0123456789", 10, T0 + 3);
+		feed(t, &r, T0 + MS);
+		mk_open(&r, id, 100, QTAP_DIR_EGRESS, addr, 80, 40000, T0);
+		feed(t, &r, T0 + MS);
+		mk_data(&r, id, 1, 100, QTAP_DATA_SEND, 37, http_req, 37, T0 + 1);
+		feed(t, &r, T0 + MS);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_SENT_TOTAL, "egress", addr, "80"), 37);
+		conn_tracker_housekeep(t, T0 + MS + CONN_REORDER_WAIT_NS);
+		ck_assert_uint_eq(sys_val(M_SYSTEM_SEQUENCE_GAPS_TOTAL), every - 1);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", addr, "80"), 10);
+		mk_close(&r, id, 4, 100, 37, 48, T0 + 4);
+		feed(t, &r, T0 + 2 * CONN_REORDER_WAIT_NS);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", addr, "80"), 1);
+		ck_assert_uint_eq(conn_val(M_CONNECTION_BYTES_RECV_TOTAL, "egress", addr, "80"), 48);
+		ck_assert_uint_eq(conn_tracker_count(t), 0);
+		conn_tracker_free(&t, T0 + 3 * CONN_REORDER_WAIT_NS);
+	}
+}
+END_TEST
+
 /* ---- through a pipeline: two producers, two workers ---- */
 
 #define PIPE_CONNS 2000
@@ -1564,6 +1608,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_report);
 	tcase_add_test(tc, test_trace_lines);
 	tcase_add_test(tc, test_alloc_failures);
+	tcase_add_test(tc, test_alloc_first_event);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pipeline");
 	tcase_add_checked_fixture(tc, setup, teardown);
