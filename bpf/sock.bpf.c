@@ -60,10 +60,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
+#define EEXIST 17
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_FIN_WAIT1 4
+#define TCP_CLOSE 7
 #define TCP_CLOSE_WAIT 8
 #define TCP_LAST_ACK 9
 #define TCP_LISTEN 10
@@ -89,6 +91,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define CONN_OPEN 1	/* OPEN written: its calls are events */
 #define CONN_SKIPPED 2	/* the filters left it out */
 #define CONN_CLOSED 3	/* CLOSE written (its last fd closed): the kernel still ends it */
+#define CONN_RENEWING 4	/* SKIPPED, made a new connection by one thread (then PENDING) */
 
 /* One TCP socket the kernel side knows, keyed by its struct sock.  Written
  * by the threads calling on it and by the softirq that moves its state:
@@ -123,8 +126,12 @@ struct conn_state {
 };
 
 /* A data event being built: struct qtap_conn_data, then the payload.
- * Twice the cap so that the verifier can see every copy stays inside. */
+ * Twice the cap so that the verifier can see every copy stays inside.
+ * busy: a program of this CPU is building one (a TLS return probe can be
+ * preempted in the middle, by a thread whose socket call or TLS return
+ * then runs on the CPU: see busy_take()). */
 struct sock_scratch {
+	__u64 busy;
 	__u8 data[sizeof(struct qtap_conn_data) + 2 * QTAP_DATA_MAX];
 };
 
@@ -348,13 +355,21 @@ static __always_inline __u64 wake_flags(void *rb, struct qtap_stage *sg, __u64 s
 	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-/* Lets other programs of this CPU use sg again: a plain store after every
- * write to it (a program interrupting this one runs on the same CPU, and
- * programs do not migrate). */
-static __always_inline void stage_release(struct qtap_stage *sg)
+/* A per-CPU slot (the stage, the scratch slot) taken for a write: false
+ * when a program of this CPU holds it, which this one interrupted (an
+ * interrupt) or which was preempted (a TLS probe) for this one's thread. */
+static __always_inline bool busy_take(__u64 *busy)
+{
+	return !__sync_lock_test_and_set(busy, 1);
+}
+
+/* Lets other programs of this CPU use the slot again: a plain store after
+ * every write to it (whatever took it over meanwhile ran on the same CPU,
+ * and programs do not migrate). */
+static __always_inline void busy_release(__u64 *busy)
 {
 	asm volatile("" ::: "memory");
-	*(volatile __u64 *)&sg->busy = 0;
+	*(volatile __u64 *)busy = 0;
 }
 
 /* Writes the events gathered in sg, the stage of cpu, to its ring as one
@@ -387,9 +402,9 @@ static __always_inline struct qtap_stage *stage_write_out(__u32 cpu)
 {
 	struct qtap_stage *sg = bpf_map_lookup_elem(&stage, &cpu);
 
-	if (sg && sg->events && !__sync_lock_test_and_set(&sg->busy, 1)) {
+	if (sg && sg->events && busy_take(&sg->busy)) {
 		stage_flush(sg, cpu);
-		stage_release(sg);
+		busy_release(&sg->busy);
 	}
 	return sg;
 }
@@ -436,7 +451,11 @@ static __always_inline void sock_addrs(struct sock *sk, struct qtap_conn_open *e
 
 	__builtin_memset(ev->laddr, 0, sizeof(ev->laddr));
 	__builtin_memset(ev->raddr, 0, sizeof(ev->raddr));
+	/* An aborted socket has given back its port by the time it is
+	 * decided (tcp_set_state(TCP_CLOSE)): the source port it kept. */
 	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!ev->lport)
+		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET6) {
 		BPF_CORE_READ_INTO(&ev->laddr, sk, __sk_common.skc_v6_rcv_saddr);
@@ -596,11 +615,13 @@ static __always_inline void conn_set_process(struct conn_state *st, __u32 fd)
  * left CLOSED is always replaced: it is an earlier socket's at this
  * address whose sock_destroy run the kernel skipped (see
  * qtap_system_bpf_program_misses_total), and kept it would hide the new
- * connection.  NULL when an entry is kept, or the map is full (counted). */
+ * connection.  NULL when an entry is kept (also one another CPU made
+ * meanwhile: the caller may look it up), or the map is full (counted). */
 static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction, __u8 flags,
 						      __u32 replace)
 {
 	struct conn_state init = {}, *st;
+	long err;
 
 	st = bpf_map_lookup_elem(&conns, &key);
 	if (st) {
@@ -615,7 +636,12 @@ static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction,
 	init.fd = QTAP_FD_UNKNOWN;
 	init.direction = direction;
 	init.flags = flags;
-	if (bpf_map_update_elem(&conns, &key, &init, BPF_ANY)) {
+	/* None there a moment ago: made only if still none, not over one
+	 * that another thread's first call on the socket has just made. */
+	err = bpf_map_update_elem(&conns, &key, &init, st ? BPF_ANY : BPF_NOEXIST);
+	if (err == -EEXIST)
+		return NULL;
+	if (err) {
 		count_lost();
 		return NULL;
 	}
@@ -862,7 +888,7 @@ static __always_inline bool stage_emit(struct conn_state *st, struct task_struct
 	struct qtap_conn_data *ev;
 	__u32 used, n;
 
-	if (!sg || __sync_lock_test_and_set(&sg->busy, 1))
+	if (!sg || !busy_take(&sg->busy))
 		return false;
 	/* used < QTAP_STAGE_FLUSH_BYTES (a power of two) always: the mask
 	 * changes nothing but shows the verifier the event fits. */
@@ -880,7 +906,7 @@ static __always_inline bool stage_emit(struct conn_state *st, struct task_struct
 	if (used >= QTAP_STAGE_FLUSH_BYTES ||
 	    ev->hdr.timestamp_ns - sg->first_ns >= QTAP_STAGE_MAX_NS || sg->reader_asleep)
 		stage_flush(sg, cpu);
-	stage_release(sg);
+	busy_release(&sg->busy);
 	return true;
 }
 
@@ -910,6 +936,9 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		if (ret <= 0 || !sock_is_tcp(sk))
 			return 0;
 		st = conn_create(key, QTAP_DIR_UNKNOWN, QTAP_CONN_F_PREEXISTING, 0);
+		/* (another thread's call on it made it first) */
+		if (!st)
+			st = bpf_map_lookup_elem(&conns, &key);
 		if (!st)
 			return 0;
 	}
@@ -934,7 +963,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		return 0;
 	if (ret <= 0 && state == CONN_OPEN)
 		return 0;	/* nothing moved (EAGAIN, EOF) */
-	if (state == CONN_CLOSED)
+	if (state == CONN_CLOSED || state == CONN_RENEWING)
 		return 0;
 	if (state == CONN_SKIPPED) {
 		/* Left out, and nothing the decision rests on has changed
@@ -959,17 +988,23 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 				st->verdict = (__u64)gen << 32 | task->tgid;
 				return 0;
 			}
-			/* The process's entry changed: decided again. */
+			/* The process's entry changed: decided again, as a
+			 * new connection to the agent, seen from the middle like
+			 * one older than the agent (one it was told of before it
+			 * was left out has had its CLOSE, with its totals).  The
+			 * calls of other threads meanwhile are left out, and
+			 * they see it PENDING only once it is whole. */
 			if (__sync_val_compare_and_swap(&st->state, CONN_SKIPPED,
-							CONN_PENDING) != CONN_SKIPPED)
+							CONN_RENEWING) != CONN_SKIPPED)
 				return 0;
 			conn_set_process(st, call.fd);
-			/* Seen from the middle, like one older than the agent,
-			 * and a new connection to the agent: one it was told of
-			 * before it was left out has had its CLOSE. */
 			st->conn_id = conn_id_next();
 			st->seq = 1;
+			st->bytes_sent = 0;
+			st->bytes_recv = 0;
+			st->open_ns = bpf_ktime_get_ns();
 			st->flags |= QTAP_CONN_F_PREEXISTING;
+			__sync_lock_test_and_set(&st->state, CONN_PENDING);
 		} else if (!st->tgid) {
 			conn_set_process(st, call.fd);
 		}
@@ -1009,23 +1044,23 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	}
 
 	cpu = bpf_get_smp_processor_id();
-	if (limit < QTAP_DATA_SMALL) {
-		if (!stage_emit(st, task, cpu, dir, &call, len, limit))
-			small_emit(st, task, cpu, dir, &call, len, limit);
-		goto count;
+	if (limit >= QTAP_DATA_SMALL) {
+		s = bpf_map_lookup_elem(&scratch, &cpu);
+		if (s && busy_take(&s->busy)) {
+			ev = (struct qtap_conn_data *)s->data;
+			n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
+			n = class_update(st, ev->payload, n, dir);
+			data_emit(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call.op, call.fd, 0,
+				  len, n);
+			busy_release(&s->busy);
+			goto count;
+		}
+		/* The slot is held by a TLS return preempted on this CPU:
+		 * the event goes the small way, its payload cut short. */
+		limit = QTAP_DATA_SMALL - 1;
 	}
-	s = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!s) {
-		/* No room to build it: the number is taken all the same. */
-		__sync_fetch_and_add(&st->seq, 1);
-		count_lost();
-		goto count;
-	}
-	ev = (struct qtap_conn_data *)s->data;
-	if (limit)
-		n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
-	n = class_update(st, ev->payload, n, dir);
-	data_emit(ev, st, task, QTAP_EVENT_CONN_DATA, cpu, dir, call.op, call.fd, 0, len, n);
+	if (!stage_emit(st, task, cpu, dir, &call, len, limit))
+		small_emit(st, task, cpu, dir, &call, len, limit);
 count:
 	if (dir == QTAP_DATA_SEND)
 		__sync_fetch_and_add(&st->bytes_sent, len);
@@ -1058,15 +1093,52 @@ int sock_recv(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* What sk has shut (sk_shutdown: RCV_SHUTDOWN 1, SEND_SHUTDOWN 2). */
+#define SHUTDOWN_MASK 3
+static __always_inline __u32 sock_shut(struct sock *sk)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown);
+}
+
+/* The owner of sk ends it, in the owner's thread: its last fd closed, or a
+ * shutdown, or an abort.  A connection accepted and ended before any call
+ * moved a byte (an accept-and-close server, a health check's connection)
+ * gets that thread's process, and is reported like any other.  Then, but
+ * for a shutdown, which leaves it open the other way, its CLOSE: at the
+ * close, not when TCP is done with it (the peer may take its time).  A
+ * shutdown is told by its system call, or, made another way (io_uring, a
+ * 32-bit process), by what the socket has shut: a close shuts both ways. */
+static __always_inline void conn_owner_end(__u64 key, struct sock *sk)
+{
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
+	struct task_struct *task;
+	struct pt_regs *regs;
+
+	if (!st)
+		return;
+	task = bpf_get_current_task_btf();
+	regs = call_regs(task);
+	if (st->state == CONN_PENDING && !(task->flags & PF_KTHREAD)) {
+		if (!st->tgid)
+			conn_set_process(st, regs && (REGS_NR(regs) == NR_CLOSE ||
+						      REGS_NR(regs) == NR_SHUTDOWN) ?
+						 (__u32)REGS_ARG1(regs) : QTAP_FD_UNKNOWN);
+		conn_decide(key, sk, st);
+	}
+	if (st->state != CONN_OPEN || (regs && REGS_NR(regs) == NR_SHUTDOWN) ||
+	    sock_shut(sk) != SHUTDOWN_MASK)
+		return;
+	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
+		conn_close(st, 0);
+}
+
 /* inet_sock_set_state (sk, oldstate, newstate). */
 static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
 	int oldstate = ctx->args[1], newstate = ctx->args[2];
-	struct task_struct *task;
 	struct conn_state *st;
 	struct sock_call call;
-	struct pt_regs *regs;
 	__u64 key = (__u64)sk;
 
 	switch (newstate) {
@@ -1113,31 +1185,19 @@ static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:
 		/* Only the socket's owner sends a FIN: its last fd closed
-		 * (close, dup2, exit) or shutdown().  The connection ends at
-		 * the close, not when TCP is done with it (the peer may take
-		 * its time); a shutdown leaves it open for the other way. */
-		if (oldstate != TCP_ESTABLISHED && oldstate != TCP_CLOSE_WAIT)
-			return 0;
-		st = bpf_map_lookup_elem(&conns, &key);
-		if (!st)
-			return 0;
-		task = bpf_get_current_task_btf();
-		regs = call_regs(task);
-		if (st->state == CONN_PENDING && !(task->flags & PF_KTHREAD)) {
-			/* Accepted, and closed or shut down before any call on
-			 * it moved a byte: the owner doing so is its process
-			 * (an accept-and-close server, a health check's
-			 * connection), reported before its end like any other. */
-			if (!st->tgid)
-				conn_set_process(st, regs && (REGS_NR(regs) == NR_CLOSE ||
-							      REGS_NR(regs) == NR_SHUTDOWN) ?
-							 (__u32)REGS_ARG1(regs) : QTAP_FD_UNKNOWN);
-			conn_decide(key, sk, st);
-		}
-		if (st->state != CONN_OPEN || (regs && REGS_NR(regs) == NR_SHUTDOWN))
-			return 0;
-		if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_CLOSED) == CONN_OPEN)
-			conn_close(st, 0);
+		 * (close, dup2, exit) or shutdown(). */
+		if (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT)
+			conn_owner_end(key, sk);
+		return 0;
+	case TCP_CLOSE:
+		/* An abort: by its owner (close() with bytes unread, or with
+		 * SO_LINGER at 0; connect(AF_UNSPEC)), which holds the
+		 * socket's lock, or by the peer's reset or a timeout, in
+		 * softirq with no owner, or in the thread holding the lock as
+		 * it releases it, which is then calling on the socket. */
+		if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) &&
+		    BPF_CORE_READ(sk, sk_lock.owned))
+			conn_owner_end(key, sk);
 		return 0;
 	}
 	return 0;
@@ -1291,7 +1351,9 @@ static __always_inline int tls_return_run(struct pt_regs *ctx, long ret)
 
 	cpu = bpf_get_smp_processor_id();
 	s = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!s) {
+	if (!s || !busy_take(&s->busy)) {
+		/* Held by another TLS return preempted on this CPU: the
+		 * number is taken all the same (a gap), and counted. */
 		__sync_fetch_and_add(&st->seq, 1);
 		count_lost();
 		return 0;
@@ -1303,6 +1365,7 @@ static __always_inline int tls_return_run(struct pt_regs *ctx, long ret)
 	n = copy_payload(ev->payload, &call, limit, QTAP_DATA_MAX);
 	data_emit(ev, st, task, QTAP_EVENT_TLS_DATA, cpu, c.dir & 1, c.op, st->fd,
 		  c.linked ? QTAP_DATA_F_LINKED : 0, len, n);
+	busy_release(&s->busy);
 	return 0;
 }
 

@@ -8,13 +8,16 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -329,19 +332,26 @@ static struct qtap_conf *conf_of(const char *text)
 #define CONF_ALL "tap = { direction = \"all\"; ignore_loopback = false; " \
 	"filters = { groups = []; }; };"
 
-/* In text, a configuration that traces this test's executable only (an
- * allow-list), loopback too, then extra: what other processes do on the
- * host (other tests run beside this one) writes nothing. */
-static void conf_self(char *text, size_t size, const char *extra)
+/* In text, a configuration with a filter naming this test's executable:
+ * only (an allow-list) or left out, loopback traced, tap more settings of
+ * tap, then extra. */
+static void conf_exe(char *text, size_t size, bool only, const char *tap, const char *extra)
 {
 	char exe[4096];
 	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	ck_assert_int_gt(len, 0);
 	exe[len] = '\0';
-	snprintf(text, size, "tap = { ignore_loopback = false; filters = { groups = []; "
-		 "custom = ( { exe = \"%s\"; strategy = \"exact\"; only = true; } ); }; };\n%s",
-		 exe, extra);
+	snprintf(text, size, "tap = { ignore_loopback = false; %s filters = { groups = []; "
+		 "custom = ( { exe = \"%s\"; strategy = \"exact\"; only = %s; } ); }; };\n%s",
+		 tap, exe, only ? "true" : "false", extra);
+}
+
+/* One that traces this test's executable only: what other processes do on
+ * the host (other tests run beside this one) writes nothing. */
+static void conf_self(char *text, size_t size, const char *extra)
+{
+	conf_exe(text, size, true, "", extra);
 }
 
 static struct capture *start_text(const char *text)
@@ -908,13 +918,17 @@ END_TEST
 /* One opened before the capture, on a side the direction filter leaves
  * out: learned on its first data like any other, then left out once the
  * agent has found its direction (a CLOSE marked skipped, and nothing
- * after), not learned again at every call; the side kept is whole. */
+ * after), not learned again at every call; the side kept is whole.  Once
+ * its process's filter entry changes (left out by name, then on an
+ * allow-list, every direction), its next call makes it a new connection,
+ * whose totals start there. */
 START_TEST(test_preexisting_filtered)
 {
-	struct side client = { 0 }, server = { 0 };
+	struct side client = { 0 }, server = { 0 }, again = { 0 };
+	char text[4608];
 	struct capture *cap;
 	struct pair p;
-	uint64_t id;
+	uint64_t id, id2;
 	size_t n;
 	int round;
 
@@ -925,6 +939,14 @@ START_TEST(test_preexisting_filtered)
 		exchange(&p, &client, &server);
 		settle();
 	}
+	conf_exe(text, sizeof(text), false, "direction = \"ingress\";", "");
+	reconfigure(cap, conf_of(text));
+	settle();
+	exchange(&p, &client, &server);
+	conf_self(text, sizeof(text), "");
+	reconfigure(cap, conf_of(text));
+	settle();
+	exchange(&p, &again, &server);
 	close(p.cfd);
 	close(p.sfd);
 	close(p.lfd);
@@ -933,8 +955,9 @@ START_TEST(test_preexisting_filtered)
 		   QTAP_CONN_F_PREEXISTING);
 	ck_assert_uint_eq(evs[n - 1].cflags, 0);
 	settle();
-	/* one OPEN on each side (the server's has the client's port too) */
-	ck_assert_uint_eq(count_port(p.cport), 2);
+	/* one OPEN on each side (the server's has the client's port too),
+	 * and the client's made new */
+	ck_assert_uint_eq(count_port(p.cport), 3);
 	id = conn_find(getpid(), p.cfd, p.cport, p.srv.port, 0);
 	n = id_events(id, evs, MAXEV);
 	ck_assert_uint_ge(n, 2);
@@ -946,41 +969,73 @@ START_TEST(test_preexisting_filtered)
 	/* left out within the first round: its calls of the later ones
 	 * wrote nothing */
 	ck_assert_uint_le(n - 2, client.calls / 4);
+	/* and made new by the change: only what came after it */
+	id2 = conn_find(getpid(), p.cfd, p.cport, p.srv.port, id);
+	ck_assert_uint_ne(id2, 0);
+	n = id_events(id2, evs, MAXEV);
+	ck_assert_uint_eq(n, again.calls + 2);
+	ck_assert_uint_eq(evs[0].type, QTAP_EVENT_CONN_OPEN);
+	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(evs[0].oflags & QTAP_CONN_F_PREEXISTING, QTAP_CONN_F_PREEXISTING);
+	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+	ck_assert_uint_eq(evs[n - 1].cflags, 0);
+	ck_assert_uint_eq(evs[n - 1].bytes_sent, again.sent);
+	ck_assert_uint_eq(evs[n - 1].bytes_recv, again.recv);
+	ck_assert_uint_eq(evs[n - 1].data_events, again.calls);
 	finish(&cap);
 }
 END_TEST
 
-/* An accepted connection its process closes before any call on it (an
- * accept-and-close server, a health check): its process's all the same,
- * opened and closed on each side. */
+/* An accepted connection ended by its server before any call on it moved
+ * a byte is reported from the server's side too, with the closing call's
+ * fd: a close (a FIN, mode 0), a close with the request unread (a reset,
+ * 1), a close with SO_LINGER at 0 (a reset, 2). */
 START_TEST(test_accept_close)
 {
+	static const char *const how[] = { "close", "close unread", "linger 0" };
 	struct capture *cap;
 	struct pair p;
+	int mode;
 	char c;
 	size_t n;
 
 	cap = start_text(CONF_ALL);
-	pair_open(AF_INET, &p);
-	close(p.sfd);
-	ck_assert_int_eq(read(p.cfd, &c, 1), 0);
-	close(p.cfd);
-	close(p.lfd);
-	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
-	ck_assert_uint_eq(n, 2);
-	ck_assert_uint_eq(evs[0].type, QTAP_EVENT_CONN_OPEN);
-	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
-	ck_assert_uint_eq(evs[0].oflags, 0);
-	ck_assert_uint_eq(evs[1].type, QTAP_EVENT_CONN_CLOSE);
-	ck_assert_uint_eq(evs[1].cflags, 0);
-	ck_assert_uint_eq(evs[1].bytes_sent, 0);
-	ck_assert_uint_eq(evs[1].bytes_recv, 0);
-	ck_assert_uint_eq(evs[1].data_events, 0);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
-	ck_assert_uint_eq(n, 2);
-	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
-	ck_assert_uint_eq(evs[1].type, QTAP_EVENT_CONN_CLOSE);
-	ck_assert_uint_eq(evs[1].data_events, 0);
+	for (mode = 0; mode < 3; mode++) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		struct pollfd pfd;
+
+		pair_open(AF_INET, &p);
+		if (mode == 1) {
+			ck_assert_int_eq(write(p.cfd, "hello", 5), 5);
+			pfd = (struct pollfd){ .fd = p.sfd, .events = POLLIN };
+			ck_assert_int_eq(poll(&pfd, 1, 3000), 1);
+		} else if (mode == 2) {
+			ck_assert_int_eq(setsockopt(p.sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)),
+					 0);
+		}
+		close(p.sfd);
+		ck_assert_int_le(read(p.cfd, &c, 1), 0);
+		close(p.cfd);
+		close(p.lfd);
+		n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+		ck_assert_msg(n == 2, "%s: %zu events from the server's side", how[mode], n);
+		ck_assert_uint_eq(evs[0].type, QTAP_EVENT_CONN_OPEN);
+		ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+		ck_assert_uint_eq(evs[0].oflags, 0);
+		ck_assert_uint_eq(evs[0].fd, (uint32_t)p.sfd);
+		ck_assert_uint_eq(evs[1].type, QTAP_EVENT_CONN_CLOSE);
+		ck_assert_uint_eq(evs[1].cflags, 0);
+		ck_assert_uint_eq(evs[1].bytes_sent, 0);
+		ck_assert_uint_eq(evs[1].bytes_recv, 0);
+		ck_assert_uint_eq(evs[1].data_events, 0);
+		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		ck_assert_msg(n == (mode == 1 ? 3u : 2u), "%s: %zu events from the client's side",
+			      how[mode], n);
+		ck_assert_uint_eq(evs[0].direction, QTAP_DIR_EGRESS);
+		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+		ck_assert_uint_eq(evs[n - 1].data_events, mode == 1 ? 1 : 0);
+		ck_assert_uint_eq(evs[n - 1].bytes_sent, mode == 1 ? 5 : 0);
+	}
 	finish(&cap);
 }
 END_TEST
@@ -1234,41 +1289,95 @@ START_TEST(test_fd_reuse)
 }
 END_TEST
 
+/* shutdown(fd, how) made through io_uring, not by the shutdown system
+ * call: its result. */
+static int uring_shutdown(int fd, int how)
+{
+	struct io_uring_params prm;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqe;
+	unsigned tail, head;
+	size_t sq_size, cq_size;
+	uint8_t *sq, *cq;
+	int ring, res;
+
+	memset(&prm, 0, sizeof(prm));
+	ring = (int)syscall(__NR_io_uring_setup, 1, &prm);
+	ck_assert_msg(ring >= 0, "io_uring_setup: %s", strerror(errno));
+	sq_size = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
+	cq_size = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+	sq = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+		  IORING_OFF_SQ_RING);
+	ck_assert_ptr_ne(sq, MAP_FAILED);
+	cq = mmap(NULL, cq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+		  IORING_OFF_CQ_RING);
+	ck_assert_ptr_ne(cq, MAP_FAILED);
+	sqes = mmap(NULL, prm.sq_entries * sizeof(*sqes), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+	ck_assert_ptr_ne(sqes, MAP_FAILED);
+	tail = *(unsigned *)(sq + prm.sq_off.tail);
+	memset(&sqes[0], 0, sizeof(sqes[0]));
+	sqes[0].opcode = IORING_OP_SHUTDOWN;
+	sqes[0].fd = fd;
+	sqes[0].len = (unsigned)how;
+	((unsigned *)(sq + prm.sq_off.array))[tail & *(unsigned *)(sq + prm.sq_off.ring_mask)] = 0;
+	__atomic_store_n((unsigned *)(sq + prm.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0),
+			 1);
+	head = __atomic_load_n((unsigned *)(cq + prm.cq_off.head), __ATOMIC_ACQUIRE);
+	cqe = (struct io_uring_cqe *)(cq + prm.cq_off.cqes) +
+	      (head & *(unsigned *)(cq + prm.cq_off.ring_mask));
+	res = cqe->res;
+	munmap(sqes, prm.sq_entries * sizeof(*sqes));
+	munmap(cq, cq_size);
+	munmap(sq, sq_size);
+	close(ring);
+	return res;
+}
+
 /* A connection ends at its last close, even while the peer keeps its side
- * open; shutdown() leaves it open for the other way. */
+ * open; a shutdown leaves it open for the other way, whether made by the
+ * shutdown system call (k = 0) or through io_uring (k = 1). */
 START_TEST(test_close_shutdown)
 {
 	struct capture *cap;
 	struct pair p;
 	char buf[8];
 	size_t n;
+	int k;
 
 	cap = start_text(CONF_ALL);
-	pair_open(AF_INET, &p);
-	ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
-	read_exact(p.sfd, buf, 4);
-	/* The server shuts its sending side and reads on. */
-	ck_assert_int_eq(shutdown(p.sfd, SHUT_WR), 0);
-	ck_assert_int_eq(read(p.cfd, buf, sizeof(buf)), 0);
-	ck_assert_int_eq(write(p.cfd, "more", 4), 4);
-	read_exact(p.sfd, buf, 4);
-	/* The client closes; the server keeps its socket. */
-	close(p.cfd);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
-	ck_assert_uint_eq(n, 4);
-	ck_assert_uint_eq(evs[3].type, QTAP_EVENT_CONN_CLOSE);
-	ck_assert_uint_eq(evs[3].bytes_sent, 8);
-	ck_assert_uint_eq(evs[3].bytes_recv, 0);
-	settle();
-	n = conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
-	ck_assert_uint_eq(n, 3);
-	ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
-	ck_assert_uint_eq(evs[2].type, QTAP_EVENT_CONN_DATA);
-	close(p.sfd);
-	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
-	ck_assert_uint_eq(n, 4);
-	ck_assert_uint_eq(evs[3].bytes_recv, 8);
-	close(p.lfd);
+	for (k = 0; k < 2; k++) {
+		pair_open(AF_INET, &p);
+		ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
+		read_exact(p.sfd, buf, 4);
+		/* The server shuts its sending side and reads on. */
+		if (k)
+			ck_assert_int_eq(uring_shutdown(p.sfd, SHUT_WR), 0);
+		else
+			ck_assert_int_eq(shutdown(p.sfd, SHUT_WR), 0);
+		ck_assert_int_eq(read(p.cfd, buf, sizeof(buf)), 0);
+		ck_assert_int_eq(write(p.cfd, "more", 4), 4);
+		read_exact(p.sfd, buf, 4);
+		/* The client closes; the server keeps its socket. */
+		close(p.cfd);
+		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		ck_assert_uint_eq(n, 4);
+		ck_assert_uint_eq(evs[3].type, QTAP_EVENT_CONN_CLOSE);
+		ck_assert_uint_eq(evs[3].bytes_sent, 8);
+		ck_assert_uint_eq(evs[3].bytes_recv, 0);
+		settle();
+		n = conn_events(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+		ck_assert_msg(n == 3, "%s: %zu events of the server's side before its close",
+			      k ? "io_uring" : "shutdown()", n);
+		ck_assert_uint_eq(evs[0].direction, QTAP_DIR_INGRESS);
+		ck_assert_uint_eq(evs[2].type, QTAP_EVENT_CONN_DATA);
+		close(p.sfd);
+		n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+		ck_assert_uint_eq(n, 4);
+		ck_assert_uint_eq(evs[3].bytes_recv, 8);
+		close(p.lfd);
+	}
 	finish(&cap);
 }
 END_TEST
