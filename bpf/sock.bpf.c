@@ -808,10 +808,15 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 		if (st->class == CLASS_TLS && n > QTAP_TLS_HELLO_BYTES)
 			n = QTAP_TLS_HELLO_BYTES;
 	}
-	/* TLS after an HTTP head: an upgrade (RFC 2817), or a tunnel first
-	 * seen at its response.  Its TLS calls are looked for from now on. */
-	if (st->class == CLASS_HTTP && tls_record(payload, n))
-		st->class = CLASS_TUNNEL;
+	/* TLS after an HTTP head: an upgrade (RFC 2817), a CONNECT tunnel,
+	 * or one first seen at its response.  TLS from here: its hellos are
+	 * copied and no more of its ciphertext, and its TLS calls are looked
+	 * for. */
+	if ((st->class == CLASS_HTTP || st->class == CLASS_TUNNEL) && tls_record(payload, n)) {
+		st->class = CLASS_TLS;
+		if (n > QTAP_TLS_HELLO_BYTES)
+			n = QTAP_TLS_HELLO_BYTES;
+	}
 	if (st->class == CLASS_TLS)
 		st->tls_copied[dir] += n;
 	st->seen[dir] = 1;
