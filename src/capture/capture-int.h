@@ -304,6 +304,10 @@ void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
 /* The path /proc/TGID/exe names, NUL-terminated in buf (size bytes): true;
  * false, buf untouched, when the process is gone or has no image. */
 bool procfs_exe(uint32_t tgid, char *buf, size_t size);
+/* A process's start time (ns since boot) as /proc/PID/stat gives it, to
+ * the clock tick: the kernel's events give it to the ns, and the table
+ * compares the two (an entry from the /proc scan, an exit event). */
+uint64_t procfs_start_time(uint64_t boottime_ns);
 /* Parses the text of /proc/PID/stat (NUL-terminated): 0 or -EINVAL. */
 int procfs_stat_parse(const char *text, struct proc_stat *ret);
 /* Puts every user-space process found under proc_root (normally "/proc")

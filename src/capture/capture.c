@@ -156,7 +156,8 @@ static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *e
 		if (cap->exits_len == cap->exits_cap) {
 			p = realloc(cap->exits, n * sizeof(*p));
 			if (!p) {
-				proc_table_remove_if(cap->procs, ev->tgid, ev->start_time_ns);
+				proc_table_remove_if(cap->procs, ev->tgid,
+						     procfs_start_time(ev->start_time_ns));
 				return;
 			}
 			cap->exits = p;
@@ -165,7 +166,7 @@ static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *e
 	}
 	cap->exits[cap->exits_len++] = (struct proc_exit){
 		.tgid = ev->tgid,
-		.start_time_ns = ev->start_time_ns,
+		.start_time_ns = procfs_start_time(ev->start_time_ns),
 		.due_ns = capture_mono_ns() + (uint64_t)linger * 1000000u,
 	};
 }
@@ -211,7 +212,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		proc_event_exe(cap, ev, gen, info->exe, sizeof(info->exe));
 		info->tgid = ev->tgid;
 		info->ppid = ev->ppid;
-		info->start_time_ns = ev->start_time_ns;
+		info->start_time_ns = procfs_start_time(ev->start_time_ns);
 		info->exec_gen = kind == KIND_EXEC ? ev->exec_gen : 0;
 		memcpy(info->comm, ev->comm, sizeof(info->comm));
 		info->comm[sizeof(info->comm) - 1] = '\0';

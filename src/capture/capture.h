@@ -26,7 +26,7 @@ struct qtap_proc_event;
 struct capture_proc_info {
 	uint32_t tgid;
 	uint32_t ppid;
-	uint64_t start_time_ns;		/* ns since boot (CLOCK_BOOTTIME) */
+	uint64_t start_time_ns;		/* ns since boot, to the clock tick */
 	char comm[CAPTURE_COMM_LEN];
 	/* /proc/PID/exe when it could be read; else the path given to
 	 * execve() (a process that exited at once), or for a fork the

@@ -99,9 +99,24 @@ static int read_text(int dirfd, const char *name, char *buf, size_t size)
 	return 0;
 }
 
+/* The length of a clock tick (/proc/PID/stat's unit), in ns. */
+static uint64_t ns_per_tick(void)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+
+	return hz > 0 ? 1000000000ull / (uint64_t)hz : 10000000ull;
+}
+
+uint64_t procfs_start_time(uint64_t boottime_ns)
+{
+	uint64_t tick = ns_per_tick();
+
+	return boottime_ns / tick * tick;
+}
+
 /* 0 and *info filled, or -errno when the process is gone or is not a
  * user-space process we track (-ESRCH). */
-static int scan_one(int procfd, const char *pid, uint64_t ns_per_tick,
+static int scan_one(int procfd, const char *pid, uint64_t tick,
 		    struct capture_proc_info *info)
 {
 	char text[1024];
@@ -130,7 +145,7 @@ static int scan_one(int procfd, const char *pid, uint64_t ns_per_tick,
 	info->exe[n] = '\0';
 	info->tgid = st.pid;
 	info->ppid = st.ppid;
-	info->start_time_ns = st.start_ticks * ns_per_tick;
+	info->start_time_ns = st.start_ticks * tick;
 	info->exec_gen = 0;
 	memcpy(info->comm, st.comm, sizeof(info->comm));
 out_close:
@@ -225,15 +240,12 @@ int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_tab
 		uint32_t skip_tgid, size_t *ret_count)
 {
 	struct capture_proc_info *info;
-	uint64_t ns_per_tick;
+	uint64_t tick = ns_per_tick();
 	struct dirent *de;
 	size_t count = 0;
-	long hz;
 	DIR *dir;
 	int err = 0;
 
-	hz = sysconf(_SC_CLK_TCK);
-	ns_per_tick = hz > 0 ? 1000000000ull / hz : 10000000ull;
 	info = malloc(sizeof(*info));
 	if (!info)
 		return -ENOMEM;
@@ -251,7 +263,7 @@ int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_tab
 		pid = strtoul(de->d_name, &end, 10);
 		if (*end || pid > UINT32_MAX || pid == skip_tgid)
 			continue;
-		if (scan_one(dirfd(dir), de->d_name, ns_per_tick, info))
+		if (scan_one(dirfd(dir), de->d_name, tick, info))
 			continue;	/* gone, kernel thread or zombie */
 		procfs_cgroup_fill(proc_root, cgroup2_root, info);
 		err = proc_table_put(t, info);

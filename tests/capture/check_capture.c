@@ -259,16 +259,36 @@ START_TEST(test_exec_exit_exact)
 	struct metrics_store *store;
 	struct capture_proc_info info;
 	struct capture *cap;
-	pid_t pids[N_TRUE], sleeper, forked, twice, self = getpid();
+	pid_t pids[N_TRUE], sleeper, forked, twice, early, self = getpid();
+	int hold[2];
 	char self_exe[PATH_MAX];
 	uint32_t ids[64];
 	unsigned nids, nfds, ns, i;
 	ssize_t n;
 	double v;
 
+	/* A process older than the capture, found by the /proc scan (its
+	 * start time to the clock tick), which exits without an exec. */
+	ck_assert_int_eq(pipe(hold), 0);
+	early = fork();
+	ck_assert_int_ge(early, 0);
+	if (early == 0) {
+		char c;
+
+		close(hold[1]);
+		_exit(read(hold[0], &c, 1) < 0);
+	}
+	close(hold[0]);
 	rcu_register_thread();
 	store = store_new();
 	cap = start(store, 0);
+	ck_assert_int_eq(capture_proc_lookup(cap, early, &info), 0);
+	close(hold[1]);
+	reap(early);
+	ck_assert_msg(wait_event(early, QTAP_EVENT_PROCESS_EXIT, 2000),
+		      "no exit event for pid %d", (int)early);
+	/* Gone once its linger is over, like the others. */
+	ck_assert(gone(cap, early));
 	nfds = own_bpf_fds(ids, 64, &nids);
 	ck_assert_uint_gt(nfds, 0);
 	ck_assert_uint_ge(nids, 2);
