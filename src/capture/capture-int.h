@@ -301,9 +301,14 @@ int procfs_cgroup2_root(const char *mountinfo, char *out, size_t n);
 void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
 			struct capture_proc_info *info);
 
-/* The path /proc/TGID/exe names, NUL-terminated in buf (size bytes): true;
- * false, buf untouched, when the process is gone or has no image. */
+/* The path /proc/TGID/exe names, NUL-terminated in buf (size bytes), as
+ * the file was called (procfs_path_len()): true; false, buf untouched,
+ * when the process is gone or has no image. */
 bool procfs_exe(uint32_t tgid, char *buf, size_t size);
+/* The length of a path the kernel gave for an open or running file (of n
+ * bytes) without the " (deleted)" it adds once the file is unlinked (a
+ * binary upgraded while it runs): n when it has none. */
+size_t procfs_path_len(const char *path, size_t n);
 /* A process's start time (ns since boot) as /proc/PID/stat gives it, to
  * the clock tick: the kernel's events give it to the ns, and the table
  * compares the two (an entry from the /proc scan, an exit event). */

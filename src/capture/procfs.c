@@ -15,6 +15,14 @@
 
 #define PF_KTHREAD 0x00200000	/* include/linux/sched.h */
 
+size_t procfs_path_len(const char *path, size_t n)
+{
+	static const char deleted[] = " (deleted)";
+	const size_t k = sizeof(deleted) - 1;
+
+	return n > k && !memcmp(path + n - k, deleted, k) ? n - k : n;
+}
+
 bool procfs_exe(uint32_t tgid, char *buf, size_t size)
 {
 	char path[32];
@@ -24,7 +32,7 @@ bool procfs_exe(uint32_t tgid, char *buf, size_t size)
 	n = readlink(path, buf, size - 1);
 	if (n <= 0)
 		return false;
-	buf[n] = '\0';
+	buf[procfs_path_len(buf, (size_t)n)] = '\0';
 	return true;
 }
 
@@ -142,7 +150,7 @@ static int scan_one(int procfd, const char *pid, uint64_t tick,
 		err = -errno;
 		goto out_close;
 	}
-	info->exe[n] = '\0';
+	info->exe[procfs_path_len(info->exe, (size_t)n)] = '\0';
 	info->tgid = st.pid;
 	info->ppid = st.ppid;
 	info->start_time_ns = st.start_ticks * tick;

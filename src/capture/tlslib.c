@@ -19,6 +19,7 @@
 
 #include <linux/openat2.h>
 
+#include "capture/capture-int.h"
 #include "capture/tlslib.h"
 
 /* .gnu.version entries: the bit that marks a non-default version. */
@@ -286,8 +287,6 @@ struct seen {
 	ino_t ino;
 };
 
-static const char deleted[] = " (deleted)";
-
 /* The path of an executable file mapping in one maps line (its '\n'
  * replaced), with the device and inode maps prints; NULL for any other
  * line.  "START-END PERMS OFFSET MAJ:MIN INODE   PATH" */
@@ -310,7 +309,7 @@ static char *maps_line_path(char *line, unsigned long long *ret_dev,
 	len = strlen(path);
 	if (path[0] != '/')		/* anonymous, [vdso], [vsyscall] */
 		return NULL;
-	if (len >= sizeof(deleted) - 1 && !strcmp(path + len - (sizeof(deleted) - 1), deleted))
+	if (procfs_path_len(path, len) != len)
 		return NULL;		/* also memfd: and SysV shm */
 	*ret_dev = ((unsigned long long)major << 32) | minor;
 	*ret_ino = ino;

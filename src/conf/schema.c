@@ -157,7 +157,9 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"shims).  An empty array [] ignores none." },
 	[K_FILTER_CUSTOM] = { "tap.filters.custom", CONF_KEY_LIST, false, "()", NULL,
 		NO_RANGE,
-		"Executables matched by path.  An entry without only ignores the "
+		"Executables matched by path (the one the process runs, as "
+		"/proc/PID/exe names it, without the \" (deleted)\" added once the "
+		"file is replaced while it runs).  An entry without only ignores the "
 		"executables it matches; when any entry has only = true, the "
 		"executables that match no such entry are ignored as well." },
 	[K_FILTER] = { "tap.filters.custom.[]", CONF_KEY_GROUP, false, NULL, NULL,

@@ -579,6 +579,57 @@ START_TEST(test_exe)
 	strcpy(got, "untouched");
 	ck_assert(!procfs_exe(0x7ffffff0u, got, sizeof(got)));
 	ck_assert_str_eq(got, "untouched");
+	/* a binary replaced while it runs: the name it was run by, without
+	 * the " (deleted)" the kernel adds */
+	ck_assert_uint_eq(procfs_path_len("/usr/bin/x (deleted)", 20), 10);
+	ck_assert_uint_eq(procfs_path_len("/usr/bin/x", 10), 10);
+	ck_assert_uint_eq(procfs_path_len(" (deleted)", 10), 10);
+}
+END_TEST
+
+/* A process whose executable was unlinked while it runs (an upgrade) is
+ * known by the path it was run by, which filters match. */
+START_TEST(test_exe_deleted)
+{
+	char dir[] = "/tmp/qtap-exe-XXXXXX", path[64], got[CAPTURE_EXE_LEN];
+	int in, out, hold[2];
+	pid_t pid;
+	ssize_t n;
+	char buf[65536];
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/cat", dir);
+	in = open("/bin/cat", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(in, 0);
+	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	ck_assert_int_ge(out, 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	ck_assert_int_eq(pipe(hold), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(hold[0], 0);
+		close(hold[1]);
+		execl(path, "cat", (char *)NULL);
+		_exit(127);
+	}
+	close(hold[0]);
+	/* running the copy, then the copy gone */
+	for (n = 0; n < 200; n++) {
+		if (procfs_exe((uint32_t)pid, got, sizeof(got)) && !strcmp(got, path))
+			break;
+		usleep(10000);
+	}
+	ck_assert_str_eq(got, path);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert(procfs_exe((uint32_t)pid, got, sizeof(got)));
+	ck_assert_str_eq(got, path);
+	close(hold[1]);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	rmdir(dir);
 }
 END_TEST
 
@@ -864,6 +915,7 @@ static Suite *capture_suite(void)
 	tc = tcase_create("proc");
 	tcase_add_test(tc, test_stat_parse);
 	tcase_add_test(tc, test_exe);
+	tcase_add_test(tc, test_exe_deleted);
 	tcase_add_test(tc, test_cgroup);
 	tcase_add_test(tc, test_scan_fake_proc);
 	tcase_add_test(tc, test_table_put_replace_remove);
