@@ -25,6 +25,7 @@
  * direction: it updates no connection family. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -925,9 +926,31 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 			 d->pid, c->comm, d->fd, d->len, captured, c->conn_id, decision_name(c));
 }
 
+/* Whether s is an HTTP/1 request line (METHOD SP target SP HTTP/1.x, or
+ * HTTP/2's preface "PRI * HTTP/2.0") or status line (HTTP/1.x SP 3DIGIT
+ * ...); cut: s is the start of a longer one, and a request line's target
+ * must begin with '/'. */
+static bool start_line(const char *s, bool cut)
+{
+	size_t m = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	const char *v = strrchr(s, ' ');
+
+	if (!strncmp(s, "HTTP/1.", 7))
+		return (s[7] == '0' || s[7] == '1') && s[8] == ' ' &&
+		       isdigit((unsigned char)s[9]) && isdigit((unsigned char)s[10]) &&
+		       isdigit((unsigned char)s[11]) && (s[12] == ' ' || !s[12]);
+	if (!m || s[m] != ' ')
+		return false;
+	if (cut)
+		return s[m + 1] == '/';
+	return v > s + m && (!strcmp(v + 1, "HTTP/1.1") || !strcmp(v + 1, "HTTP/1.0") ||
+			     !strcmp(v + 1, "HTTP/2.0"));
+}
+
 /* The first line of an HTTP/1 message at data (request or status line),
  * for the trace: printable ASCII up to CR or LF, with a request target's
- * query left out (it may carry secrets).  "" when there is none. */
+ * query left out (it may carry secrets).  "" when there is none: any
+ * other line (a header a call began with, a body) may be a secret. */
 static void first_line(const uint8_t *data, size_t len, char *out, size_t size)
 {
 	size_t i, o = 0;
@@ -958,6 +981,8 @@ static void first_line(const uint8_t *data, size_t len, char *out, size_t size)
 	if (i == len && i)	/* no line end in what was captured */
 		o = 0;
 	out[o] = '\0';
+	if (!start_line(out, i < len && o + 1 >= size))
+		out[0] = '\0';
 }
 
 /* Plaintext of a TLS library call on the connection: the protocol it

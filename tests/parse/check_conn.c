@@ -1235,15 +1235,36 @@ START_TEST(test_report)
 }
 END_TEST
 
+static unsigned count_str(const char *text, const char *s)
+{
+	unsigned n = 0;
+
+	for (text = strstr(text, s); text; text = strstr(text + 1, s))
+		n++;
+	return n;
+}
+
 START_TEST(test_trace_lines)
 {
+	static const char *const tls_calls[] = {
+		"GET /login?token=secret1 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n",
+		"Authorization: Bearer secret2\r\n\r\n",
+		"Set-Cookie: id=secret3\r\n",
+		"grant_type=x&client_secret=secret4\r\n",
+		"{\"password\": \"secret5\"}\n",
+		"POST /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n",
+		"PUT secret6 and more\r\n",
+	};
 	struct capture_trace *trace = NULL;
+	size_t i;
 	struct conn_tracker_opts o = { .store = store, .proc_lookup = proc_lookup };
 	struct conn_tracker *t;
 	struct rec r;
 	char *text;
 
-	ck_assert_int_eq(capture_trace_parse("syscall", &trace), 0);
+	ck_assert_int_eq(capture_trace_parse("syscall,openssl", &trace), 0);
 	o.trace = trace;
 	t = conn_tracker_new(&o);
 	ck_assert_ptr_nonnull(t);
@@ -1261,6 +1282,20 @@ START_TEST(test_trace_lines)
 		feed(t, &r, T0);
 		mk_close(&r, 81, 2, 100, 37, 0, T0 + 2);
 		feed(t, &r, T0);
+		/* TLS plaintext: only request and status lines are printed,
+		 * a query left out; a call that begins with a header or a
+		 * body prints none */
+		mk_open(&r, 82, 100, QTAP_DIR_EGRESS, "10.0.0.11", 443, 40000, T0);
+		feed(t, &r, T0);
+		for (i = 0; i < sizeof(tls_calls) / sizeof(tls_calls[0]); i++) {
+			size_t len = strlen(tls_calls[i]);
+
+			mk_data(&r, 82, i + 1, 100, i % 2 ? QTAP_DATA_RECV : QTAP_DATA_SEND,
+				(uint32_t)len, tls_calls[i], (uint32_t)len, T0 + 3 + i);
+			r.u.data.hdr.type = QTAP_EVENT_TLS_DATA;
+			r.u.data.op = i % 2 ? QTAP_OP_SSL_READ : QTAP_OP_SSL_WRITE;
+			feed(t, &r, T0);
+		}
 		dup2(saved, 2);
 		close(saved);
 		lseek(fd, 0, SEEK_SET);
@@ -1274,6 +1309,13 @@ START_TEST(test_trace_lines)
 	ck_assert_msg(strstr(text, "bpf-trace module=syscall op=write pid=100 tid=100 comm=curl "
 				   "fd=84 size=37 captured=20 conn=81 decision=http1"), "%s", text);
 	ck_assert(strstr(text, "bpf-trace module=syscall op=close pid=100"));
+	ck_assert_msg(strstr(text, "line=\"GET /login?... HTTP/1.1\""), "%s", text);
+	ck_assert_msg(strstr(text, "line=\"HTTP/1.1 200 OK\""), "%s", text);
+	ck_assert_msg(strstr(text, "line=\"POST /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+		      "%s", text);
+	ck_assert_msg(!strstr(text, "secret") && !strstr(text, "Bearer") && !strstr(text, "PUT"),
+		      "%s", text);
+	ck_assert_uint_eq(count_str(text, "line=\"\""), 5);
 	conn_tracker_free(&t, T0 + MS);
 	capture_trace_free(&trace);
 }
