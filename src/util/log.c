@@ -88,6 +88,29 @@ static void emit(struct buf *b)
 	}
 }
 
+/* msg on one console line: a control byte (a newline in a process's
+ * name or path, which anyone can choose) would start a line of its own
+ * that reads like the agent's; written as \n, \r, \t or \xNN. */
+static int append_console(struct buf *b, const char *msg)
+{
+	const unsigned char *p;
+	int err = 0;
+
+	for (p = (const unsigned char *)msg; *p && !err; p++) {
+		if (*p >= 0x20 && *p != 0x7f)
+			err = buf_append_char(b, (char)*p);
+		else if (*p == '\n')
+			err = buf_append_str(b, "\\n");
+		else if (*p == '\r')
+			err = buf_append_str(b, "\\r");
+		else if (*p == '\t')
+			err = buf_append_str(b, "\\t");
+		else
+			err = buf_printf(b, "\\x%02x", *p);
+	}
+	return err;
+}
+
 static void log_line(enum log_level level, const char *msg, const char *json)
 {
 	char ts[40];
@@ -103,8 +126,9 @@ static void log_line(enum log_level level, const char *msg, const char *json)
 			err = buf_printf(&b, ",\"record\":%s", json);
 		err = err ? err : buf_append_str(&b, "}\n");
 	} else {
-		err = buf_printf(&b, "%s %-5s %s%s%s\n", ts, level_names[level], msg,
-				 json ? " " : "", json ? json : "");
+		err = buf_printf(&b, "%s %-5s ", ts, level_names[level]);
+		err = err ? err : append_console(&b, msg);
+		err = err ? err : buf_printf(&b, "%s%s\n", json ? " " : "", json ? json : "");
 	}
 	if (!err)
 		emit(&b);

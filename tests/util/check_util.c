@@ -106,6 +106,35 @@ START_TEST(test_log_parse)
 }
 END_TEST
 
+/* A console line stays one line whatever the message holds (a process's
+ * name or path is anyone's to choose): control bytes are escaped. */
+START_TEST(test_log_console_one_line)
+{
+	char path[] = "/tmp/check_util_log.XXXXXX", buf[512];
+	int fd = mkstemp(path), saved = dup(2);
+	const char *nl;
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	log_setup(LOG_LEVEL_INFO, LOG_ENCODING_CONSOLE);
+	dup2(fd, 2);
+	log_info("comm=%s exe=%s", "x\n2026-01-01T00:00:00.000Z info  forged", "/tmp/a\tb\x01\x7f");
+	dup2(saved, 2);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	unlink(path);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	nl = strchr(buf, '\n');
+	ck_assert_ptr_nonnull(nl);
+	ck_assert_msg(!nl[1], "more than one line: %s", buf);
+	ck_assert_msg(strstr(buf, "comm=x\\n2026-01-01T00:00:00.000Z info  forged "
+				  "exe=/tmp/a\\tb\\x01\\x7f\n"), "%s", buf);
+}
+END_TEST
+
 START_TEST(test_notify)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -147,6 +176,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_buf_steal);
 	tcase_add_test(tc, test_json_escape);
 	tcase_add_test(tc, test_log_parse);
+	tcase_add_test(tc, test_log_console_one_line);
 	tcase_add_test(tc, test_notify);
 	suite_add_tcase(s, tc);
 	return s;
