@@ -218,8 +218,10 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		info->comm[sizeof(info->comm) - 1] = '\0';
 		procfs_cgroup_fill("/proc", cgroup2_root(cap), info);
 		/* Gone already (a short-lived process, a reader behind): the
-		 * cgroup the kernel saw at the event. */
-		if (!info->cgroup_id)
+		 * cgroup the kernel saw at the event.  Not on a host without
+		 * cgroup v2, where that is the root of a hierarchy nobody
+		 * mounted (1 for every process): 0, unknown. */
+		if (!info->cgroup_id && cgroup2_root(cap))
 			info->cgroup_id = ev->cgroup_id;
 		err = proc_table_put(cap->procs, info);
 		if (err && !cap->put_failed_logged) {
