@@ -109,11 +109,53 @@ char *buf_steal(struct buf *b, size_t *ret_len)
 	return p;
 }
 
-int buf_append_json_str(struct buf *b, const char *s)
+/* The code point of the well-formed UTF-8 sequence at p (shortest form,
+ * no surrogate, at most U+10FFFF), its length in *len; -1 when p does not
+ * start one.  A NUL ends the string: it is never a continuation byte. */
+static long utf8_decode(const unsigned char *p, size_t *len)
+{
+	unsigned n, i;
+	long cp;
+
+	if (*p >= 0xc2 && *p <= 0xdf) {
+		n = 1;
+		cp = *p & 0x1f;
+	} else if (*p >= 0xe0 && *p <= 0xef) {
+		n = 2;
+		cp = *p & 0x0f;
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		n = 3;
+		cp = *p & 0x07;
+	} else {
+		return -1;
+	}
+	for (i = 1; i <= n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return -1;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return -1;
+	*len = n + 1;
+	return cp;
+}
+
+static int append_u_escape(struct buf *b, unsigned cp)
 {
 	static const char hex[] = "0123456789abcdef";
+	char e[6] = { '\\', 'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
+		      hex[cp & 15] };
+
+	return buf_append(b, e, sizeof(e));
+}
+
+int buf_append_json_str(struct buf *b, const char *s)
+{
 	const unsigned char *p = (const unsigned char *)s;
 	int err = buf_append_char(b, '"');
+	size_t len;
+	long cp;
 
 	for (; !err && *p; p++) {
 		switch (*p) {
@@ -133,12 +175,20 @@ int buf_append_json_str(struct buf *b, const char *s)
 			err = buf_append(b, "\\r", 2);
 			break;
 		default:
-			if (*p < 0x20 || *p >= 0x7f) {
-				char e[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
-
-				err = buf_append(b, e, sizeof(e));
-			} else {
+			if (*p >= 0x20 && *p < 0x7f) {
 				err = buf_append_char(b, (char)*p);
+			} else if (*p < 0x80) {
+				err = append_u_escape(b, *p);
+			} else if ((cp = utf8_decode(p, &len)) < 0) {
+				err = append_u_escape(b, 0xfffd);
+			} else if (cp < 0x10000) {
+				err = append_u_escape(b, (unsigned)cp);
+				p += len - 1;
+			} else {
+				cp -= 0x10000;
+				err = append_u_escape(b, 0xd800 + (unsigned)(cp >> 10));
+				err = err ? err : append_u_escape(b, 0xdc00 + (unsigned)(cp & 0x3ff));
+				p += len - 1;
 			}
 		}
 	}

@@ -52,8 +52,10 @@ static inline int buf_append_char(struct buf *b, char c)
 	return buf_append(b, &c, 1);
 }
 
-/* Appends s as a JSON string literal, quotes included; bytes that are not
- * printable ASCII are escaped as \u00XX. */
+/* Appends s as a JSON string literal in ASCII, quotes included: what is
+ * not printable ASCII is escaped as \uXXXX (UTF-8 decoded, a surrogate
+ * pair past U+FFFF; a byte that is not part of well-formed UTF-8 as
+ * U+FFFD). */
 int buf_append_json_str(struct buf *b, const char *s);
 
 /* Writes the decimal digits of v at p (room for 20 bytes); returns the count. */

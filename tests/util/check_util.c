@@ -84,7 +84,16 @@ START_TEST(test_json_escape)
 
 	ck_assert_int_eq(buf_append_json_str(&b, "a\"b\\c\nd\te\x01\xc3\xa9"), 0);
 	buf_append_char(&b, '\0');
-	ck_assert_str_eq(b.data, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u00c3\\u00a9\"");
+	ck_assert_str_eq(b.data, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u00e9\"");
+	buf_reset(&b);
+	/* three and four bytes, DEL; then not UTF-8: a lone continuation, a
+	 * truncated sequence, an overlong form, a surrogate, past U+10FFFF */
+	ck_assert_int_eq(buf_append_json_str(&b, "\xe2\x82\xac\xf0\x9f\x98\x80\x7f|\x80|\xe2\x82|"
+					     "\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80"), 0);
+	buf_append_char(&b, '\0');
+	ck_assert_str_eq(b.data, "\"\\u20ac\\ud83d\\ude00\\u007f|\\ufffd|\\ufffd\\ufffd|"
+				 "\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|"
+				 "\\ufffd\\ufffd\\ufffd\\ufffd\"");
 	buf_free(&b);
 }
 END_TEST
