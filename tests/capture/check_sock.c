@@ -1746,8 +1746,11 @@ END_TEST
 
 /* A full ring: the events that did not fit are counted per CPU, their
  * sequence numbers are missing, and the CLOSE still has the totals.  Only
- * this test's executable is traced, so the count of lost events is
- * exactly the numbers missing on the two sides. */
+ * this test's executable is traced, but a process the agent has not
+ * classified yet is traced until it is (a test starting clients beside
+ * this one in a parallel make check), and its events may be lost in the
+ * held rings too: the count is at least the numbers missing on the two
+ * sides. */
 START_TEST(test_ring_full)
 {
 	static char msg[1000];
@@ -1808,7 +1811,7 @@ START_TEST(test_ring_full)
 	}
 	ck_assert_msg(seen < 500, "all %u data events fit in the rings", (unsigned)seen);
 	lost = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, NULL);
-	ck_assert_msg(lost == (double)(500 - seen + recv_events - recv_seen),
+	ck_assert_msg(lost >= (double)(500 - seen + recv_events - recv_seen),
 		      "events lost %g, missing here %u sent and %u received", lost,
 		      (unsigned)(500 - seen), (unsigned)(recv_events - recv_seen));
 	finish(&cap);
