@@ -74,6 +74,11 @@ struct metrics_family {
 	const struct metric_def *def;
 	struct metric_series *head, *tail;
 	struct metric_series *overflow;
+	/* Hashes of label sets lately folded into overflow (FOLD_MEMO slots,
+	 * hash | 1; 0: empty): written under create_lock, read without it,
+	 * so that a folded label set seen again takes no lock and is not
+	 * counted again.  NULL until the family first overflows. */
+	uint64_t *folded;
 	unsigned n_series;		/* including the overflow series */
 	unsigned n_ordinary;		/* counted against the limit */
 	struct metrics_expo expo[2];	/* per enum metrics_format */

@@ -254,6 +254,42 @@ static int is_overflow_key(const struct metrics_family *f, const struct key *k)
 	return f->def->n_labels && o == k->len;
 }
 
+/* Slots of a family's memo of folded label sets (a power of two): a label
+ * set pushed out by another is folded, and counted, once more. */
+#define FOLD_MEMO 4096
+
+/* The family's overflow series if the label set of hash was folded into
+ * it lately; NULL if not known to be.  Any thread, no lock. */
+static struct metric_series *folded_get(struct metrics_family *f, uint64_t hash)
+{
+	uint64_t *memo = __atomic_load_n(&f->folded, __ATOMIC_ACQUIRE);
+
+	if (!memo ||
+	    __atomic_load_n(&memo[hash & (FOLD_MEMO - 1)], __ATOMIC_ACQUIRE) != (hash | 1))
+		return NULL;
+	return f->overflow;	/* set before any slot, which the acquire orders */
+}
+
+/* Under create_lock: remembers that the label set of hash is folded;
+ * false when it was remembered already. */
+static bool folded_put(struct metrics_family *f, uint64_t hash)
+{
+	uint64_t *slot;
+
+	if (!f->folded) {
+		uint64_t *memo = calloc(FOLD_MEMO, sizeof(*memo));
+
+		if (!memo)
+			return true;	/* counted at every fold, as without */
+		__atomic_store_n(&f->folded, memo, __ATOMIC_RELEASE);
+	}
+	slot = &f->folded[hash & (FOLD_MEMO - 1)];
+	if (*slot == (hash | 1))
+		return false;
+	__atomic_store_n(slot, hash | 1, __ATOMIC_RELEASE);
+	return true;
+}
+
 static struct metric_series *series_create(struct metrics_store *store, const struct key *k,
 					   uint64_t hash)
 {
@@ -275,7 +311,7 @@ static struct metric_series *series_create(struct metrics_store *store, const st
 		__atomic_load_n(&store->series_limit, __ATOMIC_RELAXED);
 	if (f->def->n_labels && (f->n_ordinary >= limit || store->next_id >= METRICS_MAX_SERIES)) {
 		s = overflow_get(store, k->family);
-		overflowed = s != NULL;
+		overflowed = s && folded_put(f, hash);
 		goto out_unlock;
 	}
 	s = series_insert(store, k, hash);
@@ -320,6 +356,8 @@ struct metric_series *metrics_series_get(struct metrics_store *store, enum metri
 	k.len = labels_render(text, &metric_defs[id], values);
 	hash = hash_key(id, text, k.len);
 	s = ht_lookup(store, &k, hash);
+	if (!s)
+		s = folded_get(&store->fam[id], hash);
 	if (!s)
 		s = series_create(store, &k, hash);
 	free(heap);
@@ -632,8 +670,16 @@ static void writer_free(struct metrics_writer *w)
 
 void metrics_store_set_series_limit(struct metrics_store *store, unsigned limit)
 {
+	unsigned i, j;
+
+	pthread_mutex_lock(&store->create_lock);
 	__atomic_store_n(&store->series_limit, limit ? limit : METRICS_DEFAULT_SERIES_LIMIT,
 			 __ATOMIC_RELAXED);
+	/* A label set folded under the old limit may have room now. */
+	for (i = 0; i < M__COUNT; i++)
+		for (j = 0; store->fam[i].folded && j < FOLD_MEMO; j++)
+			__atomic_store_n(&store->fam[i].folded[j], 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&store->create_lock);
 }
 
 void metrics_store_set_http_enabled(struct metrics_store *store, bool enabled)
@@ -676,6 +722,8 @@ static void store_free_series(struct metrics_store *store)
 			free(s);
 		}
 		store->fam[i].head = store->fam[i].tail = NULL;
+		free(store->fam[i].folded);
+		store->fam[i].folded = NULL;
 	}
 }
 

@@ -216,6 +216,13 @@ START_TEST(test_series_limit)
 	ck_assert_uint_eq(metrics_family_series_count(store, M_CONNECTION_OPEN_TOTAL), 4);
 	s[0] = metrics_series_get(store, M_SYSTEM_SERIES_OVERFLOW_TOTAL, &fam);
 	ck_assert_uint_eq(value_of(store, s[0], 0), 3);
+	/* a label set folded already: the overflow series again, and not
+	 * counted again (it counts label sets, not the lookups of one) */
+	for (i = 3; i < 6; i++) {
+		v[2] = ports[i];
+		ck_assert_ptr_eq(metrics_series_get(store, M_CONNECTION_OPEN_TOTAL, v), ov);
+	}
+	ck_assert_uint_eq(value_of(store, s[0], 0), 3);
 
 	/* existing series still resolve to themselves */
 	v[2] = ports[1];
