@@ -91,11 +91,15 @@ static void apply_conf(struct metrics_store *store, const struct qtap_conf *conf
 	metrics_store_set_http_enabled(store, conf_http_metrics(conf));
 }
 
+/* The capture.* settings the agent started with, which run until it
+ * stops (copied whole: the configurations are zeroed, padding too). */
+static struct conf_capture running_capture;
+
 /* Start-time settings that a reload cannot change: say so rather than
- * pretend. */
-static void warn_start_only(const struct qtap_conf *old, const struct qtap_conf *conf)
+ * pretend, at every reload whose file differs from what runs. */
+static void warn_start_only(const struct qtap_conf *conf)
 {
-	if (memcmp(&old->capture, &conf->capture, sizeof(conf->capture)))
+	if (memcmp(&running_capture, &conf->capture, sizeof(conf->capture)))
 		log_warn("capture.* settings take effect at the next start; "
 			 "the running values stay");
 }
@@ -118,9 +122,7 @@ static void reload(const struct cli_args *args, struct metrics_store *store,
 		metrics_add(store, M_SYSTEM_CONFIG_RELOADS_TOTAL, failed, 1);
 		goto out;
 	}
-	rcu_read_lock();
-	warn_start_only(conf_current(), conf);
-	rcu_read_unlock();
+	warn_start_only(conf);
 	/* The capture switches first: once it returns, nothing uses the
 	 * running configuration but RCU readers, which conf_publish() waits
 	 * for before freeing it. */
@@ -167,9 +169,21 @@ static int run(const struct cli_args *args)
 	sigset_t sigs;
 	int status = QTAP_EXIT_FAILURE, sig;
 
+	/* Block the signals we wait for first of all: before any thread
+	 * exists, so that every thread inherits the mask and only
+	 * sigwaitinfo() sees them, and before a reload or a stop sent while
+	 * the agent starts could end it by the default action. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	conf = load_initial(args);
 	if (!conf)
 		return errno == ENOMEM ? QTAP_EXIT_FAILURE : QTAP_EXIT_CONFIG;
+	memcpy(&running_capture, &conf->capture, sizeof(running_capture));
 	nofile_raise();
 	mopts.series_limit = conf->metrics.series_limit;
 	mopts.http_enabled = conf_http_metrics(conf);
@@ -185,15 +199,6 @@ static int run(const struct cli_args *args)
 		log_warn("--tls-probes: gotls (Go crypto/tls) is not available in this version; "
 			 "Go programs' TLS is seen as ciphertext only");
 	conf_publish(conf);
-
-	/* Block the signals we wait for before any thread exists, so that
-	 * every thread inherits the mask and only sigwaitinfo() sees them. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	store = metrics_store_new(&mopts);
 	if (!store) {

@@ -115,7 +115,7 @@ struct qtap_conf {
 	} metrics;
 
 	/* Start-time only: a reload keeps the running values. */
-	struct {
+	struct conf_capture {
 		unsigned readers;	/* 0: one per CPU */
 		unsigned workers;	/* 0: one per CPU, at most 8 */
 		unsigned ring_buffer_kb;

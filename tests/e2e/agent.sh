@@ -73,6 +73,25 @@ kill -HUP "$AGENT_PID"
 sleep 0.5
 test "$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')" = 1
 ok $? "SIGHUP with a good file reloads (success counted)"
+# A start-time setting changed: said at every reload that asks for it,
+# not only the first, and not once the file is back to what runs.
+warned() {
+	grep -c 'capture.\* settings take effect at the next start' "$TMP/agent.log"
+}
+w0=$(warned)
+printf 'capture = { queue_kb = 8192; };\n' >>"$TMP/qtap.conf"
+kill -HUP "$AGENT_PID"
+sleep 0.5
+kill -HUP "$AGENT_PID"
+sleep 0.5
+w1=$(warned)
+sed -i '/queue_kb = 8192/d' "$TMP/qtap.conf"
+kill -HUP "$AGENT_PID"
+sleep 0.5
+w2=$(warned)
+test "$((w1 - w0))" = 2 && test "$w2" = "$w1" &&
+	test "$(metric /system/metrics 'qtap_system_config_reloads_total{result="success"}')" = 4
+ok $? "a capture.* change is said to wait for a restart at each reload, and no more once undone ($w0 $w1 $w2)"
 printf 'tap = { direction = "sideways"; };\n' >"$TMP/qtap.conf"
 kill -HUP "$AGENT_PID"
 sleep 0.5
