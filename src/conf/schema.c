@@ -3,8 +3,11 @@
  * from it, and qtap.conf(5) lists it (conf_schema_write_man). */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf-int.h"
@@ -410,6 +413,53 @@ static int check_members(struct conf_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
+/* The integer written for s on its line of its file, when the file can be
+ * read and the line holds "name = number" (decimal, or hex after 0x): true
+ * and *ret.  libconfig reads an integer past 32 bits without an L suffix
+ * as its low 32 bits (4294977296 as 10000), and says nothing. */
+static bool int_as_written(const struct conf_ctx *ctx, const config_setting_t *s,
+			   long long *ret)
+{
+	const char *file = config_setting_source_file(s), *name = config_setting_name(s);
+	int want = config_setting_source_line(s), n = 0;
+	char path[4096], line[4096], *p, *q, *end;
+	size_t len;
+	FILE *f;
+
+	if (!name || !ctx->dir || want <= 0)
+		return false;	/* a list's element, or not from a file */
+	if (file && file[0] != '/')
+		snprintf(path, sizeof(path), "%s/%s", ctx->dir, file);
+	else
+		snprintf(path, sizeof(path), "%s", file ? file : ctx->name);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (n < want && fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	if (n != want)
+		return false;
+	len = strlen(name);
+	for (p = strstr(line, name); p; p = strstr(p + 1, name)) {
+		if (p > line && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+			continue;
+		q = p + len + strspn(p + len, " \t");
+		if (*q != '=' && *q != ':')
+			continue;
+		q++;
+		q += strspn(q, " \t");
+		errno = 0;
+		*ret = strtoll(q, &end, q[0] == '0' && (q[1] == 'x' || q[1] == 'X') ? 16 : 10);
+		if (end == q)
+			continue;
+		if (errno == ERANGE)
+			*ret = *ret < 0 ? LLONG_MIN : LLONG_MAX;
+		return true;
+	}
+	return false;
+}
+
 static int check_setting(struct conf_ctx *ctx, const config_setting_t *s,
 			 const char *pattern)
 {
@@ -447,11 +497,14 @@ static int check_setting(struct conf_ctx *ctx, const config_setting_t *s,
 			return wrong_type(ctx, s, k);
 		return 0;
 	case CONF_KEY_INT: {
-		long long v;
+		long long v, w;
 
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
 			return wrong_type(ctx, s, k);
 		v = config_setting_get_int64(s);
+		/* past 32 bits without an L, what was written wrapped */
+		if (type == CONFIG_TYPE_INT && int_as_written(ctx, s, &w) && w != v)
+			v = w;
 		if (v < k->min || v > k->max)
 			return conf_fail(ctx, s, NULL,
 					 "value %lld out of range (expected %lld to %lld)",

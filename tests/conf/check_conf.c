@@ -324,6 +324,38 @@ START_TEST(test_error_wrong_types)
 }
 END_TEST
 
+/* An integer past 32 bits without an L suffix, which libconfig wraps,
+ * decimal or hex: refused with the value as written. */
+START_TEST(test_error_int_wrap)
+{
+	static const struct {
+		const char *file, *key, *value, *range;
+		int line;
+	} cases[] = {
+		{ "tests/conf/data/bad-int-wrap.conf", "metrics.series_limit", "4294977296",
+		  "1 to 10000000", 5 },
+		{ "tests/conf/data/bad-int-hex.conf", "capture.readers", "4294967296",
+		  "0 to 1024", 2 },
+	};
+	struct conf_error err;
+	char msg[1100], want[1100];
+	unsigned i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct qtap_conf *conf = load_data(cases[i].file, &err);
+		char *path = srcpath(cases[i].file);
+
+		ck_assert_ptr_null(conf);
+		ck_assert_int_eq(errno, EINVAL);
+		conf_error_format(&err, msg, sizeof(msg));
+		snprintf(want, sizeof(want), "%s:%d: %s: value %s out of range (expected %s)", path,
+			 cases[i].line, cases[i].key, cases[i].value, cases[i].range);
+		ck_assert_str_eq(msg, want);
+		free(path);
+	}
+}
+END_TEST
+
 START_TEST(test_error_bad_enum_file)
 {
 	struct conf_error err;
