@@ -98,11 +98,21 @@ const struct conf_value *conf_key_value(const struct conf_key *k, const char *s)
 
 /* --- conf.c -------------------------------------------------------------- */
 
-/* Load state: the name used when a setting carries no file of its own,
- * and the folder that names of @include files are relative to (or NULL). */
+/* The text libconfig reads: a file with its @include lines replaced by the
+ * files they name, and where each of its lines was written (conf.c). */
+struct conf_src;
+
+/* The file and the line in it where line (1-based) of src's text was
+ * written, and that line's text (up to its '\n'): false when there is no
+ * such line. */
+bool conf_src_where(const struct conf_src *src, int line, const char **file, int *file_line,
+		    const char **text);
+
+/* Load state: the name of the file or string loaded, and for a file what
+ * libconfig read from it (NULL for a string). */
 struct conf_ctx {
 	const char *name;
-	const char *dir;
+	const struct conf_src *src;
 	struct conf_error *err;
 };
 

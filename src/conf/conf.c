@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <libconfig.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <urcu.h>
 
 #include "conf/conf-int.h"
+#include "util/buf.h"
 
 /* --- errors --------------------------------------------------------------- */
 
@@ -48,16 +48,6 @@ static void setting_path(const config_setting_t *s, char *out, size_t n)
 		snprintf(out + len, n - len, "%s%s", len ? "." : "", here);
 }
 
-/* libconfig names a setting's file as the @include directive wrote it;
- * dir makes it a path the operator can open. */
-static void error_file(struct conf_error *err, const char *dir, const char *file)
-{
-	if (dir && file[0] != '/')
-		snprintf(err->file, sizeof(err->file), "%s/%s", dir, file);
-	else
-		snprintf(err->file, sizeof(err->file), "%s", file);
-}
-
 static void error_set(struct conf_error *err, const char *file, int line,
 		      const char *key, const char *fmt, va_list ap)
 {
@@ -84,7 +74,8 @@ static void error_printf(struct conf_error *err, const char *file, int line,
 int conf_fail(struct conf_ctx *ctx, const config_setting_t *s,
 	      const char *member, const char *fmt, ...)
 {
-	const char *file = config_setting_source_file(s);
+	const char *file = ctx->name, *text;
+	int line = config_setting_source_line(s);
 	char key[256];
 	va_list ap;
 
@@ -94,11 +85,11 @@ int conf_fail(struct conf_ctx *ctx, const config_setting_t *s,
 
 		snprintf(key + len, sizeof(key) - len, "%s%s", len ? "." : "", member);
 	}
+	if (ctx->src)
+		conf_src_where(ctx->src, line, &file, &line, &text);
 	va_start(ap, fmt);
-	error_set(ctx->err, ctx->name, config_setting_source_line(s), key, fmt, ap);
+	error_set(ctx->err, file, line, key, fmt, ap);
 	va_end(ap);
-	if (file)
-		error_file(ctx->err, ctx->dir, file);
 	return -EINVAL;
 }
 
@@ -428,9 +419,9 @@ static int build(struct conf_ctx *ctx, struct qtap_conf *conf,
 
 /* Parses the text already read into cfg; name labels errors. */
 static struct qtap_conf *conf_from_config(config_t *cfg, const char *name,
-					  const char *dir, struct conf_error *err)
+					  const struct conf_src *src, struct conf_error *err)
 {
-	struct conf_ctx ctx = { .name = name, .dir = dir, .err = err };
+	struct conf_ctx ctx = { .name = name, .src = src, .err = err };
 	struct qtap_conf *conf;
 	int rc;
 
@@ -459,28 +450,177 @@ err_out:
 	return NULL;
 }
 
-static void syntax_error(config_t *cfg, const char *name, const char *dir,
+static void syntax_error(config_t *cfg, const char *name, const struct conf_src *src,
 			 struct conf_error *err)
 {
-	const char *file = config_error_file(cfg);
+	const char *file = name, *text;
+	int line = config_error_line(cfg);
 
-	error_printf(err, name, config_error_line(cfg), "", "%s",
-		     config_error_text(cfg));
-	/* An error in the main file is named by it, not by libconfig. */
-	if (file && dir)
-		error_file(err, dir, file);
+	if (src)
+		conf_src_where(src, line, &file, &line, &text);
+	error_printf(err, file, line, "", "%s", config_error_text(cfg));
+}
+
+/* --- @include ------------------------------------------------------------- */
+
+/* How deep includes may nest: deeper is taken for a loop. */
+#define CONF_INCLUDE_DEPTH 10
+
+struct conf_src_line {
+	size_t file;		/* index in files */
+	int line;		/* in that file */
+	size_t off;		/* where it starts in text */
+};
+
+struct conf_src {
+	struct buf text;	/* NUL-terminated once read */
+	struct conf_src_line *lines;
+	size_t n_lines, cap_lines;
+	char **files;
+	size_t n_files;
+};
+
+bool conf_src_where(const struct conf_src *src, int line, const char **file, int *file_line,
+		    const char **text)
+{
+	const struct conf_src_line *l;
+
+	if (line < 1 || !src->n_lines)
+		return false;
+	if ((size_t)line > src->n_lines) {
+		/* past the end (a group left open): after the last line */
+		l = &src->lines[src->n_lines - 1];
+		*file = src->files[l->file];
+		*file_line = l->line + (int)((size_t)line - src->n_lines);
+		*text = "";
+		return true;
+	}
+	l = &src->lines[line - 1];
+	*file = src->files[l->file];
+	*file_line = l->line;
+	*text = src->text.data + l->off;
+	return true;
+}
+
+static void src_free(struct conf_src *src)
+{
+	size_t i;
+
+	for (i = 0; i < src->n_files; i++)
+		free(src->files[i]);
+	free(src->files);
+	free(src->lines);
+	buf_free(&src->text);
+}
+
+static int src_add_line(struct conf_src *src, size_t file, int line, const char *p, size_t len)
+{
+	if (src->n_lines == src->cap_lines) {
+		size_t cap = src->cap_lines ? 2 * src->cap_lines : 64;
+		struct conf_src_line *l = realloc(src->lines, cap * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		src->lines = l;
+		src->cap_lines = cap;
+	}
+	src->lines[src->n_lines++] = (struct conf_src_line){ file, line, src->text.len };
+	if (buf_append(&src->text, p, len) || buf_append_char(&src->text, '\n'))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The file an @include line at p names, resolved against the folder of
+ * path, the including file (an absolute name as it is), in out: 0, or
+ * -EINVAL when the line is not `@include "NAME"` and a comment. */
+static int include_name(const char *path, const char *p, char *out, size_t n)
+{
+	const char *name, *end, *slash;
+
+	p += strlen("@include");
+	p += strspn(p, " \t");
+	if (*p != '"')
+		return -EINVAL;
+	name = p + 1;
+	end = strchr(name, '"');
+	if (!end || end == name)
+		return -EINVAL;
+	p = end + 1 + strspn(end + 1, " \t\r\n");
+	if (*p && *p != '#' && strncmp(p, "//", 2))
+		return -EINVAL;
+	slash = strrchr(path, '/');
+	if (name[0] == '/' || !slash)
+		snprintf(out, n, "%.*s", (int)(end - name), name);
+	else
+		snprintf(out, n, "%.*s/%.*s", (int)(slash - path), path, (int)(end - name), name);
+	return 0;
+}
+
+/* Appends the lines of f, the file path, to src, each @include line
+ * replaced by the file it names (depth: how many includes led here):
+ * 0, or -errno with err filled. */
+static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
+		    struct conf_error *err)
+{
+	char *line = NULL, inc[4096];
+	size_t cap = 0, file;
+	ssize_t len;
+	int n = 0, rc = 0;
+	char **files = realloc(src->files, (src->n_files + 1) * sizeof(*files));
+
+	if (!files)
+		return -ENOMEM;
+	src->files = files;
+	src->files[src->n_files] = strdup(path);
+	if (!src->files[src->n_files])
+		return -ENOMEM;
+	file = src->n_files++;
+	while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+		const char *p = line + strspn(line, " \t");
+		FILE *g;
+
+		n++;
+		if (strncmp(p, "@include", strlen("@include"))) {
+			len -= len && line[len - 1] == '\n';
+			rc = src_add_line(src, file, n, line, (size_t)len);
+			if (rc)
+				error_printf(err, path, n, "", "out of memory");
+			continue;
+		}
+		if (include_name(path, p, inc, sizeof(inc))) {
+			error_printf(err, path, n, "", "expected @include \"FILE\"");
+			rc = -EINVAL;
+		} else if (depth >= CONF_INCLUDE_DEPTH) {
+			error_printf(err, path, n, "",
+				     "@include nested more than %d deep (a file that includes itself?)",
+				     CONF_INCLUDE_DEPTH);
+			rc = -ELOOP;
+		} else if (!(g = fopen(inc, "r"))) {
+			rc = -errno;
+			error_printf(err, path, n, "", "cannot open include file %s: %s", inc,
+				     strerror(-rc));
+		} else {
+			rc = src_read(src, inc, g, depth + 1, err);
+			fclose(g);
+		}
+	}
+	if (!rc && ferror(f)) {
+		rc = -EIO;
+		error_printf(err, path, 0, "", "cannot read: %s", strerror(errno ? errno : EIO));
+	}
+	free(line);
+	return rc;
 }
 
 struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 {
+	struct conf_src src = { BUF_INIT, NULL, 0, 0, NULL, 0 };
 	struct qtap_conf *conf = NULL;
 	struct conf_error local;
-	char *dir_copy = NULL;
-	const char *dir;
 	struct stat st;
 	config_t cfg;
 	FILE *f;
-	int e = EINVAL;
+	int e = EINVAL, rc;
 
 	if (!err)
 		err = &local;
@@ -497,34 +637,31 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 		error_printf(err, path, 0, "", "cannot open: %s", strerror(e));
 		goto out_close;
 	}
-	dir_copy = strdup(path);
-	if (!dir_copy) {
-		e = ENOMEM;
+	/* Includes are read here, not by libconfig, whose folder for them
+	 * (1.5) is one for all, put before absolute names too: a relative
+	 * name is taken from the including file's folder. */
+	rc = src_read(&src, path, f, 0, err);
+	if (!rc && buf_append_char(&src.text, '\0')) {
+		rc = -ENOMEM;
 		error_printf(err, path, 0, "", "out of memory");
+	}
+	if (rc) {
+		e = -rc == ELOOP ? EINVAL : -rc;
 		goto out_close;
 	}
 	config_init(&cfg);
-	/* @include "x.conf" is relative to the including file's folder. */
-	dir = dirname(dir_copy);
-	config_set_include_dir(&cfg, dir);
-	if (config_read(&cfg, f) != CONFIG_TRUE || ferror(f)) {
-		if (ferror(f) || config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
-			e = EIO;
-			error_printf(err, path, 0, "", "cannot read: %s",
-				     ferror(f) ? strerror(EIO) : config_error_text(&cfg));
-		} else {
-			e = EINVAL;
-			syntax_error(&cfg, path, dir, err);
-		}
+	if (config_read_string(&cfg, src.text.data) != CONFIG_TRUE) {
+		e = EINVAL;
+		syntax_error(&cfg, path, &src, err);
 		goto out_destroy;
 	}
-	conf = conf_from_config(&cfg, path, dir, err);
+	conf = conf_from_config(&cfg, path, &src, err);
 	e = errno;
 
 out_destroy:
 	config_destroy(&cfg);
-	free(dir_copy);
 out_close:
+	src_free(&src);
 	fclose(f);
 out:
 	if (!conf)

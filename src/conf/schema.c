@@ -413,36 +413,25 @@ static int check_members(struct conf_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
-/* The integer written for s on its line of its file, when the file can be
- * read and the line holds "name = number" (decimal, or hex after 0x): true
- * and *ret.  libconfig reads an integer past 32 bits without an L suffix
- * as its low 32 bits (4294977296 as 10000), and says nothing. */
+/* The integer written for s on its line, when it was read from a file and
+ * the line holds "name = number" (decimal, or hex after 0x): true and
+ * *ret.  libconfig reads an integer past 32 bits without an L suffix as
+ * its low 32 bits (4294977296 as 10000), and says nothing. */
 static bool int_as_written(const struct conf_ctx *ctx, const config_setting_t *s,
 			   long long *ret)
 {
-	const char *file = config_setting_source_file(s), *name = config_setting_name(s);
-	int want = config_setting_source_line(s), n = 0;
-	char path[4096], line[4096], *p, *q, *end;
+	const char *name = config_setting_name(s), *file, *text, *p, *q;
+	int line = config_setting_source_line(s);
+	char buf[4096], *end;
 	size_t len;
-	FILE *f;
 
-	if (!name || !ctx->dir || want <= 0)
+	if (!name || !ctx->src || !conf_src_where(ctx->src, line, &file, &line, &text))
 		return false;	/* a list's element, or not from a file */
-	if (file && file[0] != '/')
-		snprintf(path, sizeof(path), "%s/%s", ctx->dir, file);
-	else
-		snprintf(path, sizeof(path), "%s", file ? file : ctx->name);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	while (n < want && fgets(line, sizeof(line), f))
-		n++;
-	fclose(f);
-	if (n != want)
-		return false;
+	len = strcspn(text, "\n");
+	snprintf(buf, sizeof(buf), "%.*s", (int)len, text);
 	len = strlen(name);
-	for (p = strstr(line, name); p; p = strstr(p + 1, name)) {
-		if (p > line && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+	for (p = strstr(buf, name); p; p = strstr(p + 1, name)) {
+		if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
 			continue;
 		q = p + len + strspn(p + len, " \t");
 		if (*q != '=' && *q != ':')

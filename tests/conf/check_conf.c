@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <urcu.h>
 
 #include "conf/conf.h"
@@ -531,6 +532,73 @@ START_TEST(test_error_in_include)
 }
 END_TEST
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* @include: a relative name from the including file's folder (also in a
+ * subfolder, with a file of the same name beside the main one), an
+ * absolute name as it is; a missing file and a loop are errors at the
+ * including line. */
+START_TEST(test_include_paths)
+{
+	char dir[] = "/tmp/check_conf_inc.XXXXXX", path[512], text[1024], msg[1100];
+	struct conf_error err;
+	struct qtap_conf *conf;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/conf.d", dir);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(text, sizeof(text),
+		 "# main\n@include \"conf.d/tap.conf\"\n@include \"%s/conf.d/metrics.conf\"  # abs\n",
+		 dir);
+	write_file(dir, "qtap.conf", text);
+	write_file(dir, "conf.d/tap.conf", "@include \"dir.conf\"\n");
+	write_file(dir, "conf.d/dir.conf", "tap = { direction = \"egress\"; };\n");
+	write_file(dir, "dir.conf", "tap = { direction = \"ingress\"; };\n");
+	write_file(dir, "conf.d/metrics.conf", "metrics = { series_limit = 77; };\n");
+	snprintf(path, sizeof(path), "%s/qtap.conf", dir);
+	conf = conf_load(path, &err);
+	conf_error_format(&err, msg, sizeof(msg));
+	ck_assert_msg(conf != NULL, "%s", msg);
+	ck_assert_int_eq(conf->tap.direction, CONF_DIRECTION_EGRESS);
+	ck_assert_uint_eq(conf->metrics.series_limit, 77);
+	conf_free(&conf);
+
+	/* an error in the nested file is named by it, at its line */
+	write_file(dir, "conf.d/dir.conf", "\ntap = { direction = \"up\"; };\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	snprintf(text, sizeof(text), "%s/conf.d/tap.conf/../dir.conf", dir);
+	ck_assert_msg(strstr(err.file, "conf.d/dir.conf") && err.line == 2, "%s:%d", err.file,
+		      err.line);
+	ck_assert_str_eq(err.key, "tap.direction");
+
+	write_file(dir, "conf.d/tap.conf", "# x\n@include \"gone.conf\"\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	conf_error_format(&err, msg, sizeof(msg));
+	snprintf(text, sizeof(text),
+		 "%s/conf.d/tap.conf:2: cannot open include file %s/conf.d/gone.conf: "
+		 "No such file or directory", dir, dir);
+	ck_assert_str_eq(msg, text);
+
+	write_file(dir, "conf.d/tap.conf", "@include \"tap.conf\"\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(strstr(err.msg, "nested more than 10 deep"), "%s", err.msg);
+
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(text), 0);
+}
+END_TEST
+
 START_TEST(test_error_missing_file)
 {
 	struct conf_error err;
@@ -887,6 +955,7 @@ static Suite *conf_suite(void)
 	ADD(test_error_unknown_keys);
 	ADD(test_error_wrong_types);
 	ADD(test_error_bad_enum_file);
+	ADD(test_error_int_wrap);
 	ADD(test_error_bad_values);
 	ADD(test_error_out_of_range);
 	ADD(test_error_stacks);
@@ -894,6 +963,7 @@ static Suite *conf_suite(void)
 	ADD(test_error_bad_regex);
 	ADD(test_error_syntax);
 	ADD(test_error_in_include);
+	ADD(test_include_paths);
 	ADD(test_error_missing_file);
 	ADD(test_error_format);
 	ADD(test_stack_for_host);
