@@ -67,12 +67,14 @@ const struct cli_option cli_options[] = {
 	  "that keep only events of executables whose name or path contains NAME. "
 	  "The openssl and gnutls lines give each TLS read or write with its fd, "
 	  "connection, protocol decision and the first line of its plaintext when "
-	  "it is an HTTP/1 request or status line (a query string shows as ?...). "
+	  "it is an HTTP/1 request or status line (a query string shows as ?...) "
+	  "or HTTP/2's preface; any other line is left out (it may be a secret). "
 	  "For troubleshooting only: it costs a log line per event." },
 	{ "http-buffer-size", 0, "SIZE", "bytes of HTTP body kept per message (default 1m)",
 	  "Bytes of each HTTP message body kept for records at capture level full; "
 	  "longer bodies are truncated and marked so. SIZE takes an optional k, m "
-	  "or g suffix (powers of 1024); from 1k to 1g. Default 1m." },
+	  "or g suffix (powers of 1024); from 1k to 1g. Default 1m. Checked, and "
+	  "not used yet: this version does not parse HTTP." },
 	{ "validate", 0, "FILE", "check a configuration file and exit",
 	  "Parse and check FILE, print what is wrong with it (file, line, key) "
 	  "and exit with status 0 when it is valid or 78 when it is not. Nothing "
