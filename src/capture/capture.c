@@ -969,11 +969,29 @@ size_t capture_proc_count(struct capture *cap)
 	return proc_table_count(cap->procs);
 }
 
+/* The process reader has stopped (an error it logged): what it applies
+ * cannot change any more. */
+static bool reader_gone(struct capture *cap)
+{
+	bool gone;
+
+	pthread_mutex_lock(&cap->lock);
+	gone = cap->drained;
+	pthread_mutex_unlock(&cap->lock);
+	if (gone)
+		log_error("the process reader has stopped (see the error before): a new "
+			  "configuration cannot be applied; restart the agent");
+	return gone;
+}
+
 int capture_reconfigure(struct capture *cap, const struct qtap_conf *conf)
 {
 	unsigned long seq;
+	bool done;
 	int err;
 
+	if (reader_gone(cap))
+		return -EIO;
 	err = filter_config_write(cap, conf);
 	if (err)
 		return err;
@@ -983,6 +1001,9 @@ int capture_reconfigure(struct capture *cap, const struct qtap_conf *conf)
 	seq = ++cap->conf_seq;
 	while (cap->conf_done != seq && !cap->drained)
 		pthread_cond_wait(&cap->cond, &cap->lock);
+	done = cap->conf_done == seq;
 	pthread_mutex_unlock(&cap->lock);
-	return 0;
+	/* (stopped meanwhile: the kernel's settings are the new ones, the
+	 * process filters the old) */
+	return done || !reader_gone(cap) ? 0 : -EIO;
 }
