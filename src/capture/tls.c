@@ -355,7 +355,8 @@ static int file_attach(struct capture *cap, const struct tlslib_file *f, const c
 	 * upgrade puts a new file at the same path): the links name it by an
 	 * fd of ours. */
 	if (!err) {
-		file_fd = open(path, O_RDONLY | O_CLOEXEC);
+		/* found, not opened: nothing but a regular file is touched */
+		file_fd = tlslib_file_open(path, O_PATH);
 		if (file_fd < 0)
 			err = -errno;
 		else if (fstat(file_fd, &st))

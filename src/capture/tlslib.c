@@ -172,6 +172,68 @@ static bool headers_fit(const GElf_Ehdr *eh, uint64_t size)
 	return true;
 }
 
+/* What any TLS library stays under, checked before libelf reads a file:
+ * its size (a sparse file's size costs nothing), its count of section or
+ * program headers (libelf allocates and walks an entry for each one the
+ * header announces, up to 2^32 with extended numbering), and the size of
+ * a symbol table (read whole). */
+#define TLSLIB_FILE_MAX (1ull << 30)
+#define TLSLIB_HEADERS_MAX 65536
+#define TLSLIB_SYMTAB_MAX (128ull << 20)
+
+/* The section and program header counts fd's ELF header announces (with
+ * extended numbering, from section 0) within TLSLIB_HEADERS_MAX: true,
+ * also for what is no ELF of this machine's byte order at all (libelf
+ * says so then). */
+static bool header_counts_fit(int fd)
+{
+	static const uint16_t one = 1;
+	const unsigned char native = *(const unsigned char *)&one ? ELFDATA2LSB : ELFDATA2MSB;
+	unsigned char id[EI_NIDENT];
+	uint64_t shoff, shnum, phnum, n0 = 0, i0 = 0;
+	bool ext;
+
+	if (pread(fd, id, sizeof(id), 0) != (ssize_t)sizeof(id) || memcmp(id, ELFMAG, SELFMAG) ||
+	    id[EI_DATA] != native)
+		return true;
+	if (id[EI_CLASS] == ELFCLASS64) {
+		Elf64_Ehdr eh;
+		Elf64_Shdr sh;
+
+		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
+			return true;
+		shoff = eh.e_shoff;
+		shnum = eh.e_shnum;
+		phnum = eh.e_phnum;
+		ext = shoff && (!shnum || phnum == PN_XNUM);
+		if (ext && pread(fd, &sh, sizeof(sh), (off_t)shoff) == (ssize_t)sizeof(sh)) {
+			n0 = sh.sh_size;
+			i0 = sh.sh_info;
+		}
+	} else if (id[EI_CLASS] == ELFCLASS32) {
+		Elf32_Ehdr eh;
+		Elf32_Shdr sh;
+
+		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
+			return true;
+		shoff = eh.e_shoff;
+		shnum = eh.e_shnum;
+		phnum = eh.e_phnum;
+		ext = shoff && (!shnum || phnum == PN_XNUM);
+		if (ext && pread(fd, &sh, sizeof(sh), (off_t)shoff) == (ssize_t)sizeof(sh)) {
+			n0 = sh.sh_size;
+			i0 = sh.sh_info;
+		}
+	} else {
+		return true;
+	}
+	if (shoff && !shnum)
+		shnum = n0;
+	if (phnum == PN_XNUM)
+		phnum = i0;
+	return shnum <= TLSLIB_HEADERS_MAX && phnum <= TLSLIB_HEADERS_MAX;
+}
+
 /* tlslib_inspect() on an open file; st is its fstat(). */
 static int inspect_fd(int fd, const struct stat *st, struct tlslib_file *ret)
 {
@@ -183,7 +245,8 @@ static int inspect_fd(int fd, const struct stat *st, struct tlslib_file *ret)
 	Elf *elf;
 	int err = 0, i;
 
-	if (!S_ISREG(st->st_mode))
+	if (!S_ISREG(st->st_mode) || (uint64_t)st->st_size > TLSLIB_FILE_MAX ||
+	    !header_counts_fit(fd))
 		return -ENOEXEC;
 	if (elf_version(EV_CURRENT) == EV_NONE)
 		return -ENOEXEC;
@@ -201,7 +264,9 @@ static int inspect_fd(int fd, const struct stat *st, struct tlslib_file *ret)
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr shdr;
 
-		if (!gelf_getshdr(scn, &shdr)) {
+		if (!gelf_getshdr(scn, &shdr) ||
+		    ((shdr.sh_type == SHT_DYNSYM || shdr.sh_type == SHT_SYMTAB ||
+		      shdr.sh_type == SHT_GNU_versym) && shdr.sh_size > TLSLIB_SYMTAB_MAX)) {
 			err = -ENOEXEC;
 			goto out_end;
 		}
@@ -256,9 +321,39 @@ out_end:
 
 /* O_NONBLOCK: a FIFO at path must not hang us (it is refused after
  * fstat()); it does nothing to regular files. */
+/* Opens path for reading if it is a regular file (else -1, errno ENOEXEC):
+ * looked at first without opening it (O_PATH), so that whatever a link
+ * swapped in since the scan leads to (a FIFO, a device, maybe outside a
+ * container's root) is never opened, then that same inode reopened
+ * through our fd, not the path. */
+int tlslib_file_open(const char *path, int flags)
+{
+	char fdp[32];
+	struct stat st;
+	int pfd, fd, e;
+
+	pfd = open(path, O_PATH | O_CLOEXEC);
+	if (pfd < 0)
+		return -1;
+	if (fstat(pfd, &st) || !S_ISREG(st.st_mode)) {
+		e = errno;
+		close(pfd);
+		errno = S_ISREG(st.st_mode) ? e : ENOEXEC;
+		return -1;
+	}
+	if (flags & O_PATH)
+		return pfd;
+	snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", pfd);
+	fd = open(fdp, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	e = errno;
+	close(pfd);
+	errno = e;
+	return fd;
+}
+
 static int file_open(const char *path)
 {
-	return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	return tlslib_file_open(path, O_RDONLY);
 }
 
 int tlslib_inspect(const char *path, struct tlslib_file *ret)

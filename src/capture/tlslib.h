@@ -127,4 +127,10 @@ size_t tlslib_registry_count_pids(const struct tlslib_registry *r, dev_t dev, in
  * negative cache keeps this from growing with the processes). */
 unsigned long tlslib_registry_inspections(const struct tlslib_registry *r);
 
+/* Opens path with flags (O_RDONLY, or O_PATH: not opened, only found)
+ * only if it is a regular file, never opening anything else a link may
+ * lead to meanwhile: the fd, or -1 with errno (ENOEXEC: not a regular
+ * file). */
+int tlslib_file_open(const char *path, int flags);
+
 #endif

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -420,6 +421,76 @@ START_TEST(test_truncated)
 	ck_assert_int_eq(tlslib_inspect(path, &file), -ENOEXEC);
 	ck_assert(!memcmp(&file, &before, sizeof(file)));
 	dir_remove(dir);
+}
+END_TEST
+
+/* Files an unprivileged user can put where a library was: a FIFO (or a
+ * link to one), which must not be opened (that would block for good), and
+ * files whose headers would make libelf take gigabytes: a sparse file of
+ * 2 GiB, and libssl announcing 2^22 sections through extended numbering
+ * or 2^22 program headers.  Each is refused at once, without the memory. */
+START_TEST(test_hostile_files)
+{
+	char lib[PATH_MAX], path[PATH_MAX], link_path[PATH_MAX], dir[] = "/tmp/qtap-tlslib-XXXXXX";
+	struct tlslib_file file;
+	struct rusage ru0, ru1;
+	unsigned char *data;
+	Elf64_Ehdr *eh;
+	Elf64_Shdr *sh0;
+	size_t n;
+	int fd, round;
+
+	alarm(20);	/* a test that blocks fails */
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/libssl.so.3", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(tlslib_inspect(path, &file), -ENOEXEC);
+	errno = 0;
+	ck_assert_int_eq(tlslib_file_open(path, O_RDONLY), -1);
+	ck_assert_int_eq(errno, ENOEXEC);
+	ck_assert_int_eq(tlslib_file_open(path, O_PATH), -1);
+	snprintf(link_path, sizeof(link_path), "%s/libcrypto.so.3", dir);
+	ck_assert_int_eq(symlink(path, link_path), 0);
+	ck_assert_int_eq(tlslib_inspect(link_path, &file), -ENOEXEC);
+	unlink(link_path);
+	unlink(path);
+
+	lib_find("libssl.so.3", lib);
+	data = file_get(lib, &n);
+	eh = (Elf64_Ehdr *)data;
+	ck_assert_uint_eq(data[EI_CLASS], ELFCLASS64);
+	ck_assert_uint_gt(eh->e_shoff, 0);
+	getrusage(RUSAGE_SELF, &ru0);
+	for (round = 0; round < 2; round++) {
+		unsigned char *copy = malloc(n);
+
+		ck_assert_ptr_nonnull(copy);
+		memcpy(copy, data, n);
+		eh = (Elf64_Ehdr *)copy;
+		sh0 = (Elf64_Shdr *)(copy + eh->e_shoff);
+		if (round == 0) {
+			eh->e_shnum = 0;
+			sh0->sh_size = 1u << 22;
+		} else {
+			eh->e_phnum = PN_XNUM;
+			sh0->sh_info = 1u << 22;
+		}
+		file_put(path, copy, n);
+		free(copy);
+		ck_assert_int_eq(tlslib_inspect(path, &file), -ENOEXEC);
+	}
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, data, 4096, 0), 4096);
+	ck_assert_int_eq(ftruncate(fd, 2ll << 30), 0);
+	close(fd);
+	ck_assert_int_eq(tlslib_inspect(path, &file), -ENOEXEC);
+	getrusage(RUSAGE_SELF, &ru1);
+	ck_assert_msg(ru1.ru_maxrss - ru0.ru_maxrss < 64 * 1024, "peak memory grew by %ld KiB",
+		      ru1.ru_maxrss - ru0.ru_maxrss);
+	free(data);
+	dir_remove(dir);
+	alarm(0);
 }
 END_TEST
 
@@ -1011,6 +1082,7 @@ static Suite *tlslib_suite(void)
 	tcase_add_test(tc, test_node);
 	tcase_add_test(tc, test_not_tls);
 	tcase_add_test(tc, test_truncated);
+	tcase_add_test(tc, test_hostile_files);
 	tcase_add_test(tc, test_corrupted);
 	tcase_add_test(tc, test_versioned_symtab);
 	suite_add_tcase(s, tc);
