@@ -729,6 +729,13 @@ static __always_inline bool tls_record(const __u8 *p, __u32 n)
 	return n >= 2 && p[0] == 0x16 && p[1] == 0x03;
 }
 
+/* Whether they start a ClientHello or a ServerHello: a handshake record
+ * of a known version whose first message is one. */
+static __always_inline bool tls_hello(const __u8 *p, __u32 n)
+{
+	return n >= 6 && tls_record(p, n) && p[2] <= 0x04 && (p[5] == 1 || p[5] == 2);
+}
+
 /* The class of a connection from its first n captured bytes. */
 static __always_inline __u8 classify(const __u8 *p, __u32 n)
 {
@@ -808,11 +815,15 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 		if (st->class == CLASS_TLS && n > QTAP_TLS_HELLO_BYTES)
 			n = QTAP_TLS_HELLO_BYTES;
 	}
-	/* TLS after an HTTP head: an upgrade (RFC 2817), a CONNECT tunnel,
-	 * or one first seen at its response.  TLS from here: its hellos are
-	 * copied and no more of its ciphertext, and its TLS calls are looked
-	 * for. */
-	if ((st->class == CLASS_HTTP || st->class == CLASS_TUNNEL) && tls_record(payload, n)) {
+	/* TLS after an HTTP head: an upgrade (RFC 2817), or a tunnel first
+	 * seen at its response.  Its TLS calls are looked for from now on,
+	 * and its bytes still copied: a body's bytes can look like a record. */
+	if (st->class == CLASS_HTTP && tls_record(payload, n)) {
+		st->class = CLASS_TUNNEL;
+	} else if (st->class == CLASS_TUNNEL && tls_hello(payload, n)) {
+		/* A tunnel's TLS begins (a hello, not just a record's first
+		 * bytes): TLS from here, its hellos copied and no more of its
+		 * ciphertext. */
 		st->class = CLASS_TLS;
 		if (n > QTAP_TLS_HELLO_BYTES)
 			n = QTAP_TLS_HELLO_BYTES;

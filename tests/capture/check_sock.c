@@ -987,53 +987,66 @@ START_TEST(test_preexisting_filtered)
 END_TEST
 
 /* A CONNECT tunnel: its head is copied whole, then the TLS it carries only
- * up to the hellos' budget, not its ciphertext on and on. */
+ * up to the hellos' budget, not its ciphertext on and on (k = 0).  The
+ * same bytes as an HTTP upload's body (k = 1) are copied whole: a body can
+ * look like TLS. */
 START_TEST(test_tunnel_cap)
 {
-	static const char connect_req[] = "CONNECT example.test:443 HTTP/1.1\r\n\r\n";
+	static const char *const head[2] = {
+		"CONNECT example.test:443 HTTP/1.1\r\n\r\n",
+		"POST /up HTTP/1.1\r\nHost: example.test\r\nContent-Length: 16600\r\n\r\n",
+	};
 	static const char connect_resp[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	static uint8_t hello[600], record[4000];
-	uint64_t captured = 0, sent = 0;
 	struct capture *cap;
 	struct pair p;
 	char buf[4096];
 	size_t n, i;
+	int k;
 
 	memset(hello, 'h', sizeof(hello));
-	memcpy(hello, "\x16\x03\x01\x02\x53", 5);	/* a handshake record */
+	memcpy(hello, "\x16\x03\x01\x02\x53\x01", 6);	/* a ClientHello's record */
 	memset(record, 'c', sizeof(record));
 	memcpy(record, "\x17\x03\x03\x0f\x9b", 5);	/* application data */
 	cap = start_text(CONF_ALL);
-	pair_open(AF_INET, &p);
-	ck_assert_int_eq(write(p.cfd, connect_req, strlen(connect_req)),
-			 (ssize_t)strlen(connect_req));
-	read_exact(p.sfd, buf, strlen(connect_req));
-	ck_assert_int_eq(write(p.sfd, connect_resp, strlen(connect_resp)),
-			 (ssize_t)strlen(connect_resp));
-	read_exact(p.cfd, buf, strlen(connect_resp));
-	ck_assert_int_eq(write(p.cfd, hello, sizeof(hello)), (ssize_t)sizeof(hello));
-	read_exact(p.sfd, buf, sizeof(hello));
-	for (i = 0; i < 4; i++) {
-		ck_assert_int_eq(write(p.cfd, record, sizeof(record)), (ssize_t)sizeof(record));
-		read_exact(p.sfd, buf, sizeof(record));
+	for (k = 0; k < 2; k++) {
+		uint64_t captured = 0, sent = 0;
+
+		pair_open(AF_INET, &p);
+		ck_assert_int_eq(write(p.cfd, head[k], strlen(head[k])), (ssize_t)strlen(head[k]));
+		read_exact(p.sfd, buf, strlen(head[k]));
+		if (!k) {
+			ck_assert_int_eq(write(p.sfd, connect_resp, strlen(connect_resp)),
+					 (ssize_t)strlen(connect_resp));
+			read_exact(p.cfd, buf, strlen(connect_resp));
+		}
+		ck_assert_int_eq(write(p.cfd, hello, sizeof(hello)), (ssize_t)sizeof(hello));
+		read_exact(p.sfd, buf, sizeof(hello));
+		for (i = 0; i < 4; i++) {
+			ck_assert_int_eq(write(p.cfd, record, sizeof(record)),
+					 (ssize_t)sizeof(record));
+			read_exact(p.sfd, buf, sizeof(record));
+		}
+		close(p.cfd);
+		close(p.sfd);
+		close(p.lfd);
+		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+		ck_assert_uint_eq(evs[n - 1].bytes_sent,
+				  strlen(head[k]) + sizeof(hello) + 4 * sizeof(record));
+		ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
+		ck_assert_uint_eq(evs[1].captured, strlen(head[k]));
+		for (i = 2; i + 1 < n; i++) {
+			if (evs[i].dir != QTAP_DATA_SEND)
+				continue;
+			sent += evs[i].len;
+			captured += evs[i].captured;
+		}
+		ck_assert_uint_eq(sent, sizeof(hello) + 4 * sizeof(record));
+		ck_assert_msg(captured == (k ? sent : QTAP_TLS_HELLO_BYTES),
+			      "%s: %" PRIu64 " of %" PRIu64 " bytes copied", k ? "upload" : "tunnel",
+			      captured, sent);
 	}
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
-	ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
-	ck_assert_uint_eq(evs[n - 1].bytes_sent,
-			  strlen(connect_req) + sizeof(hello) + 4 * sizeof(record));
-	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
-	ck_assert_uint_eq(evs[1].captured, strlen(connect_req));
-	for (i = 2; i + 1 < n; i++) {
-		if (evs[i].dir != QTAP_DATA_SEND)
-			continue;
-		sent += evs[i].len;
-		captured += evs[i].captured;
-	}
-	ck_assert_uint_eq(sent, sizeof(hello) + 4 * sizeof(record));
-	ck_assert_uint_eq(captured, QTAP_TLS_HELLO_BYTES);
 	finish(&cap);
 }
 END_TEST
