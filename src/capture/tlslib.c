@@ -187,50 +187,40 @@ static bool headers_fit(const GElf_Ehdr *eh, uint64_t size)
  * says so then). */
 static bool header_counts_fit(int fd)
 {
-	static const uint16_t one = 1;
-	const unsigned char native = *(const unsigned char *)&one ? ELFDATA2LSB : ELFDATA2MSB;
-	unsigned char id[EI_NIDENT];
-	uint64_t shoff, shnum, phnum, n0 = 0, i0 = 0;
-	bool ext;
+	union {
+		unsigned char id[EI_NIDENT];
+		Elf64_Ehdr e64;
+		Elf32_Ehdr e32;
+	} eh;
+	union {
+		Elf64_Shdr s64;
+		Elf32_Shdr s32;
+	} sh;
+	uint64_t shoff, shnum, phnum;
+	bool is64;
+	ssize_t n;
 
-	if (pread(fd, id, sizeof(id), 0) != (ssize_t)sizeof(id) || memcmp(id, ELFMAG, SELFMAG) ||
-	    id[EI_DATA] != native)
+	n = pread(fd, &eh, sizeof(eh), 0);
+	is64 = n >= (ssize_t)sizeof(eh.id) && eh.id[EI_CLASS] == ELFCLASS64;
+	if (n < (ssize_t)(is64 ? sizeof(eh.e64) : sizeof(eh.e32)) ||
+	    memcmp(eh.id, ELFMAG, SELFMAG) ||
+	    (!is64 && eh.id[EI_CLASS] != ELFCLASS32) ||
+	    eh.id[EI_DATA] != (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB))
 		return true;
-	if (id[EI_CLASS] == ELFCLASS64) {
-		Elf64_Ehdr eh;
-		Elf64_Shdr sh;
-
-		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
+	shoff = is64 ? eh.e64.e_shoff : eh.e32.e_shoff;
+	shnum = is64 ? eh.e64.e_shnum : eh.e32.e_shnum;
+	phnum = is64 ? eh.e64.e_phnum : eh.e32.e_phnum;
+	if (shoff && (!shnum || phnum == PN_XNUM)) {
+		/* extended numbering: the counts are in section 0 (a file too
+		 * short to hold it, libelf refuses) */
+		n = is64 ? sizeof(sh.s64) : sizeof(sh.s32);
+		if (pread(fd, &sh, (size_t)n, (off_t)shoff) != n)
 			return true;
-		shoff = eh.e_shoff;
-		shnum = eh.e_shnum;
-		phnum = eh.e_phnum;
-		ext = shoff && (!shnum || phnum == PN_XNUM);
-		if (ext && pread(fd, &sh, sizeof(sh), (off_t)shoff) == (ssize_t)sizeof(sh)) {
-			n0 = sh.sh_size;
-			i0 = sh.sh_info;
-		}
-	} else if (id[EI_CLASS] == ELFCLASS32) {
-		Elf32_Ehdr eh;
-		Elf32_Shdr sh;
-
-		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
-			return true;
-		shoff = eh.e_shoff;
-		shnum = eh.e_shnum;
-		phnum = eh.e_phnum;
-		ext = shoff && (!shnum || phnum == PN_XNUM);
-		if (ext && pread(fd, &sh, sizeof(sh), (off_t)shoff) == (ssize_t)sizeof(sh)) {
-			n0 = sh.sh_size;
-			i0 = sh.sh_info;
-		}
-	} else {
-		return true;
+		if (!shnum)
+			shnum = is64 ? sh.s64.sh_size : sh.s32.sh_size;
+		if (phnum == PN_XNUM)
+			phnum = is64 ? sh.s64.sh_info : sh.s32.sh_info;
 	}
-	if (shoff && !shnum)
-		shnum = n0;
-	if (phnum == PN_XNUM)
-		phnum = i0;
 	return shnum <= TLSLIB_HEADERS_MAX && phnum <= TLSLIB_HEADERS_MAX;
 }
 
@@ -335,10 +325,10 @@ int tlslib_file_open(const char *path, int flags)
 	pfd = open(path, O_PATH | O_CLOEXEC);
 	if (pfd < 0)
 		return -1;
-	if (fstat(pfd, &st) || !S_ISREG(st.st_mode)) {
-		e = errno;
+	e = fstat(pfd, &st) ? errno : S_ISREG(st.st_mode) ? 0 : ENOEXEC;
+	if (e) {
 		close(pfd);
-		errno = S_ISREG(st.st_mode) ? e : ENOEXEC;
+		errno = e;
 		return -1;
 	}
 	if (flags & O_PATH)

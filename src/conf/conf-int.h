@@ -103,8 +103,8 @@ const struct conf_value *conf_key_value(const struct conf_key *k, const char *s)
 struct conf_src;
 
 /* The file and the line in it where line (1-based) of src's text was
- * written, and that line's text (up to its '\n'): false when there is no
- * such line. */
+ * written, and that line's text (up to its '\n'; text may be NULL): false
+ * when there is no such line. */
 bool conf_src_where(const struct conf_src *src, int line, const char **file, int *file_line,
 		    const char **text);
 

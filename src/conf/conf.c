@@ -74,7 +74,7 @@ static void error_printf(struct conf_error *err, const char *file, int line,
 int conf_fail(struct conf_ctx *ctx, const config_setting_t *s,
 	      const char *member, const char *fmt, ...)
 {
-	const char *file = ctx->name, *text;
+	const char *file = ctx->name;
 	int line = config_setting_source_line(s);
 	char key[256];
 	va_list ap;
@@ -86,7 +86,7 @@ int conf_fail(struct conf_ctx *ctx, const config_setting_t *s,
 		snprintf(key + len, sizeof(key) - len, "%s%s", len ? "." : "", member);
 	}
 	if (ctx->src)
-		conf_src_where(ctx->src, line, &file, &line, &text);
+		conf_src_where(ctx->src, line, &file, &line, NULL);
 	va_start(ap, fmt);
 	error_set(ctx->err, file, line, key, fmt, ap);
 	va_end(ap);
@@ -453,11 +453,11 @@ err_out:
 static void syntax_error(config_t *cfg, const char *name, const struct conf_src *src,
 			 struct conf_error *err)
 {
-	const char *file = name, *text;
+	const char *file = name;
 	int line = config_error_line(cfg);
 
 	if (src)
-		conf_src_where(src, line, &file, &line, &text);
+		conf_src_where(src, line, &file, &line, NULL);
 	error_printf(err, file, line, "", "%s", config_error_text(cfg));
 }
 
@@ -492,13 +492,15 @@ bool conf_src_where(const struct conf_src *src, int line, const char **file, int
 		l = &src->lines[src->n_lines - 1];
 		*file = src->files[l->file];
 		*file_line = l->line + (int)((size_t)line - src->n_lines);
-		*text = "";
+		if (text)
+			*text = "";
 		return true;
 	}
 	l = &src->lines[line - 1];
 	*file = src->files[l->file];
 	*file_line = l->line;
-	*text = src->text.data + l->off;
+	if (text)
+		*text = src->text.data + l->off;
 	return true;
 }
 
@@ -594,7 +596,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 			error_printf(err, path, n, "",
 				     "@include nested more than %d deep (a file that includes itself?)",
 				     CONF_INCLUDE_DEPTH);
-			rc = -ELOOP;
+			rc = -EINVAL;
 		} else if (!(g = fopen(inc, "r"))) {
 			rc = -errno;
 			error_printf(err, path, n, "", "cannot open include file %s: %s", inc,
@@ -646,7 +648,7 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 		error_printf(err, path, 0, "", "out of memory");
 	}
 	if (rc) {
-		e = -rc == ELOOP ? EINVAL : -rc;
+		e = -rc;
 		goto out_close;
 	}
 	config_init(&cfg);

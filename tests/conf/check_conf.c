@@ -576,9 +576,9 @@ START_TEST(test_include_paths)
 	/* an error in the nested file is named by it, at its line */
 	write_file(dir, "conf.d/dir.conf", "\ntap = { direction = \"up\"; };\n");
 	ck_assert_ptr_null(conf_load(path, &err));
-	snprintf(text, sizeof(text), "%s/conf.d/tap.conf/../dir.conf", dir);
-	ck_assert_msg(strstr(err.file, "conf.d/dir.conf") && err.line == 2, "%s:%d", err.file,
-		      err.line);
+	snprintf(text, sizeof(text), "%s/conf.d/dir.conf", dir);
+	ck_assert_str_eq(err.file, text);
+	ck_assert_int_eq(err.line, 2);
 	ck_assert_str_eq(err.key, "tap.direction");
 
 	write_file(dir, "conf.d/tap.conf", "# x\n@include \"gone.conf\"\n");
