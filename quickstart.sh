@@ -34,18 +34,21 @@ install_packages() {
 	done
 	[ -z "$missing" ] && return 0
 	echo "quickstart: installing:$missing"
-	as_root apt-get update -q
-	# shellcheck disable=SC2086
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+	as_root apt-get update -q &&
+		# shellcheck disable=SC2086
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $missing
 }
 
+# Each step stops the build at its first failure, also where the caller
+# tests its status (set -e does not hold there).
 build() {
-	[ -x configure ] || ./autogen.sh
-	mkdir -p "$BUILD_DIR"
-	cd "$BUILD_DIR"
-	# shellcheck disable=SC2086
-	[ -f Makefile ] || "$SRC/configure" $CONFIGURE_FLAGS
-	make -j"$(nproc)"
+	{ [ -x configure ] || ./autogen.sh; } &&
+		mkdir -p "$BUILD_DIR" &&
+		cd "$BUILD_DIR" &&
+		# shellcheck disable=SC2086
+		{ [ -f Makefile ] || "$SRC/configure" $CONFIGURE_FLAGS; } &&
+		make -j"$(nproc)"
 }
 
 # The last line: N passed, N failed, counting every test case of every
@@ -72,8 +75,12 @@ run)
 	exec "$BUILD_DIR/src/qtap" --config "$SRC/etc/qtap.conf"
 	;;
 check)
-	install_packages "$TEST_PKGS"
-	build
+	# a set-up that fails still ends with the line
+	if ! install_packages "$TEST_PKGS" || ! build; then
+		echo "quickstart: the set-up failed; no test ran" >&2
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 	status=0
 	rm -f "$BUILD_DIR/test-suite.log"
 	make -k check VERBOSE=1 || status=$?

@@ -131,18 +131,52 @@ stop_agent() {
 	AGENT_PID=
 }
 
+# scrape ENDPOINT: the page, or "scrape-failed" and a false status when the
+# agent did not answer it with 200: never a page read as empty, whose
+# every sample would look absent (0).
+scrape() {
+	sc_page=$("$CURL" -sf "$BASE$1") || {
+		echo scrape-failed
+		return 1
+	}
+	printf '%s\n' "$sc_page"
+}
+
 # metric ENDPOINT SAMPLE: the value of one sample line ("name{labels}"), or
-# nothing when absent.
+# nothing when absent; "scrape-failed" (no number) when the agent did not
+# answer.
 metric() {
-	"$CURL" -s "$BASE$1" | awk -v want="$2" 'index($0, want " ") == 1 { print $NF; exit }'
+	scrape "$1" | awk -v want="$2" '
+		$0 == "scrape-failed" { print; exit }
+		index($0, want " ") == 1 { print $NF; exit }'
 }
 
 # metric_sum ENDPOINT PREFIX: the sum of every sample whose line starts
-# with PREFIX (e.g. 'qtap_system_events_received_total{' summed over cpus).
+# with PREFIX (e.g. 'qtap_system_events_received_total{' summed over cpus);
+# "scrape-failed" as metric.
 metric_sum() {
-	"$CURL" -s "$BASE$1" | awk -v want="$2" '
+	scrape "$1" | awk -v want="$2" '
+		$0 == "scrape-failed" { failed = 1; exit }
 		index($0, want) == 1 { sum += $NF; n++ }
-		END { if (n) printf "%.0f\n", sum; else print "" }'
+		END { if (failed) print "scrape-failed"; else if (n) printf "%.0f\n", sum; else print "" }'
+}
+
+# hup [RESULT]: SIGHUP to the agent, then waits until it has counted one
+# more reload of RESULT ("success" unless told, or "failure"), 5 s at most;
+# false if it did not.  (The agent logs what a reload says before it
+# counts it.)
+hup() {
+	hup_result=${1:-success}
+	hup_before=$(metric /system/metrics "qtap_system_config_reloads_total{result=\"$hup_result\"}")
+	kill -HUP "$AGENT_PID"
+	i=0
+	while [ $i -lt 50 ]; do
+		hup_now=$(metric /system/metrics "qtap_system_config_reloads_total{result=\"$hup_result\"}")
+		[ "${hup_now:-0}" -gt "${hup_before:-0}" ] 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
 }
 
 # --- nginx on loopback ----------------------------------------------------
@@ -198,7 +232,9 @@ CONF
 	NGINX_PID=$!
 	i=0
 	while [ $i -lt 100 ]; do
-		curl -s -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small" 2>/dev/null && return 0
+		# this nginx, serving the file (not another server on the port)
+		kill -0 "$NGINX_PID" 2>/dev/null || break
+		curl -sf -o /dev/null "http://$SERVER_ADDR:$HTTP_PORT/small" 2>/dev/null && return 0
 		sleep 0.05
 		i=$((i + 1))
 	done
@@ -233,15 +269,15 @@ CONF
 
 # start_s_server: openssl s_server with nginx's certificate on
 # 127.0.0.1:$S_PORT (its pid in S_PID), answering once $SCRAPE can fetch
-# from it (5 s at most).
+# from it (5 s at most; false if it did not).
 start_s_server() {
 	S_PORT=$(free_port)
 	openssl s_server -quiet -www -accept "127.0.0.1:$S_PORT" -cert "$TMP/nginx/cert.pem" \
 		-key "$TMP/nginx/key.pem" >"$TMP/s_server.out" 2>&1 &
 	S_PID=$!
 	i=0
-	while ! "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null &&
-		[ $i -lt 50 ]; do
+	until "$SCRAPE" -sk -o /dev/null "https://127.0.0.1:$S_PORT/" 2>/dev/null; do
+		[ $i -ge 50 ] && return 1
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -252,13 +288,14 @@ tls_runs() {
 	metric /system/metrics 'qtap_system_bpf_program_runs_total{program="tls_enter"}'
 }
 
-# wait_file FILE: until FILE exists (10 s at most).
+# wait_file FILE: until FILE exists (10 s at most); false if it does not.
 wait_file() {
 	i=0
 	while [ ! -e "$1" ] && [ $i -lt 100 ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
+	test -e "$1"
 }
 
 # wait_line FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN

@@ -227,10 +227,12 @@ ok $? "TLS data events are counted as received"
 # A TLS exchange between two processes the filters leave out (a renamed
 # curl and openssl s_server): the probes run in them (they are set once
 # for every process that maps the library) but give nothing.
-start_s_server
+start_s_server; ok $? "openssl s_server answers on 127.0.0.1:$S_PORT"
 tls_events() {
-	"$CURL" -s "$BASE/system/metrics" |
-		awk '/^qtap_system_events_received_total\{.*type="tls_data"/ { s += $NF } END { print s + 0 }'
+	scrape /system/metrics |
+		awk '$0 == "scrape-failed" { failed = 1; exit }
+			/^qtap_system_events_received_total\{.*type="tls_data"/ { s += $NF }
+			END { if (failed) print "scrape-failed"; else print s + 0 }'
 }
 before=$(tls_events)
 runs_before=$(tls_runs)
@@ -264,7 +266,7 @@ open(ready, "w").close()
 time.sleep(60)
 PYCODE
 HALF_PID=$!
-wait_file "$TMP/half.ready"
+wait_file "$TMP/half.ready"; ok $? "the client sent half a request"
 sleep 0.3
 mid=$(metric /metrics "qtap_connection_active_total{$EGRESS}")
 test "${mid:-0}" = 1; ok $? "the half-sent request's connection is active ($mid)"
@@ -325,7 +327,7 @@ pump(c, u)
 t.join()
 PYCODE
 PROXY_PID=$!
-wait_file "$TMP/proxy.ready"
+wait_file "$TMP/proxy.ready"; ok $? "the tunnelling proxy listens"
 untied_before=$(metric /system/metrics qtap_system_tls_calls_untied_total)
 curl -sk --http1.1 --interface "$CLIENT_ADDR" --proxy "http://$CLIENT_ADDR:$PROXY_PORT" \
 	-o /dev/null -w '%{http_code}\n' "https://test.example:$TLS_PORT/tunnel" >"$TMP/tunnel.out"

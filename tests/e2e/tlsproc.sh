@@ -83,14 +83,16 @@ test "$(get "$B_TLS" /small)" = 200
 ok $? "curl gets /small from the second nginx"
 
 # An exchange between two processes the filters leave out.
-start_s_server
+start_s_server; ok $? "openssl s_server answers on 127.0.0.1:$S_PORT"
 before=$(tls_runs)
 j=0
+answered=0
 while [ $j -lt 5 ]; do
-	curl -sk -o /dev/null "https://127.0.0.1:$S_PORT/"
+	curl -sfk -o /dev/null "https://127.0.0.1:$S_PORT/" && answered=$((answered + 1))
 	j=$((j + 1))
 done
 after=$(tls_runs)
+test "$answered" = 5; ok $? "s_server answered the 5 requests ($answered)"
 kill "$S_PID"
 wait "$S_PID" 2>/dev/null
 test -n "$before" && test "$after" = "$before"
@@ -140,7 +142,7 @@ ok $? "the second nginx's links are gone with it: $(openssl_links)"
 
 # A reload that leaves nginx out, then one that lets it in again.
 conf_only '/no-such-program$'
-kill -HUP "$AGENT_PID"
+hup; ok $? "reload: nginx left out"
 wait_links 0
 ok $? "a reload that leaves nginx out takes its links: $(openssl_links)"
 sleep 1	# the links are closed in the background (the kernel's grace periods)
@@ -151,7 +153,7 @@ after=$(tls_runs)
 test -n "$before" && test "$after" = "$before"
 ok $? "its TLS calls then run no probe ($before, $after)"
 conf_only '/nginx$'
-kill -HUP "$AGENT_PID"
+hup; ok $? "reload: nginx let in again"
 wait_links "$per_nginx"
 ok $? "a reload that lets it in gives them back: $(openssl_links)"
 nginx_reads() {
@@ -170,8 +172,7 @@ ok $? "its plaintext is seen again (the request line of /again)"
 # execs a client: the links were bound to the leader that exec replaced,
 # so they are made again.
 conf_only '/(nginx|python3(\\.[0-9]+)?)$'
-kill -HUP "$AGENT_PID"
-sleep 0.5
+hup; ok $? "reload: nginx and python3 let in"
 $PY - "$SERVER_ADDR" "$A_TLS" <<'PYCODE'
 import os, sys, threading, time
 client = '''

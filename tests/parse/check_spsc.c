@@ -117,7 +117,9 @@ START_TEST(test_full)
 	ck_assert_uint_eq(spsc_depth_records(q), n);
 	ck_assert_uint_eq(spsc_depth_bytes(q), n * 112);
 	/* a failed reservation publishes nothing */
+	ck_assert_ptr_null(spsc_reserve(q, 100));
 	ck_assert_uint_eq(spsc_depth_records(q), n);
+	ck_assert_uint_eq(spsc_depth_bytes(q), n * 112);
 	p = spsc_peek(q, &size);
 	ck_assert_ptr_nonnull(p);
 	ck_assert(check_fill(p, size, 0));

@@ -236,6 +236,11 @@ static void fix16(struct msg *m, size_t at)
 
 /* A ClientHello handshake message: SNI when sni, supported_versions when
  * n_versions, a padding extension of pad bytes. */
+/* Set: build_client_hello() adds GREASE the way browsers send it (RFC
+ * 8701): a GREASE cipher suite first, an empty GREASE extension before the
+ * server name and one with a byte of data last. */
+static bool hello_grease;
+
 static void build_client_hello(struct msg *m, const char *sni, const uint16_t *versions,
 			       unsigned n_versions, size_t pad)
 {
@@ -251,13 +256,19 @@ static void build_client_hello(struct msg *m, const char *sni, const uint16_t *v
 	for (i = 0; i < 32; i++)
 		put8(m, i);
 	put8(m, 0);			/* session id */
-	put16(m, 4);			/* cipher suites */
+	put16(m, hello_grease ? 6 : 4);	/* cipher suites */
+	if (hello_grease)
+		put16(m, 0x2a2a);
 	put16(m, 0x1301);
 	put16(m, 0xc02f);
 	put8(m, 1);			/* compression */
 	put8(m, 0);
 	put16(m, 0);
 	exts = m->len;
+	if (hello_grease) {
+		put16(m, 0x0a0a);
+		put16(m, 0);
+	}
 	if (sni) {
 		put16(m, 0);
 		put16(m, 0);
@@ -276,6 +287,11 @@ static void build_client_hello(struct msg *m, const char *sni, const uint16_t *v
 		put8(m, 2 * n_versions);
 		for (i = 0; i < n_versions; i++)
 			put16(m, versions[i]);
+	}
+	if (hello_grease) {
+		put16(m, 0x4a4a);
+		put16(m, 1);
+		put8(m, 0);
 	}
 	if (pad) {
 		put16(m, 21);
@@ -382,6 +398,19 @@ START_TEST(test_grease)
 	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_DONE);
 	ck_assert_uint_eq(info.n_offered, 1);
 	ck_assert_uint_eq(info.offered[0], 0x0303);
+
+	/* a GREASE cipher suite and GREASE extensions, empty before the
+	 * server name and with data after it, as browsers send them */
+	memset(&info, 0, sizeof(info));
+	hello_grease = true;
+	build_client_hello(&hs, "grease.example", versions, 5, 0);
+	hello_grease = false;
+	frame(&rec, &hs, NULL, 0);
+	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_DONE);
+	ck_assert_str_eq(info.sni, "grease.example");
+	ck_assert_uint_eq(info.n_offered, 2);
+	ck_assert_uint_eq(info.offered[0], 0x0304);
+	ck_assert_uint_eq(info.offered[1], 0x0303);
 }
 END_TEST
 
