@@ -193,7 +193,8 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 	int c;
 
 	fill_longopts(lo);
-	optind = 1;
+	/* 0: getopt starts afresh, also after a call left inside a cluster */
+	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":c:hV", lo, NULL)) != -1) {
 		switch (c) {
@@ -268,7 +269,13 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 			snprintf(err, errlen, "option %s needs an argument", argv[optind - 1]);
 			return -EINVAL;
 		default:
-			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+			/* a short one may sit inside a cluster (-xV), where
+			 * optind has not moved past it: its letter; a long
+			 * one, the word */
+			if (optopt)
+				snprintf(err, errlen, "unknown option -%c", optopt);
+			else
+				snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
 			return -EINVAL;
 		}
 	}

@@ -88,6 +88,11 @@ START_TEST(test_errors)
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--http-buffer-size", "2g", NULL), -EINVAL);
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--nope", NULL), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "--nope"));
+	/* a short one inside a cluster: its letter, not the word before */
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "--log-level", "info", "-xV", NULL), -EINVAL);
+	ck_assert_str_eq(err, "unknown option -x");
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "-Vx", NULL), -EINVAL);
+	ck_assert_str_eq(err, "unknown option -x");
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--config", NULL), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "needs an argument"));
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "stray", NULL), -EINVAL);

@@ -418,10 +418,12 @@ static int capture_reader_start(struct capture *cap)
 }
 
 /* Stops the producers, then the pipeline, then the process reader, which
- * empties the process table the workers used until then. */
+ * empties the process table the workers used until then.  The process
+ * reader hands on its last events first: it detaches the TLS probes, which
+ * are its own, so the socket readers' last drain after it has every event
+ * the programs wrote (the socket programs are detached by then). */
 static void capture_readers_stop(struct capture *cap)
 {
-	sock_readers_stop(cap);
 	if (cap->reader_started) {
 		atomic_store_explicit(&cap->stop, true, memory_order_release);
 		pthread_mutex_lock(&cap->lock);
@@ -429,6 +431,7 @@ static void capture_readers_stop(struct capture *cap)
 			pthread_cond_wait(&cap->cond, &cap->lock);
 		pthread_mutex_unlock(&cap->lock);
 	}
+	sock_readers_stop(cap);
 	pipeline_free(&cap->pipeline);
 	if (cap->reader_started) {
 		pthread_mutex_lock(&cap->lock);
@@ -767,7 +770,10 @@ static int capture_pipeline_new(struct capture *cap)
 	struct pipeline_opts popts = {
 		.n_producers = cap->n_readers + 1,
 		.n_workers = conf ? conf->capture.workers : 0,
-		.queue_bytes = conf ? (size_t)conf->capture.queue_kb * 1024 : 0,
+		/* 0: sized by the pipeline, for its number of queues */
+		.queue_bytes = !conf || !conf->capture.queue_kb ? 0 :
+			       (size_t)(conf->capture.queue_kb < 64 ? 64 : conf->capture.queue_kb) *
+			       1024,
 		.idle_timeout_s = conf ? conf->capture.idle_timeout : 0,
 		.store = cap->store,
 		.proc_lookup = capture_pipeline_lookup,
@@ -891,10 +897,12 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	cap->kernel_stats = opts->conf && opts->conf->capture.kernel_bpf_stats;
 	if (cap->kernel_stats) {
 		cap->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-		if (cap->stats_fd < 0)
+		if (cap->stats_fd < 0) {
 			log_warn("enabling the kernel's BPF run statistics failed: %s; "
-				 "qtap_system_bpf_program_run* stay at 0",
+				 "the programs keep their own instead",
 				 strerror(-cap->stats_fd));
+			cap->kernel_stats = false;
+		}
 	}
 
 	err = capture_bpf_load(cap);
@@ -925,10 +933,14 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	err = capture_pipeline_new(cap);
 	if (err)
 		goto out_free;
-	err = capture_reader_start(cap);
+	/* The socket programs are attached: their rings are drained from now,
+	 * not only once the process reader has scanned /proc and attached the
+	 * TLS probes (seconds on a host with many processes, while every
+	 * process is still traced). */
+	err = sock_readers_start(cap);
 	if (err)
 		goto out_free;
-	err = sock_readers_start(cap);
+	err = capture_reader_start(cap);
 	if (err)
 		goto out_free;
 
@@ -938,9 +950,15 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 		log_error("registering the BPF statistics collector failed: %s", strerror(-err));
 		goto out_free;
 	}
-	log_info("capture started: %u BPF programs, %u socket readers, "
-		 "%zu processes tracked", cap->nprogs, cap->n_readers,
-		 proc_table_count(cap->procs));
+	{
+		size_t qbytes;
+		unsigned workers = pipeline_workers(cap->pipeline, &qbytes);
+
+		log_info("capture started: %u BPF programs, %u socket readers, "
+			 "%u parser workers (%u queues of %zu KiB), %zu processes tracked",
+			 cap->nprogs, cap->n_readers, workers, (cap->n_readers + 1) * workers,
+			 qbytes >> 10, proc_table_count(cap->procs));
+	}
 	return cap;
 
 out_free:

@@ -219,10 +219,15 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"Size of each per-CPU kernel ring buffer in KiB, rounded up to a "
 		"power of two.  Events that find it full are counted in "
 		"qtap_system_events_lost_total." },
-	[K_CAPTURE_QUEUE_KB] = { "capture.queue_kb", CONF_KEY_INT, false, "4096", NULL,
-		64, 1048576,
-		"Size of each reader-to-worker queue in KiB.  Events that find it "
-		"full are counted in qtap_system_queue_dropped_total." },
+	[K_CAPTURE_QUEUE_KB] = { "capture.queue_kb", CONF_KEY_INT, false, "0", NULL,
+		0, 1048576,
+		"Size of each reader-to-worker queue in KiB, rounded up to a power "
+		"of two (64 at least).  There are (readers + 1) x workers of them, "
+		"and each is all resident once that much has gone through it.  0 "
+		"sizes them for the host: 4096 each, halved while all of them "
+		"would take more than 256 MiB, down to 256 (a 64-CPU host's 520 "
+		"queues get 256 KiB each).  Events that find a queue full are "
+		"counted in qtap_system_queue_dropped_total." },
 	[K_CAPTURE_IDLE_TIMEOUT] = { "capture.idle_timeout", CONF_KEY_INT, false, "300", NULL,
 		1, 86400,
 		"Seconds without activity after which a connection whose close "
@@ -238,7 +243,8 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"host's: they time every run of every BPF program of every tool, "
 		"with two clock reads each.  Off, the agent's programs count every "
 		"run themselves and time one run in 16 (its time counting for "
-		"16)." },
+		"16).  When the kernel refuses its statistics, the agent says so "
+		"and its programs count as when off." },
 };
 
 const struct conf_key *conf_schema_find(const char *pattern)

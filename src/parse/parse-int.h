@@ -17,7 +17,8 @@
  * contiguous.
  *
  * Threads: exactly one producer (spsc_reserve, spsc_commit) and one
- * consumer (spsc_peek, spsc_release); spsc_depth_* from any thread.  The
+ * consumer (spsc_peek, spsc_release); spsc_depth_* from either (from a
+ * third thread they may count records that moved while they read).  The
  * producer publishes head with a release store that the consumer reads
  * with an acquire load, and the other way round for tail; each side keeps
  * a cached copy of the other's index and reloads it only when the cached

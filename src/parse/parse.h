@@ -129,7 +129,8 @@ typedef bool (*pipeline_proc_settled_fn)(void *ctx, uint32_t tgid, uint32_t gen)
 struct pipeline_opts {
 	unsigned n_producers;		/* capture readers, >= 1 */
 	unsigned n_workers;		/* 0: one per CPU, at most 8 */
-	size_t queue_bytes;		/* per producer-worker queue; 0: 4 MiB */
+	size_t queue_bytes;		/* per producer-worker queue; 0:
+					 * pipeline_queue_bytes_auto() */
 	unsigned idle_timeout_s;	/* connections silent this long are
 					 * reaped; 0: 300 */
 	struct metrics_store *store;
@@ -143,8 +144,20 @@ struct pipeline_opts {
 	const struct capture_trace *trace; /* --bpf-trace, or NULL */
 };
 
+/* The size of each queue when none is given: PIPELINE_QUEUE_BYTES, halved
+ * while the n_producers * n_workers queues together would take more than
+ * PIPELINE_QUEUES_TOTAL, down to PIPELINE_QUEUE_BYTES_MIN.  A queue's pages
+ * are all resident once that many bytes have gone through it, and a large
+ * host has hundreds of queues. */
+#define PIPELINE_QUEUE_BYTES (4u << 20)
+#define PIPELINE_QUEUES_TOTAL (256u << 20)
+#define PIPELINE_QUEUE_BYTES_MIN (256u << 10)
+size_t pipeline_queue_bytes_auto(unsigned n_producers, unsigned n_workers);
+
 /* Starts the workers.  NULL and errno. */
 struct pipeline *pipeline_new(const struct pipeline_opts *opts);
+/* How many workers run, and (*queue_bytes) the size of each queue. */
+unsigned pipeline_workers(const struct pipeline *p, size_t *queue_bytes);
 /* Stops after the workers processed everything queued; reports the
  * connections still open.  Accepts NULL and clears *p. */
 void pipeline_free(struct pipeline **p);

@@ -28,7 +28,6 @@
 #include "parse/parse-int.h"
 #include "sock.h"
 
-#define DEFAULT_QUEUE_BYTES (4u << 20)
 #define MAX_WORKERS 64
 #define DEFAULT_MAX_WORKERS 8
 /* Records taken from one queue before moving to the next. */
@@ -69,6 +68,7 @@ struct pipeline_producer {
 struct pipeline {
 	struct pipeline_opts opts;
 	unsigned n_workers, n_producers;
+	size_t queue_bytes;	/* each queue's */
 	struct pipeline_worker *workers;
 	struct pipeline_producer *producers;
 	int stop;
@@ -248,6 +248,22 @@ out:
 	return NULL;
 }
 
+unsigned pipeline_workers(const struct pipeline *p, size_t *queue_bytes)
+{
+	*queue_bytes = p->queue_bytes;
+	return p->n_workers;
+}
+
+size_t pipeline_queue_bytes_auto(unsigned n_producers, unsigned n_workers)
+{
+	uint64_t n = (uint64_t)n_producers * n_workers;
+	size_t q = PIPELINE_QUEUE_BYTES;
+
+	while (q > PIPELINE_QUEUE_BYTES_MIN && q * n > PIPELINE_QUEUES_TOTAL)
+		q /= 2;
+	return q;
+}
+
 static size_t round_pow2(size_t v)
 {
 	size_t r = 64;
@@ -279,7 +295,9 @@ struct pipeline *pipeline_new(const struct pipeline_opts *opts)
 
 		p->n_workers = n < 1 ? 1 : n > DEFAULT_MAX_WORKERS ? DEFAULT_MAX_WORKERS : (unsigned)n;
 	}
-	qbytes = round_pow2(opts->queue_bytes ? opts->queue_bytes : DEFAULT_QUEUE_BYTES);
+	qbytes = opts->queue_bytes ? round_pow2(opts->queue_bytes) :
+		 pipeline_queue_bytes_auto(p->n_producers, p->n_workers);
+	p->queue_bytes = qbytes;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	/* Each zeroed as soon as it is there: pipeline_free() reads it. */

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,21 +72,28 @@ static void format_time(char *out, size_t n)
 	snprintf(out + len, n - len, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
+/* One writer at a time: a line longer than a pipe's atomic write
+ * (PIPE_BUF) can take several write(2) calls, which another thread's line
+ * must not come between. */
+static pthread_mutex_t emit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void emit(struct buf *b)
 {
 	const char *p = b->data;
 	size_t left = b->len;
 
+	pthread_mutex_lock(&emit_lock);
 	while (left) {
 		ssize_t n = write(STDERR_FILENO, p, left);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return;
+			break;
 		p += n;
 		left -= (size_t)n;
 	}
+	pthread_mutex_unlock(&emit_lock);
 }
 
 /* msg on one console line: a control byte (a newline in a process's

@@ -1,5 +1,6 @@
-/* Logging on stderr, in console or JSON encoding.  Any thread may log; one
- * line is written with one write(2), so lines never interleave. */
+/* Logging on stderr, in console or JSON encoding.  Any thread may log; a
+ * line is written whole before another (one write(2), or several under a
+ * lock when the file takes it in parts), so lines never interleave. */
 #ifndef QTAP_UTIL_LOG_H
 #define QTAP_UTIL_LOG_H
 

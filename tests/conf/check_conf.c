@@ -100,7 +100,7 @@ START_TEST(test_shipped_example)
 	ck_assert_uint_eq(conf->capture.readers, 0);
 	ck_assert_uint_eq(conf->capture.workers, 0);
 	ck_assert_uint_eq(conf->capture.ring_buffer_kb, 4096);
-	ck_assert_uint_eq(conf->capture.queue_kb, 4096);
+	ck_assert_uint_eq(conf->capture.queue_kb, 0);
 	ck_assert_uint_eq(conf->capture.idle_timeout, 300);
 	ck_assert(!conf->capture.kernel_bpf_stats);
 	ck_assert(strstr(conf->path, "etc/qtap.conf"));

@@ -1499,6 +1499,36 @@ static void *malloc_fail(size_t size)
 	return NULL;
 }
 
+/* The queues' size when none is given: 4 MiB each on a small host, less
+ * on a large one, whose queues (readers + 1 per worker) would otherwise
+ * take gigabytes; and what a pipeline made without a size uses. */
+START_TEST(test_pipeline_queue_size)
+{
+	struct pipeline_opts po = {
+		.n_producers = 3, .n_workers = 2, .store = store, .proc_lookup = proc_lookup,
+	};
+	struct pipeline *p;
+	size_t q;
+
+	ck_assert_uint_eq(pipeline_queue_bytes_auto(3, 2), 4u << 20);	/* 2 CPUs: 6 queues, 24 MiB */
+	ck_assert_uint_eq(pipeline_queue_bytes_auto(9, 8), 2u << 20);	/* 8 CPUs: 72 queues, 144 MiB */
+	ck_assert_uint_eq(pipeline_queue_bytes_auto(17, 8), 1u << 20);	/* 16 CPUs: 136 MiB */
+	ck_assert_uint_eq(pipeline_queue_bytes_auto(65, 8), 256u << 10);	/* 64 CPUs: 130 MiB */
+	ck_assert_uint_eq(pipeline_queue_bytes_auto(1025, 64), 256u << 10);	/* the floor */
+	p = pipeline_new(&po);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(pipeline_workers(p, &q), 2);
+	ck_assert_uint_eq(q, 4u << 20);
+	pipeline_free(&p);
+	po.queue_bytes = 100000;	/* a power of two above */
+	p = pipeline_new(&po);
+	ck_assert_ptr_nonnull(p);
+	pipeline_workers(p, &q);
+	ck_assert_uint_eq(q, 128u << 10);
+	pipeline_free(&p);
+}
+END_TEST
+
 /* Records the tracker cannot use are counted by reason, not dropped
  * silently: an OPEN out of place (invalid), one it has no memory for. */
 START_TEST(test_pipeline_rejects)
@@ -1657,6 +1687,7 @@ static Suite *conn_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_pipeline);
 	tcase_add_test(tc, test_pipeline_rejects);
+	tcase_add_test(tc, test_pipeline_queue_size);
 	tcase_add_test(tc, test_pipeline_full);
 	suite_add_tcase(s, tc);
 	return s;
