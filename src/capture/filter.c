@@ -23,28 +23,17 @@
 #include "conf/conf.h"
 #include "util/log.h"
 
-/* Executables of a group, matched on the basename: exact names, or
- * prefixes when they end with '*'. */
-static const char *const kubernetes_names[] = {
-	"kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager",
-	"kube-scheduler", "kubectl", "etcd", "k3s", "k3s-server", "k3s-agent", "k0s",
-	"coredns", "flanneld", "calico-node", "cilium-agent",
-};
-static const char *const runtime_names[] = {
-	"containerd", "containerd-shim*", "dockerd", "docker-proxy", "runc", "crun",
-	"crio", "conmon", "podman",
-};
-
-static bool name_in(const char *name, const char *const *list, size_t n)
+/* Whether name is one of a group's members (conf_group_members()). */
+static bool name_in(const char *name, const char *const *list)
 {
-	size_t i, len;
+	size_t len;
 
-	for (i = 0; i < n; i++) {
-		len = strlen(list[i]);
-		if (list[i][len - 1] == '*') {
-			if (!strncmp(name, list[i], len - 1))
+	for (; list && *list; list++) {
+		len = strlen(*list);
+		if ((*list)[len - 1] == '*') {
+			if (!strncmp(name, *list, len - 1))
 				return true;
-		} else if (!strcmp(name, list[i])) {
+		} else if (!strcmp(name, *list)) {
 			return true;
 		}
 	}
@@ -61,9 +50,9 @@ unsigned filter_group_of(const char *exe, const char *comm)
 	slash = strrchr(name, '/');
 	if (slash)
 		name = slash + 1;
-	if (name_in(name, kubernetes_names, sizeof(kubernetes_names) / sizeof(*kubernetes_names)))
+	if (name_in(name, conf_group_members(CONF_GROUP_KUBERNETES)))
 		return CONF_GROUP_KUBERNETES;
-	if (name_in(name, runtime_names, sizeof(runtime_names) / sizeof(*runtime_names)))
+	if (name_in(name, conf_group_members(CONF_GROUP_CONTAINER_RUNTIMES)))
 		return CONF_GROUP_CONTAINER_RUNTIMES;
 	return 0;
 }

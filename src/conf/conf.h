@@ -166,6 +166,9 @@ void conf_publish(struct qtap_conf *conf);
 
 /* Writes the key reference of qtap.conf(5), as roff, from the schema table. */
 void conf_schema_write_man(FILE *out);
+/* The executables of a group (CONF_GROUP_*), NULL-terminated; NULL for one
+ * that is not a list of names (qpoint). */
+const char *const *conf_group_members(unsigned group);
 /* Writes one line per schema key path ("tap.direction"), for the sync test. */
 void conf_schema_write_keys(FILE *out);
 

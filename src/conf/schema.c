@@ -58,6 +58,31 @@ static const struct conf_value groups[] = {
 	{ NULL, 0 },
 };
 
+/* The executables of the groups but qpoint (the agent itself), matched on
+ * the basename of the executable, or of comm when its path is unknown:
+ * exact names, or prefixes when they end with '*'.  filter.c matches
+ * them, qtap.conf(5) lists them (conf_group_members()). */
+static const char *const kubernetes_members[] = {
+	"kubelet", "kube-proxy", "kube-apiserver", "kube-controller-manager",
+	"kube-scheduler", "kubectl", "etcd", "k3s", "k3s-server", "k3s-agent", "k0s",
+	"coredns", "flanneld", "calico-node", "cilium-agent", NULL,
+};
+static const char *const runtime_members[] = {
+	"containerd", "containerd-shim*", "dockerd", "docker-proxy", "runc", "crun",
+	"crio", "conmon", "podman", NULL,
+};
+
+const char *const *conf_group_members(unsigned group)
+{
+	switch (group) {
+	case CONF_GROUP_KUBERNETES:
+		return kubernetes_members;
+	case CONF_GROUP_CONTAINER_RUNTIMES:
+		return runtime_members;
+	}
+	return NULL;
+}
+
 static const struct conf_value strategies[] = {
 	{ "exact", CONF_STRATEGY_EXACT },
 	{ "prefix", CONF_STRATEGY_PREFIX },
@@ -106,8 +131,8 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"Where records go." },
 	[K_EVENT_STORES] = { "services.event_stores", CONF_KEY_LIST, false,
 		"( { type = \"stdout\"; } )", NULL, NO_RANGE,
-		"Stores for transaction records and connection events.  An "
-		"empty list () drops them." },
+		"Stores for transaction records (connection reports go to the log, "
+		"at debug level).  An empty list () drops them." },
 	[K_EVENT_STORE] = { "services.event_stores.[]", CONF_KEY_GROUP, false, NULL,
 		NULL, NO_RANGE, "One event store." },
 	[K_EVENT_STORE_TYPE] = { "services.event_stores.[].type", CONF_KEY_STRING, true,
@@ -156,8 +181,10 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"[ \"qpoint\" ]", groups, NO_RANGE,
 		"Predefined sets of processes to ignore: qpoint (the agent "
 		"itself), kubernetes (kubelet and the control plane), "
-		"container-runtimes (containerd, dockerd, runc, crio and their "
-		"shims).  An empty array [] ignores none." },
+		"container-runtimes (the container engines and their shims).  An "
+		"empty array [] ignores none.  The other groups' executables, "
+		"matched on the basename of the executable (of the command name "
+		"when its path is unknown), a name ending in * as a prefix:" },
 	[K_FILTER_CUSTOM] = { "tap.filters.custom", CONF_KEY_LIST, false, "()", NULL,
 		NO_RANGE,
 		"Executables matched by path (the one the process runs, as "
@@ -202,7 +229,9 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		"10000", NULL, 1, 10000000,
 		"Label sets per metric family; past it, new label sets are "
 		"counted in one series whose label values are __overflow__ "
-		"(see qtap_system_series_overflow_total)." },
+		"(see qtap_system_series_overflow_total).  The store holds about "
+		"4.19 million series at most, all families together: past that, "
+		"new label sets are folded the same way." },
 	[K_CAPTURE] = { "capture", CONF_KEY_GROUP, false, NULL, NULL, NO_RANGE,
 		"How kernel events reach the parsers.  Read at start only: a "
 		"reload keeps the running values and logs that a restart is "
@@ -550,6 +579,21 @@ void conf_schema_write_man(FILE *out)
 		fputs(")\n.br\n", out);
 		roff_puts(out, k->doc);
 		fputs("\n", out);
+		for (const struct conf_value *v = k->values; v && v->name; v++) {
+			const char *const *m = k->values == groups ?
+						conf_group_members((unsigned)v->value) : NULL;
+
+			if (!m)
+				continue;
+			fputs(".RS\n.TP\n.B ", out);
+			roff_puts(out, v->name);
+			fputs("\n", out);
+			for (; *m; m++) {
+				roff_puts(out, *m);
+				fputs(m[1] ? ", " : "\n", out);
+			}
+			fputs(".RE\n", out);
+		}
 	}
 }
 

@@ -910,12 +910,18 @@ START_TEST(test_schema_man)
 			      "\\fBingress\\fR, \\fBegress\\fR"));
 	ck_assert(strstr(man, "(integer, default \\fB10000\\fR; from 1 to 10000000)"));
 	ck_assert(strstr(man, "(string, required; one of: \\fBhttp_capture\\fR"));
+	/* the groups' executables, from the table filter.c matches */
+	ck_assert(strstr(man, ".RS\n.TP\n.B kubernetes\nkubelet, kube\\-proxy, "));
+	ck_assert(strstr(man, ".B container\\-runtimes\ncontainerd, containerd\\-shim*, "));
+	ck_assert_str_eq(conf_group_members(CONF_GROUP_CONTAINER_RUNTIMES)[1], "containerd-shim*");
+	ck_assert_ptr_null(conf_group_members(CONF_GROUP_QPOINT));
 	/* No line may start a roff request by accident. */
 	for (line = strtok_r(man, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save))
 		ck_assert_msg(line[0] != '\'' &&
 			      (line[0] != '.' || !strncmp(line, ".TP", 3) ||
-			       !strncmp(line, ".B ", 3) || !strncmp(line, ".br", 3)),
+			       !strncmp(line, ".B ", 3) || !strncmp(line, ".br", 3) ||
+			       !strcmp(line, ".RS") || !strcmp(line, ".RE")),
 			      "stray request: %s", line);
 	free(man);
 	free(keys);
