@@ -129,7 +129,9 @@ static enum detect_match detect_request_line(const uint8_t *data, size_t len)
 }
 
 /* A handshake record (type 22, version 3.0 to 3.4, a plausible length)
- * whose first message is a ClientHello or a ServerHello. */
+ * whose first message is a ClientHello or a ServerHello.  A record may
+ * hold as little as one byte of a message (RFC 8446 5.1: a hello split
+ * over records, which tls.c puts back together): its first is the type. */
 static enum detect_match detect_tls(const uint8_t *data, size_t len)
 {
 	unsigned rec_len;
@@ -143,7 +145,7 @@ static enum detect_match detect_tls(const uint8_t *data, size_t len)
 	if (len < 5)
 		return DETECT_SHORT;
 	rec_len = (unsigned)data[3] << 8 | data[4];
-	if (rec_len < 4 || rec_len > 16384 + 256)
+	if (rec_len < 1 || rec_len > 16384 + 256)
 		return DETECT_NO;
 	if (len < 6)
 		return DETECT_SHORT;

@@ -329,6 +329,8 @@ static enum tls_feed_result tls_feed_direct(const uint8_t *data, size_t len, boo
 	msg_len = TLS_HS_HEADER + tls_hs_length(data + TLS_RECORD_HEADER);
 	if (msg_len > rec_len || len < TLS_RECORD_HEADER + msg_len)
 		return TLS_FEED_MORE;
+	if (msg_len > TLS_HELLO_MAX)
+		return TLS_FEED_ERROR;	/* as when fed in parts (tls_feed_buffered()) */
 	switch (tls_handle_message(data + TLS_RECORD_HEADER, msg_len, from_client, info)) {
 	case TLS_FEED_DONE:
 		return TLS_FEED_DONE;

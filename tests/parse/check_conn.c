@@ -1126,6 +1126,39 @@ START_TEST(test_tls_handshake)
 	feed(t, &r, T0);
 	ck_assert_uint_eq(proto_val("tls"), 2);
 	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 0);
+	/* a ClientHello whose first record holds 2 bytes of it (a record may
+	 * hold any part of a message, RFC 8446 5.1), in one write: TLS, with
+	 * its handshake, not a connection of another protocol */
+	{
+		static uint8_t split[sizeof(ch) + 5];
+		const char *v[5] = { "egress", "10.0.0.9", "443", "api.example.org", "TLSv1.2" };
+		size_t msg = ch_len - 5;
+		uint64_t vals[2] = { 0 };
+
+		memcpy(split, ch, 3);
+		split[3] = 0;
+		split[4] = 2;
+		memcpy(split + 5, ch + 5, 2);
+		memcpy(split + 7, ch, 3);
+		split[10] = (uint8_t)((msg - 2) >> 8);
+		split[11] = (uint8_t)(msg - 2);
+		memcpy(split + 12, ch + 7, msg - 2);
+		mk_open(&r, 64, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40003, T0);
+		feed(t, &r, T0);
+		mk_data(&r, 64, 1, 100, QTAP_DATA_SEND, (uint32_t)ch_len + 5, split,
+			(uint32_t)ch_len + 5, T0 + 1);
+		feed(t, &r, T0);
+		mk_data(&r, 64, 2, 100, QTAP_DATA_RECV, (uint32_t)sh_len, sh, (uint32_t)sh_len,
+			T0 + 2);
+		feed(t, &r, T0);
+		mk_close(&r, 64, 3, 100, ch_len + 5, sh_len, T0 + 3);
+		feed(t, &r, T0);
+		metrics_series_read(store, metrics_series_get(store, M_CONNECTION_TLS_HANDSHAKE_TOTAL,
+							     v), vals);
+		ck_assert_uint_eq(vals[0], 2);
+		ck_assert_uint_eq(proto_val("tls"), 3);
+		ck_assert_uint_eq(proto_val("other"), 0);
+	}
 	/* a ClientHello whose session id length overruns it: one parse error */
 	ch[43] = 0xff;
 	mk_open(&r, 62, 100, QTAP_DIR_EGRESS, "10.0.0.9", 443, 40001, T0);

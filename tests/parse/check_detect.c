@@ -138,6 +138,21 @@ START_TEST(test_tls)
 }
 END_TEST
 
+/* A hello whose first record holds 1 to 3 bytes of it (RFC 8446 5.1: a
+ * message over several records): TLS at its sixth byte, the message's
+ * type. */
+START_TEST(test_tls_split_hello)
+{
+	uint8_t rec[] = { 0x16, 0x03, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x16, 0x03, 0x01 };
+	uint8_t n;
+
+	for (n = 1; n <= 3; n++) {
+		rec[4] = n;
+		check_prefixes(rec, sizeof(rec), 6, L7_TLS);
+	}
+}
+END_TEST
+
 START_TEST(test_tls_not)
 {
 	static const uint8_t alert[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28 };
@@ -145,14 +160,14 @@ START_TEST(test_tls_not)
 	static const uint8_t v4[] = { 0x16, 0x04, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0 };
 	static const uint8_t minor5[] = { 0x16, 0x03, 0x05, 0x00, 0x05, 0x01, 0, 0, 1, 0 };
 	static const uint8_t huge[] = { 0x16, 0x03, 0x01, 0x50, 0x00, 0x01, 0, 0, 1, 0 };
-	static const uint8_t tiny[] = { 0x16, 0x03, 0x01, 0x00, 0x03, 0x01, 0, 0 };
+	static const uint8_t empty[] = { 0x16, 0x03, 0x01, 0x00, 0x00, 0x01, 0, 0 };
 
 	check_prefixes(alert, sizeof(alert), 1, L7_OTHER);
 	check_prefixes(finished, sizeof(finished), 6, L7_OTHER);
 	check_prefixes(v4, sizeof(v4), 2, L7_OTHER);
 	check_prefixes(minor5, sizeof(minor5), 3, L7_OTHER);
 	check_prefixes(huge, sizeof(huge), 5, L7_OTHER);
-	check_prefixes(tiny, sizeof(tiny), 5, L7_OTHER);
+	check_prefixes(empty, sizeof(empty), 5, L7_OTHER);
 }
 END_TEST
 
@@ -204,6 +219,7 @@ static Suite *detect_suite(void)
 	tcase_add_test(tc, test_h2_server_settings);
 	tcase_add_loop_test(tc, test_tls, 0, sizeof(tls_files) / sizeof(tls_files[0]));
 	tcase_add_test(tc, test_tls_not);
+	tcase_add_test(tc, test_tls_split_hello);
 	tcase_add_test(tc, test_junk);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);

@@ -472,6 +472,12 @@ START_TEST(test_large_hello)
 	frame(&rec, &hs, cuts, 2);
 	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_ERROR);
 	ck_assert(!info.client_hello);
+	/* the same hello in one record (of a length the record layer lets
+	 * through) gets the same answer whole as in parts */
+	frame(&rec, &hs, NULL, 0);
+	ck_assert_uint_le(rec.len - 5, 16384 + 256);
+	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_ERROR);
+	ck_assert(!info.client_hello);
 }
 END_TEST
 
