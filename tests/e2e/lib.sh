@@ -187,12 +187,14 @@ CLIENT_ADDR=127.0.0.43
 
 # start_nginx: nginx in the foreground (master + NGINX_WORKERS workers,
 # default one; "auto" for one per CPU) with plain
-# HTTP/1.1 on $HTTP_PORT and TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the
-# name test.example, serving $TMP/www.  Files: /small (100 bytes), /big
+# HTTP/1.1 on $HTTP_PORT, plain HTTP/2 (prior knowledge) on $H2C_PORT and
+# TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the name test.example, serving
+# $TMP/www.  Files: /small (100 bytes), /big
 # (1 MiB).
 start_nginx() {
 	HTTP_PORT=$(free_port)
 	TLS_PORT=$(free_port)
+	H2C_PORT=$(free_port)
 	mkdir -p "$TMP/www" "$TMP/nginx"
 	head -c 100 /dev/zero | tr '\0' 'a' >"$TMP/www/small"
 	head -c 1048576 /dev/urandom >"$TMP/www/big"
@@ -220,6 +222,7 @@ http {
 		# the server bit, 2: sock.sh sets it for its test)
 		listen $SERVER_ADDR:$HTTP_PORT fastopen=64;
 		listen $SERVER_ADDR:$TLS_PORT ssl http2;
+		listen $SERVER_ADDR:$H2C_PORT http2;
 		server_name test.example;
 		ssl_certificate $TMP/nginx/cert.pem;
 		ssl_certificate_key $TMP/nginx/key.pem;

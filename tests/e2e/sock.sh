@@ -258,6 +258,22 @@ PYCODE
 ok $? "the 4 TLS connections' reports have server name, version and ClientHello from the wire"
 diag <"$TMP/tlsreport.out"
 
+# --- HTTP/2 in the clear (prior knowledge): the client's preface on one
+# side, nginx's SETTINGS on the other.
+curl -s --http2-prior-knowledge --interface "$CLIENT_ADDR" -o /dev/null -w '%{http_version}\n' \
+	"http://$SERVER_ADDR:$H2C_PORT/small" >"$TMP/h2c.out"
+test "$(cat "$TMP/h2c.out")" = 2; ok $? "curl spoke HTTP/2 in the clear to nginx"
+i=0
+while [ $i -lt 100 ] && [ "$(m 'qtap_connection_protocol_total{protocol="http2"}')" -lt 2 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.3
+test "$(m 'qtap_connection_protocol_total{protocol="http2"}')" = 2 &&
+	test "$(m "qtap_connection_close_total{direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$H2C_PORT\"}")" = 1 &&
+	test "$(m 'qtap_connection_protocol_total{protocol="other"}')" = 0
+ok $? "2 connections spoke http2 (curl's and nginx's side of one), none other"
+
 # --- settings, through SIGHUP: each value of direction, ignore_loopback.
 # one_request "E I": one curl connection; prints "EGRESS_DELTA
 # INGRESS_DELTA" of the connections opened, once they reached E I (at most
