@@ -736,6 +736,28 @@ static __always_inline bool tls_hello(const __u8 *p, __u32 n)
 	return n >= 6 && tls_record(p, n) && p[2] <= 0x04 && (p[5] == 1 || p[5] == 2);
 }
 
+/* Whether n bytes at p start a request line of a method not known by
+ * name (WebDAV's PROPFIND, PURGE, ...): a token of upper case, '-' and
+ * '_' (24 at most, as src/parse/detect.c), a space, and a request-target
+ * of origin form ("/...") or "*". */
+#define METHOD_MAX 24
+static __always_inline bool method_line(const __u8 *p, __u32 n)
+{
+	int i;
+
+	for (i = 0; i <= METHOD_MAX; i++) {
+		__u8 c = p[i];
+
+		if (i + 1 >= n)
+			return false;
+		if (c == ' ')
+			return i > 0 && (p[i + 1] == '/' || p[i + 1] == '*');
+		if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_'))
+			return false;
+	}
+	return false;
+}
+
 /* The class of a connection from its first n captured bytes. */
 static __always_inline __u8 classify(const __u8 *p, __u32 n)
 {
@@ -745,23 +767,38 @@ static __always_inline __u8 classify(const __u8 *p, __u32 n)
 		return CLASS_UNKNOWN;
 	switch (p[0]) {
 	case 'G':
-		return prefix(p, "GET ", 4) ? CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "GET ", 4))
+			return CLASS_HTTP;
+		break;
 	case 'P':
-		return prefix(p, "POST ", 5) || prefix(p, "PUT ", 4) ||
-		       prefix(p, "PATCH ", 6) || prefix(p, "PRI * HT", 8) ?
-		       CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "POST ", 5) || prefix(p, "PUT ", 4) || prefix(p, "PATCH ", 6) ||
+		    prefix(p, "PRI * HT", 8))
+			return CLASS_HTTP;
+		break;
 	case 'H':
-		return prefix(p, "HTTP/", 5) || prefix(p, "HEAD ", 5) ? CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "HTTP/", 5) || prefix(p, "HEAD ", 5))
+			return CLASS_HTTP;
+		break;
 	case 'D':
-		return prefix(p, "DELETE ", 7) ? CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "DELETE ", 7))
+			return CLASS_HTTP;
+		break;
 	case 'O':
-		return prefix(p, "OPTIONS ", 8) ? CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "OPTIONS ", 8))
+			return CLASS_HTTP;
+		break;
 	case 'C':
-		return prefix(p, "CONNECT ", 8) ? CLASS_TUNNEL : CLASS_OTHER;
+		if (prefix(p, "CONNECT ", 8))
+			return CLASS_TUNNEL;
+		break;
 	case 'T':
-		return prefix(p, "TRACE ", 6) ? CLASS_HTTP : CLASS_OTHER;
+		if (prefix(p, "TRACE ", 6))
+			return CLASS_HTTP;
+		break;
 	}
-	return CLASS_OTHER;
+	/* The methods above are known by name; a request line of another
+	 * method is HTTP too, and its connection's bytes stay copied. */
+	return method_line(p, n) ? CLASS_HTTP : CLASS_OTHER;
 }
 
 /* Fills a data event of st built in the scratch slot (n payload bytes

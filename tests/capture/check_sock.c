@@ -1051,6 +1051,57 @@ START_TEST(test_tunnel_cap)
 }
 END_TEST
 
+/* A request of a method not known by name (WebDAV's PROPFIND, a cache's
+ * PURGE) is HTTP to the programs: its connection's later calls are copied
+ * whole, as any HTTP connection's.  A line that is no request (an SMTP
+ * client's greeting) is another protocol: copied at its first call only. */
+START_TEST(test_method_line)
+{
+	static const char *const head[3] = {
+		"PROPFIND /dav/ HTTP/1.1\r\nHost: example.test\r\nDepth: 1\r\n\r\n",
+		"PURGE /cached/page HTTP/1.1\r\nHost: example.test\r\n\r\n",
+		"EHLO client.example.test\r\n",
+	};
+	static uint8_t body[3000];
+	struct capture *cap;
+	struct pair p;
+	char buf[4096];
+	size_t n, i;
+	int k;
+
+	memset(body, 'b', sizeof(body));
+	cap = start_text(CONF_ALL);
+	for (k = 0; k < 3; k++) {
+		uint64_t captured = 0, sent = 0;
+
+		pair_open(AF_INET, &p);
+		ck_assert_int_eq(write(p.cfd, head[k], strlen(head[k])), (ssize_t)strlen(head[k]));
+		read_exact(p.sfd, buf, strlen(head[k]));
+		for (i = 0; i < 3; i++) {
+			ck_assert_int_eq(write(p.cfd, body, sizeof(body)), (ssize_t)sizeof(body));
+			read_exact(p.sfd, buf, sizeof(body));
+		}
+		close(p.cfd);
+		close(p.sfd);
+		close(p.lfd);
+		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
+		ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
+		ck_assert_uint_eq(evs[1].captured, strlen(head[k]));
+		for (i = 2; i + 1 < n; i++) {
+			if (evs[i].dir != QTAP_DATA_SEND)
+				continue;
+			sent += evs[i].len;
+			captured += evs[i].captured;
+		}
+		ck_assert_uint_eq(sent, 3 * sizeof(body));
+		ck_assert_msg(captured == (k < 2 ? sent : 0), "%.5s: %" PRIu64 " of %" PRIu64
+			      " bytes copied", head[k], captured, sent);
+	}
+	finish(&cap);
+}
+END_TEST
+
 /* An accepted connection ended by its server before any call on it moved
  * a byte is reported from the server's side too, with the closing call's
  * fd: a close (a FIN, mode 0), a close with the request unread (a reset,
@@ -2052,6 +2103,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_preexisting_filtered);
 	tcase_add_test(tc, test_accept_close);
 	tcase_add_test(tc, test_tunnel_cap);
+	tcase_add_test(tc, test_method_line);
 	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_conn_alive);
 	tcase_add_test(tc, test_v4_mapped);
