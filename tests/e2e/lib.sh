@@ -78,13 +78,14 @@ require_root() {
 	fi
 }
 
-# free_port: a TCP port that nothing on loopback holds now.
+# free_port: a TCP port that nothing holds now, on any address (the
+# servers bind 127.0.0.42, the agent 127.0.0.1).
 free_port() {
 	# never one already handed out in this test: a port given back to the
 	# kernel unbound can come round again at once (nginx refused a
 	# configuration whose two ports were the same)
 	while :; do
-		fp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		fp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
 		grep -qx "$fp_port" "$TMP/ports" 2>/dev/null || break
 	done
 	echo "$fp_port" >>"$TMP/ports"

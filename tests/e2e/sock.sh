@@ -5,9 +5,11 @@
 # filters and direction settings, TCP Fast Open, and no losses.
 #
 # The agent traces only nginx, curl and python3 (an allow-list), so other
-# tests running beside this one do not move its figures; the test reads the
-# endpoints with a renamed copy of curl, which that list leaves out (the
-# "filtered process" case).  nginx listens on 127.0.0.42 and clients come
+# processes on the host do not move its figures.  Another test's curl or
+# python3 would: the end-to-end tests run one after the other, but a
+# parallel make check can move the unlabelled protocol counts.  The test
+# reads the endpoints with a renamed copy of curl, which that list leaves
+# out (the "filtered process" case).  nginx listens on 127.0.0.42 and clients come
 # from 127.0.0.43, label values no other test uses.
 . "$top_srcdir/tests/e2e/lib.sh"
 require_root
