@@ -209,6 +209,13 @@ for src, r in egress.items():
         check(name + ": nginx reads the preface %s" % sreads, sreads[:1] == ["PRI * HTTP/2.0"])
     check(name + ": module " + module[lib] + " traced", all(m == module[lib] for (m, op, d, l) in mine) and mine)
 check("clients seen %s" % seen, seen == {"curl": 1, "wget": 1, "python3": 2, "node": 1})
+if seen.get("python3") != 2:
+    # which way each python3 connection to nginx went, to tell a
+    # connection not seen from one seen the wrong way round
+    for r in reports:
+        if r["comm"] == "python3":
+            print("     python3 report: %s %s -> %s, %s, open %s" % (r["direction"], r["source"],
+                  r["destination"], r["l7Protocol"], r["openTime"]))
 sys.exit(1 if failed else 0)
 PYCODE
 ok $? "each client's connection: library, protocol, plaintext lines, bytes on both sides"
