@@ -746,10 +746,11 @@ static __always_inline bool method_line(const __u8 *p, __u32 n)
 	int i;
 
 	for (i = 0; i <= METHOD_MAX; i++) {
-		__u8 c = p[i];
+		__u8 c;
 
 		if (i + 1 >= n)
-			return false;
+			return false;	/* not all there: not a request line */
+		c = p[i];
 		if (c == ' ')
 			return i > 0 && (p[i + 1] == '/' || p[i + 1] == '*');
 		if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_'))

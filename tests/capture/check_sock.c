@@ -629,6 +629,31 @@ static void check_side(const struct rec_event *ev, size_t n, uint8_t direction,
 #define MAXEV 4096
 static struct rec_event evs[MAXEV];
 
+/* Closes the pair's sockets and waits for every event of the client's
+ * connection, into evs; how many. */
+static size_t pair_close_wait(struct pair *p)
+{
+	close(p->cfd);
+	close(p->sfd);
+	close(p->lfd);
+	return wait_closed(getpid(), p->cfd, p->cport, p->srv.port, evs, MAXEV);
+}
+
+/* The bytes the n events in evs sent after the first data event (evs[1]),
+ * and how many of them were copied. */
+static void sent_after_first(size_t n, uint64_t *sent, uint64_t *captured)
+{
+	size_t i;
+
+	*sent = *captured = 0;
+	for (i = 2; i + 1 < n; i++) {
+		if (evs[i].dir != QTAP_DATA_SEND)
+			continue;
+		*sent += evs[i].len;
+		*captured += evs[i].captured;
+	}
+}
+
 static void run_exchange(int family)
 {
 	struct side client = { 0 }, server = { 0 };
@@ -901,10 +926,7 @@ START_TEST(test_preexisting)
 	pair_open(AF_INET6, &p);
 	cap = start_text(CONF_ALL);
 	exchange(&p, &client, &server);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	n = pair_close_wait(&p);
 	check_side(evs, n, QTAP_DIR_UNKNOWN, &p.srv, p.cport, p.srv.port, &client,
 		   QTAP_CONN_F_PREEXISTING);
 	ck_assert_uint_eq(evs[1].len, strlen(request));
@@ -1010,7 +1032,7 @@ START_TEST(test_tunnel_cap)
 	memcpy(record, "\x17\x03\x03\x0f\x9b", 5);	/* application data */
 	cap = start_text(CONF_ALL);
 	for (k = 0; k < 2; k++) {
-		uint64_t captured = 0, sent = 0;
+		uint64_t captured, sent;
 
 		pair_open(AF_INET, &p);
 		ck_assert_int_eq(write(p.cfd, head[k], strlen(head[k])), (ssize_t)strlen(head[k]));
@@ -1027,21 +1049,13 @@ START_TEST(test_tunnel_cap)
 					 (ssize_t)sizeof(record));
 			read_exact(p.sfd, buf, sizeof(record));
 		}
-		close(p.cfd);
-		close(p.sfd);
-		close(p.lfd);
-		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		n = pair_close_wait(&p);
 		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
 		ck_assert_uint_eq(evs[n - 1].bytes_sent,
 				  strlen(head[k]) + sizeof(hello) + 4 * sizeof(record));
 		ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
 		ck_assert_uint_eq(evs[1].captured, strlen(head[k]));
-		for (i = 2; i + 1 < n; i++) {
-			if (evs[i].dir != QTAP_DATA_SEND)
-				continue;
-			sent += evs[i].len;
-			captured += evs[i].captured;
-		}
+		sent_after_first(n, &sent, &captured);
 		ck_assert_uint_eq(sent, sizeof(hello) + 4 * sizeof(record));
 		ck_assert_msg(captured == (k ? sent : QTAP_TLS_HELLO_BYTES),
 			      "%s: %" PRIu64 " of %" PRIu64 " bytes copied", k ? "upload" : "tunnel",
@@ -1072,7 +1086,7 @@ START_TEST(test_method_line)
 	memset(body, 'b', sizeof(body));
 	cap = start_text(CONF_ALL);
 	for (k = 0; k < 3; k++) {
-		uint64_t captured = 0, sent = 0;
+		uint64_t captured, sent;
 
 		pair_open(AF_INET, &p);
 		ck_assert_int_eq(write(p.cfd, head[k], strlen(head[k])), (ssize_t)strlen(head[k]));
@@ -1081,19 +1095,11 @@ START_TEST(test_method_line)
 			ck_assert_int_eq(write(p.cfd, body, sizeof(body)), (ssize_t)sizeof(body));
 			read_exact(p.sfd, buf, sizeof(body));
 		}
-		close(p.cfd);
-		close(p.sfd);
-		close(p.lfd);
-		n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+		n = pair_close_wait(&p);
 		ck_assert_uint_eq(evs[n - 1].type, QTAP_EVENT_CONN_CLOSE);
 		ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
 		ck_assert_uint_eq(evs[1].captured, strlen(head[k]));
-		for (i = 2; i + 1 < n; i++) {
-			if (evs[i].dir != QTAP_DATA_SEND)
-				continue;
-			sent += evs[i].len;
-			captured += evs[i].captured;
-		}
+		sent_after_first(n, &sent, &captured);
 		ck_assert_uint_eq(sent, 3 * sizeof(body));
 		ck_assert_msg(captured == (k < 2 ? sent : 0), "%.5s: %" PRIu64 " of %" PRIu64
 			      " bytes copied", head[k], captured, sent);
@@ -1621,10 +1627,7 @@ START_TEST(test_stage_order)
 	}
 	ck_assert_msg(n == want - 1, "%zu of %zu events within %d ms, before the close", n,
 		      want - 1, waited);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	n = pair_close_wait(&p);
 	ck_assert_uint_eq(n, want);
 	for (i = 1; i + 1 < n; i++) {
 		ck_assert_uint_eq(evs[i].type, QTAP_EVENT_CONN_DATA);
@@ -1662,10 +1665,7 @@ START_TEST(test_payload_classes)
 	}
 	ck_assert_int_eq(write(p.sfd, "\x16\x03\x03hello", 8), 8);
 	read_exact(p.cfd, buf, 8);
-	close(p.cfd);
-	close(p.sfd);
-	close(p.lfd);
-	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	n = pair_close_wait(&p);
 	ck_assert_uint_eq(n, 6);
 	for (i = 1; i <= 3; i++) {
 		ck_assert_uint_eq(evs[i].len, sizeof(tls));
@@ -1685,10 +1685,7 @@ START_TEST(test_payload_classes)
 		ck_assert_int_eq(write(q.cfd, other, sizeof(other)), (ssize_t)sizeof(other));
 		read_exact(q.sfd, buf, sizeof(other));
 	}
-	close(q.cfd);
-	close(q.sfd);
-	close(q.lfd);
-	n = wait_closed(getpid(), q.cfd, q.cport, q.srv.port, evs, MAXEV);
+	n = pair_close_wait(&q);
 	ck_assert_uint_eq(n, 5);
 	ck_assert_uint_eq(evs[1].captured, sizeof(other));
 	ck_assert(!memcmp(evs[1].payload, "zzzz", 4));
@@ -2072,10 +2069,7 @@ START_TEST(test_allow_list)
 	memset(&rclient, 0, sizeof(rclient));
 	memset(&rserver, 0, sizeof(rserver));
 	exchange(&r, &rclient, &rserver);
-	close(r.cfd);
-	close(r.sfd);
-	close(r.lfd);
-	n = wait_closed(getpid(), r.cfd, r.cport, r.srv.port, evs, MAXEV);
+	n = pair_close_wait(&r);
 	check_side(evs, n, QTAP_DIR_EGRESS, &r.srv, r.cport, r.srv.port, &rclient,
 		   QTAP_CONN_F_PREEXISTING);
 	n = wait_closed(getpid(), r.sfd, r.srv.port, r.cport, evs, MAXEV);
