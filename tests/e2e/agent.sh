@@ -106,9 +106,17 @@ prog_ids=$(cat /proc/"$AGENT_PID"/fdinfo/* 2>/dev/null | awk '/^prog_id:/ { prin
 test -n "$prog_ids"; ok $? "the agent holds BPF programs ($(echo $prog_ids))"
 stop_agent
 test "$AGENT_STATUS" = 0; ok $? "SIGTERM stops with status 0 (got $AGENT_STATUS)"
-left=
-for id in $prog_ids; do
-	bpftool prog show id "$id" >/dev/null 2>&1 && left="$left $id"
+# (the kernel frees a program once its last link is released, which for
+# uprobes waits for grace periods in the background: 5 s at most)
+i=0
+while :; do
+	left=
+	for id in $prog_ids; do
+		bpftool prog show id "$id" >/dev/null 2>&1 && left="$left $id"
+	done
+	[ -z "$left" ] || [ $i -ge 50 ] && break
+	sleep 0.1
+	i=$((i + 1))
 done
 test -z "$left"; ok $? "no BPF programs left behind${left:+ (still loaded:$left)}"
 
