@@ -171,9 +171,11 @@ struct peer {
 	struct conn_series m;
 };
 
+/* Whether a local address and port have a listener (port_listening()). */
 struct port_entry {
 	uint64_t when;		/* 0: empty */
-	uint16_t port;
+	uint16_t family, port;
+	uint8_t addr[16];
 	bool listening;
 };
 
@@ -552,19 +554,64 @@ static void conn_series_get(struct conn_tracker *t, struct conn *c)
 
 /* ---- pre-existing connections ----------------------------------------- */
 
-/* Whether a LISTEN socket has this local port, from /proc/net/tcp and
- * /proc/net/tcp6.  Cached per port (whatever the address: a port a
- * listener holds is not handed out as an ephemeral port on the wildcard
- * address, and a listener on one address beside an outgoing connection
- * from the same port on another is rare enough). */
-static bool port_listening(struct conn_tracker *t, uint16_t port, uint64_t now)
+/* The address of a /proc/net/tcp or tcp6 line's local_address (8 or 32
+ * hex digits: the address's 32-bit words as the kernel holds them, each
+ * printed as a number of this host's order) into addr; its length in
+ * bytes, 0 if malformed. */
+static size_t proc_net_addr(const char *hex, uint8_t addr[16])
 {
-	struct port_entry *e = &t->ports[port & (PORT_CACHE_SIZE - 1)];
+	size_t n = strlen(hex), i;
+
+	if (n != 8 && n != 32)
+		return 0;
+	for (i = 0; i < n / 8; i++) {
+		char word[9];
+		uint32_t v;
+
+		memcpy(word, hex + 8 * i, 8);
+		word[8] = '\0';
+		v = (uint32_t)strtoul(word, NULL, 16);
+		memcpy(addr + 4 * i, &v, 4);
+	}
+	return n / 2;
+}
+
+/* Whether a listener at (lfamily's laddr) accepts connections to the local
+ * address (family, addr): the same address, the wildcard of its family,
+ * or for IPv4 the IPv6 wildcard (a dual-stack listener) or the address
+ * mapped into IPv6. */
+static bool listener_takes(size_t llen, const uint8_t *laddr, int family, const uint8_t *addr)
+{
+	static const uint8_t zero[16], mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (!memcmp(laddr, zero, llen))
+		return llen == 16 || family == AF_INET;
+	if (family == AF_INET)
+		return llen == 4 ? !memcmp(laddr, addr, 4) :
+		       !memcmp(laddr, mapped, 12) && !memcmp(laddr + 12, addr, 4);
+	return llen == 16 && !memcmp(laddr, addr, 16);
+}
+
+/* Whether a LISTEN socket takes connections to c's local address and port,
+ * from /proc/net/tcp and /proc/net/tcp6: the direction of a connection
+ * learned in the middle.  The address matters as well as the port: a
+ * client that binds its source address before connecting (a proxy's
+ * source address, curl --interface) can be given a port that a listener
+ * holds on another address.  Cached for a while per address and port. */
+static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_t now)
+{
 	static const char *const files[] = { "net/tcp", "net/tcp6" };
+	size_t alen = c->family == AF_INET6 ? 16 : 4;
+	uint32_t h = c->lport;
+	struct port_entry *e;
 	bool listening = false;
 	unsigned i;
 
-	if (e->when && e->port == port && now - e->when < PORT_CACHE_TTL_NS)
+	for (i = 0; i < alen; i++)
+		h = h * 31 + c->laddr[i];
+	e = &t->ports[h & (PORT_CACHE_SIZE - 1)];
+	if (e->when && e->port == c->lport && e->family == c->family &&
+	    !memcmp(e->addr, c->laddr, alen) && now - e->when < PORT_CACHE_TTL_NS)
 		return e->listening;
 	for (i = 0; i < 2 && !listening; i++) {
 		char path[320], line[512];
@@ -576,12 +623,17 @@ static bool port_listening(struct conn_tracker *t, uint16_t port, uint64_t now)
 			continue;
 		while (fgets(line, sizeof(line), f)) {
 			unsigned lport, st;
-			char laddr[40];
+			uint8_t laddr[16];
+			char hex[40];
+			size_t llen;
 
 			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
-				   laddr, &lport, &st) != 3)
+				   hex, &lport, &st) != 3)
 				continue;
-			if (st == 0x0a && lport == port) {
+			if (st != 0x0a || lport != c->lport)
+				continue;
+			llen = proc_net_addr(hex, laddr);
+			if (llen && listener_takes(llen, laddr, c->family, c->laddr)) {
 				listening = true;
 				break;
 			}
@@ -589,7 +641,9 @@ static bool port_listening(struct conn_tracker *t, uint16_t port, uint64_t now)
 		fclose(f);
 	}
 	e->when = now ? now : 1;
-	e->port = port;
+	e->family = c->family;
+	e->port = c->lport;
+	memcpy(e->addr, c->laddr, alen);
 	e->listening = listening;
 	return listening;
 }
@@ -607,7 +661,7 @@ static bool preexisting_resolve(struct conn_tracker *t, struct conn *c, uint64_t
 	const struct qtap_conf *conf;
 	bool keep = true;
 
-	c->direction = port_listening(t, c->lport, now) ? QTAP_DIR_INGRESS : QTAP_DIR_EGRESS;
+	c->direction = port_listening(t, c, now) ? QTAP_DIR_INGRESS : QTAP_DIR_EGRESS;
 	rcu_read_lock();
 	conf = conf_current();
 	if (conf) {

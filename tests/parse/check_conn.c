@@ -907,11 +907,13 @@ START_TEST(test_preexisting)
 	write_file(path,
 		   "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 		   "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n"
-		   "   1: 0100007F:AFC8 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n");
+		   "   1: 0100007F:AFC8 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n"
+		   "   2: 070200C0:B000 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0\n");
 	snprintf(path, sizeof(path), "%s/net/tcp6", root);
 	write_file(path,
 		   "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-		   "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n");
+		   "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n"
+		   "   1: 0000000000000000FFFF0000090200C0:B001 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5 1 0 100 0 0 10 0\n");
 	conf = conf_load_string("tap = { direction = \"all\"; ignore_loopback = true; "
 				"filters = { custom = ( { exe = \"/usr/bin/curl\"; strategy = \"exact\"; } ); }; };",
 				"test", NULL);
@@ -948,8 +950,30 @@ START_TEST(test_preexisting)
 	mk_open(&r, 57, 4242, QTAP_DIR_EGRESS, "10.1.0.9", 5432, 45004, T0);
 	r.u.open.flags = QTAP_CONN_F_UNDECIDED;
 	feed(t, &r, T0);
+	/* Port 45056 has a listener on 192.0.2.7 only: a connection from
+	 * 192.0.2.8 at that port (a client that bound its source address) is
+	 * egress, one at 192.0.2.7 ingress; port 45057's listener is
+	 * ::ffff:192.0.2.9, which takes IPv4 connections to 192.0.2.9. */
+	mk_open(&r, 58, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5433, 45056, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	inet_pton(AF_INET, "192.0.2.8", r.u.open.laddr);
+	feed(t, &r, T0);
+	mk_open(&r, 59, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50002, 45056, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	inet_pton(AF_INET, "192.0.2.7", r.u.open.laddr);
+	feed(t, &r, T0);
+	mk_open(&r, 60, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50003, 45057, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	inet_pton(AF_INET, "192.0.2.9", r.u.open.laddr);
+	feed(t, &r, T0);
+	mk_open(&r, 61, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5434, 45057, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	inet_pton(AF_INET, "192.0.2.10", r.u.open.laddr);
+	feed(t, &r, T0);
 
-	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 3);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5433"), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5434"), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "2001:db8::9", ""), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5432"), 2);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "127.0.0.1", "5432"), 0);
@@ -958,15 +982,18 @@ START_TEST(test_preexisting)
 	 * are left out (it writes their CLOSE): their entries are not dropped
 	 * (the next call would learn them again). */
 	ck_assert_uint_eq(forgets, 0);
-	ck_assert_uint_eq(n_learned, 5);
-	for (i = 0; i < 5; i++) {
-		static const uint8_t dir[5] = { QTAP_DIR_INGRESS, QTAP_DIR_INGRESS, QTAP_DIR_EGRESS,
-						QTAP_DIR_EGRESS, QTAP_DIR_EGRESS };
+	ck_assert_uint_eq(n_learned, 9);
+	for (i = 0; i < 9; i++) {
+		static const uint8_t dir[9] = { QTAP_DIR_INGRESS, QTAP_DIR_INGRESS, QTAP_DIR_EGRESS,
+						QTAP_DIR_EGRESS, QTAP_DIR_EGRESS, QTAP_DIR_EGRESS,
+						QTAP_DIR_INGRESS, QTAP_DIR_INGRESS, QTAP_DIR_EGRESS };
+		/* 56 and 57 were not learned: their direction was known */
+		uint64_t id = i < 5 ? 51 + i : 53 + i;
 
-		ck_assert_uint_eq(learned[i].key, KEY(51 + i));
-		ck_assert_uint_eq(learned[i].conn_id, 51 + i);
+		ck_assert_uint_eq(learned[i].key, KEY(id));
+		ck_assert_uint_eq(learned[i].conn_id, id);
 		ck_assert_uint_eq(learned[i].direction, dir[i]);
-		ck_assert_int_eq(learned[i].skip, i >= 3);
+		ck_assert_int_eq(learned[i].skip, i >= 3 && i < 5);
 	}
 	conn_tracker_free(&t, T0 + MS);
 	/* the filtered ones were never counted */
