@@ -13,7 +13,7 @@
 #include <linux/types.h>
 #endif
 
-#define QTAP_EVENT_ABI_VERSION 6
+#define QTAP_EVENT_ABI_VERSION 7
 
 /* qtap_event_header.type: one number space for every program. */
 #define QTAP_EVENT_PROCESS_EXEC 1

@@ -86,45 +86,6 @@ char LICENSE[] SEC("license") = "GPL";
 /* HTTP that may carry TLS after its head: CONNECT (a proxy tunnel). */
 #define CLASS_TUNNEL 4
 
-/* struct conn_state.state */
-#define CONN_PENDING 0	/* not reported yet: its process or its handshake to come */
-#define CONN_OPEN 1	/* OPEN written: its calls are events */
-#define CONN_SKIPPED 2	/* the filters left it out */
-#define CONN_CLOSED 3	/* CLOSE written (its last fd closed): the kernel still ends it */
-#define CONN_RENEWING 4	/* SKIPPED, made a new connection by one thread (then PENDING) */
-
-/* One TCP socket the kernel side knows, keyed by its struct sock.  Written
- * by the threads calling on it and by the softirq that moves its state:
- * the counters with atomic adds, the state with compare-and-swap (the one
- * that moves it out of PENDING writes the OPEN), the classification with
- * plain stores (a lost race copies a few bytes more or less, never out of
- * bounds). */
-struct conn_state {
-	__u64 conn_id;
-	__u64 seq;		/* next sequence number */
-	__u64 bytes_sent;
-	__u64 bytes_recv;
-	__u64 open_ns;		/* when it was established (or learned) */
-	__u64 tls_ctx;		/* the SSL * or session tied to it; 0: none yet */
-	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
-	/* SKIPPED: the filter_gen counter << 32 | the tgid it was last found
-	 * left out for, in one word (written whole, read whole); 0: none. */
-	__u64 verdict;
-	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
-	__u32 tgid;		/* its process; 0 until known */
-	__u32 pid;
-	__u32 fd;
-	__u32 tls_copied[2];	/* TLS: payload bytes copied per direction */
-	__u8 direction;		/* QTAP_DIR_* */
-	__u8 flags;		/* QTAP_CONN_F_* of its OPEN */
-	__u8 class;		/* CLASS_* */
-	__u8 seen[2];		/* a data event went out in this direction */
-	__u8 unknown_events;
-	__u8 tls_probed;	/* a TLS library call used it */
-	__u8 pad[5];
-	char comm[QTAP_COMM_LEN];
-};
-
 /* A data event being built: struct qtap_conn_data, then the payload.
  * Twice the cap so that the verifier can see every copy stays inside.
  * busy: a program of this CPU is building one (a TLS return probe can be
@@ -668,6 +629,8 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	ev.direction = st->direction;
 	ev.flags = st->flags;
 	ev.exec_gen = tgid_gen(ev.tgid);
+	ev.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	ev.pad = 0;
 	ev.key = key;
 	sock_addrs(sk, &ev);
 	__builtin_memcpy(ev.comm, st->comm, sizeof(ev.comm));
@@ -815,6 +778,15 @@ static __always_inline void data_fill(struct qtap_conn_data *ev, struct conn_sta
 	ev->hdr.cpu = cpu;
 	ev->hdr.timestamp_ns = bpf_ktime_get_ns();
 	ev->conn_id = st->conn_id;
+	/* The totals before the number: they then hold no bytes of a call
+	 * numbered after this one (a call adds its own after its event is
+	 * written).  Read after, they could hold those of another thread's
+	 * call on the socket, numbered next and finished on another CPU
+	 * meanwhile, which the agent would count twice: once with these
+	 * totals, again with that event's own bytes.  (The atomic add orders
+	 * the reads before it.) */
+	ev->bytes_sent = st->bytes_sent;
+	ev->bytes_recv = st->bytes_recv;
 	ev->seq = __sync_fetch_and_add(&st->seq, 1);
 	ev->tgid = task->tgid;
 	ev->pid = task->pid;
@@ -824,8 +796,6 @@ static __always_inline void data_fill(struct qtap_conn_data *ev, struct conn_sta
 	ev->flags = flags | (!n ? QTAP_DATA_F_NO_PAYLOAD : n < len ? QTAP_DATA_F_TRUNCATED : 0);
 	ev->len = len;
 	ev->captured = n;
-	ev->bytes_sent = st->bytes_sent;
-	ev->bytes_recv = st->bytes_recv;
 }
 
 static __always_inline void data_emit(struct qtap_conn_data *ev, struct conn_state *st,

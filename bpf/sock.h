@@ -100,6 +100,47 @@
  * nothing more of it.  The socket itself may live on. */
 #define QTAP_CLOSE_F_SKIPPED (1u << 2)
 
+/* struct conn_state.state */
+#define CONN_PENDING 0	/* not reported yet: its process or its handshake to come */
+#define CONN_OPEN 1	/* OPEN written: its calls are events */
+#define CONN_SKIPPED 2	/* the filters left it out */
+#define CONN_CLOSED 3	/* CLOSE written (its last fd closed): the kernel still ends it */
+#define CONN_RENEWING 4	/* SKIPPED, made a new connection by one thread (then PENDING) */
+
+/* One TCP socket the kernel side knows, keyed by its struct sock: the
+ * value of the conns map, whose conn_id and state the agent reads to tell
+ * whether a connection it has not heard from is still open.  Written
+ * by the threads calling on it and by the softirq that moves its state:
+ * the counters with atomic adds, the state with compare-and-swap (the one
+ * that moves it out of PENDING writes the OPEN), the classification with
+ * plain stores (a lost race copies a few bytes more or less, never out of
+ * bounds). */
+struct conn_state {
+	__u64 conn_id;
+	__u64 seq;		/* next sequence number */
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+	__u64 open_ns;		/* when it was established (or learned) */
+	__u64 tls_ctx;		/* the SSL * or session tied to it; 0: none yet */
+	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
+	/* SKIPPED: the filter_gen counter << 32 | the tgid it was last found
+	 * left out for, in one word (written whole, read whole); 0: none. */
+	__u64 verdict;
+	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
+	__u32 tgid;		/* its process; 0 until known */
+	__u32 pid;
+	__u32 fd;
+	__u32 tls_copied[2];	/* TLS: payload bytes copied per direction */
+	__u8 direction;		/* QTAP_DIR_* */
+	__u8 flags;		/* QTAP_CONN_F_* of its OPEN */
+	__u8 class;		/* CLASS_* */
+	__u8 seen[2];		/* a data event went out in this direction */
+	__u8 unknown_events;
+	__u8 tls_probed;	/* a TLS library call used it */
+	__u8 pad[5];
+	char comm[QTAP_COMM_LEN];
+};
+
 /* The agent's word on a connection whose OPEN had QTAP_DIR_UNKNOWN (open
  * before the agent): the direction it found from the host's listening
  * ports, and whether the filters leave the connection out.  Written to the
@@ -168,8 +209,13 @@ struct qtap_conn_open {
 	 * that generation, once its process table has the exec or /proc
 	 * still names it (at most 3 s later). */
 	__u32 exec_gen;
+	/* The socket's network namespace: its inode number, as
+	 * /proc/PID/ns/net shows it. */
+	__u32 netns;
+	__u32 pad;
 	/* The kernel's key of the connection (opaque): the agent gives it
-	 * back to drop the connection from the kernel's table. */
+	 * back to drop the connection from the kernel's table, and looks its
+	 * entry up there (struct conn_state). */
 	__u64 key;
 	__u8 laddr[16];
 	__u8 raddr[16];

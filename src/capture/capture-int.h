@@ -15,6 +15,7 @@ struct capture_trace;
 struct metric_series;
 struct metrics_store;
 struct pipeline;
+struct pipeline_conn_ref;
 struct proc_bpf;
 struct sock_bpf;
 struct ring_buffer;
@@ -155,14 +156,15 @@ int sock_readers_start(struct capture *cap);
 /* Stops them after they drained their rings (programs detached). */
 void sock_readers_stop(struct capture *cap);
 /* pipeline_conn_forget_fn: drops a connection from the kernel's conns map (and the
- * agent's word on it from the learned map). */
-void sock_conn_forget(void *ctx, uint64_t key);
+ * agent's word on it from the learned map), if its entry is still its own. */
+void sock_conn_forget(void *ctx, uint64_t key, uint64_t conn_id);
 /* pipeline_conn_learned_fn: the agent's word on a learned connection, for
  * the programs (the learned map). */
 void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip);
-/* pipeline_conn_alive_fn: asks the kernel's socket diagnostics. */
-bool sock_conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
-		     const uint8_t *raddr, uint16_t rport);
+/* pipeline_conn_alive_fn: asks the conns map, then (for a socket in the
+ * agent's network namespace) the kernel's socket diagnostics.  ctx NULL:
+ * the diagnostics only. */
+bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c);
 
 /* --- tls.c ---------------------------------------------------------------
  * The TLS library uprobes: found at start and at every exec, attached once

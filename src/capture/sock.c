@@ -277,10 +277,29 @@ void sock_rings_free(struct capture *cap)
 	cap->ring_fds = NULL;
 }
 
-void sock_conn_forget(void *ctx, uint64_t key)
+/* The state (CONN_*) of connection conn_id's entry at key in the kernel's
+ * table; -1 when there is none there, or another connection's (its socket
+ * was freed, its end unheard, and its memory went to a new one). */
+static int sock_conn_state(struct capture *cap, uint64_t key, uint64_t conn_id)
+{
+	struct conn_state st;
+
+	if (bpf_map__lookup_elem(cap->sock->maps.conns, &key, sizeof(key), &st, sizeof(st), 0) ||
+	    st.conn_id != conn_id)
+		return -1;
+	return (int)st.state;
+}
+
+void sock_conn_forget(void *ctx, uint64_t key, uint64_t conn_id)
 {
 	struct capture *cap = ctx;
 
+	/* Another connection's entry stays: dropped, its next call would
+	 * make it a new connection.  (One made between the look and the
+	 * delete is dropped all the same: a window of microseconds after
+	 * the end of a connection the agent heard nothing of for minutes.) */
+	if (sock_conn_state(cap, key, conn_id) < 0)
+		return;
 	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
 	bpf_map__delete_elem(cap->sock->maps.learned, &key, sizeof(key), 0);
 }
@@ -349,19 +368,30 @@ out:
 	return state;
 }
 
-bool sock_conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
-		     const uint8_t *raddr, uint16_t rport)
+bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 {
 	uint8_t l6[16] = { [10] = 0xff, [11] = 0xff }, r6[16] = { [10] = 0xff, [11] = 0xff };
+	struct capture *cap = ctx;
 	int state;
 
-	(void)ctx;
-	state = tcp_diag_state(family, laddr, lport, raddr, rport);
-	if (state == 0 && family == AF_INET) {
+	/* The kernel's table first: a connection whose end the programs saw
+	 * (its CLOSE lost on the way) is no longer open there, nor one whose
+	 * socket was freed since.  Its entry goes when the socket is
+	 * destroyed. */
+	if (cap && c->key && sock_conn_state(cap, c->key, c->conn_id) != CONN_OPEN)
+		return false;
+	/* The socket diagnostics answer for the agent's network namespace
+	 * only: another's sockets (a container's) are not found there, and
+	 * the table's word stands.  In the agent's, they also find a socket
+	 * whose end a skipped program run left unseen gone. */
+	if (cap && c->key && c->foreign_netns)
+		return true;
+	state = tcp_diag_state(c->family, c->laddr, c->lport, c->raddr, c->rport);
+	if (state == 0 && c->family == AF_INET) {
 		/* an IPv6 socket's, reported as IPv4 (v4-mapped addresses) */
-		memcpy(l6 + 12, laddr, 4);
-		memcpy(r6 + 12, raddr, 4);
-		state = tcp_diag_state(AF_INET6, l6, lport, r6, rport);
+		memcpy(l6 + 12, c->laddr, 4);
+		memcpy(r6 + 12, c->raddr, 4);
+		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport);
 	}
 	/* Open both ways, or the peer's half closed: its process has not
 	 * closed it (that sends a FIN, the connection's end). */

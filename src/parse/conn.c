@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <urcu.h>
@@ -137,6 +138,7 @@ struct conn {
 	uint32_t await_tgid, await_gen;
 	bool awaiting;
 	uint16_t family, lport, rport;
+	uint32_t netns;			/* its socket's network namespace; 0: unknown */
 	uint8_t direction;		/* QTAP_DIR_* */
 	bool known;			/* metadata set (OPEN, or first event) */
 	bool counted;			/* updates the connection families */
@@ -174,6 +176,7 @@ struct peer {
 /* Whether a local address and port have a listener (port_listening()). */
 struct port_entry {
 	uint64_t when;		/* 0: empty */
+	uint32_t netns;
 	uint16_t family, port;
 	uint8_t addr[16];
 	bool listening;
@@ -182,6 +185,7 @@ struct port_entry {
 struct conn_tracker {
 	struct conn_tracker_opts o;
 	char proc_root[256];
+	uint32_t netns;			/* the agent's network namespace; 0: unknown */
 	struct conn **buckets;
 	unsigned bits;			/* n_buckets = 1 << bits */
 	size_t count;
@@ -554,6 +558,17 @@ static void conn_series_get(struct conn_tracker *t, struct conn *c)
 
 /* ---- pre-existing connections ----------------------------------------- */
 
+/* The network namespace of process pid ("self": the agent) under
+ * proc_root: its inode number, 0 if unknown. */
+static uint32_t proc_netns(const char *proc_root, const char *pid)
+{
+	char path[320];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s/ns/net", proc_root, pid);
+	return stat(path, &st) ? 0 : (uint32_t)st.st_ino;
+}
+
 /* The address of a /proc/net/tcp or tcp6 line's local_address (8 or 32
  * hex digits: the address's 32-bit words as the kernel holds them, each
  * printed as a number of this host's order) into addr; its length in
@@ -593,16 +608,19 @@ static bool listener_takes(size_t llen, const uint8_t *laddr, int family, const 
 }
 
 /* Whether a LISTEN socket takes connections to c's local address and port,
- * from /proc/net/tcp and /proc/net/tcp6: the direction of a connection
+ * from net/tcp and net/tcp6 of c's network namespace (the agent's own, or
+ * as its process sees it: a container's): the direction of a connection
  * learned in the middle.  The address matters as well as the port: a
  * client that binds its source address before connecting (a proxy's
  * source address, curl --interface) can be given a port that a listener
- * holds on another address.  Cached for a while per address and port. */
+ * holds on another address.  Cached for a while per namespace, address
+ * and port. */
 static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_t now)
 {
 	static const char *const files[] = { "net/tcp", "net/tcp6" };
 	size_t alen = c->family == AF_INET6 ? 16 : 4;
-	uint32_t h = c->lport;
+	uint32_t h = c->lport ^ c->netns;
+	char dir[300];
 	struct port_entry *e;
 	bool listening = false;
 	unsigned i;
@@ -610,14 +628,18 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 	for (i = 0; i < alen; i++)
 		h = h * 31 + c->laddr[i];
 	e = &t->ports[h & (PORT_CACHE_SIZE - 1)];
-	if (e->when && e->port == c->lport && e->family == c->family &&
+	if (e->when && e->port == c->lport && e->family == c->family && e->netns == c->netns &&
 	    !memcmp(e->addr, c->laddr, alen) && now - e->when < PORT_CACHE_TTL_NS)
 		return e->listening;
+	if (c->netns && t->netns && c->netns != t->netns)
+		snprintf(dir, sizeof(dir), "%s/%" PRIu32, t->proc_root, c->tgid);
+	else
+		snprintf(dir, sizeof(dir), "%s", t->proc_root);
 	for (i = 0; i < 2 && !listening; i++) {
 		char path[320], line[512];
 		FILE *f;
 
-		snprintf(path, sizeof(path), "%s/%s", t->proc_root, files[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		f = fopen(path, "re");
 		if (!f)
 			continue;
@@ -641,6 +663,7 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 		fclose(f);
 	}
 	e->when = now ? now : 1;
+	e->netns = c->netns;
 	e->family = c->family;
 	e->port = c->lport;
 	memcpy(e->addr, c->laddr, alen);
@@ -742,15 +765,21 @@ out:
 static void conn_forget_kernel(struct conn_tracker *t, struct conn *c)
 {
 	if (t->o.conn_forget && c->key)
-		t->o.conn_forget(t->o.ctx, c->key);
+		t->o.conn_forget(t->o.ctx, c->key, c->conn_id);
 }
 
 /* Whether the kernel still has the connection open (asked at most once per
  * idle timeout): it is silent, or another process holds it. */
 static bool conn_alive(struct conn_tracker *t, struct conn *c, uint64_t now)
 {
+	struct pipeline_conn_ref ref = {
+		.key = c->key, .conn_id = c->conn_id,
+		.foreign_netns = c->netns && t->netns && c->netns != t->netns, .family = c->family,
+		.laddr = c->laddr, .raddr = c->raddr, .lport = c->lport, .rport = c->rport,
+	};
+
 	if (!t->o.conn_alive || !c->known || !c->lport || !c->rport ||
-	    !t->o.conn_alive(t->o.ctx, c->family, c->laddr, c->lport, c->raddr, c->rport))
+	    !t->o.conn_alive(t->o.ctx, &ref))
 		return false;
 	c->alive_ns = now ? now : 1;
 	return true;
@@ -774,6 +803,7 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 	conn_set_process(t, c, o->tgid, o->pid, o->fd, o->comm,
 			 (o->flags & QTAP_CONN_F_UNDECIDED) ? o->exec_gen : 0);
 	c->key = o->key;
+	c->netns = o->netns;
 	c->family = o->family == AF_INET6 ? AF_INET6 : AF_INET;
 	c->lport = o->lport;
 	c->rport = o->rport;
@@ -1628,6 +1658,7 @@ struct conn_tracker *conn_tracker_new(const struct conn_tracker_opts *opts)
 	snprintf(t->proc_root, sizeof(t->proc_root), "%s",
 		 opts->proc_root ? opts->proc_root : "/proc");
 	t->o.proc_root = t->proc_root;
+	t->netns = proc_netns(t->proc_root, "self");
 	t->bits = 10;
 	t->buckets = calloc(INITIAL_BUCKETS, sizeof(*t->buckets));
 	if (!t->buckets) {

@@ -95,23 +95,34 @@ struct pipeline;
  * RCU-registered thread.  0, or -ENOENT. */
 typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid, uint32_t gen,
 				       struct capture_proc_info *ret);
+/* A connection the tracker asks the capture about: its kernel entry (key
+ * and conn_id, from its OPEN; key 0: unknown), whether its socket is in
+ * another network namespace than the agent's (a container's), and its
+ * endpoints (family AF_INET or AF_INET6; addresses 4 or 16 bytes, ports
+ * in host order). */
+struct pipeline_conn_ref {
+	uint64_t key, conn_id;
+	bool foreign_netns;
+	int family;
+	const uint8_t *laddr, *raddr;
+	uint16_t lport, rport;
+};
 /* Tells the capture that the tracker forgot a connection the kernel may
- * still hold (process exited, idle timeout), so its kernel entry (key, from
- * its OPEN) can be dropped.  Worker threads. */
-typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key);
+ * still hold (process exited, idle timeout), so its kernel entry can be
+ * dropped: only while it is still that connection's (key and conn_id,
+ * from its OPEN).  Worker threads. */
+typedef void (*pipeline_conn_forget_fn)(void *ctx, uint64_t key, uint64_t conn_id);
 /* Tells the capture what the tracker found of a connection learned in the
  * middle (its OPEN had QTAP_DIR_UNKNOWN): its direction, and whether the
  * filters leave it out (skip), for its kernel entry (key and conn_id, from
  * its OPEN).  Worker threads. */
 typedef void (*pipeline_conn_learned_fn)(void *ctx, uint64_t key, uint64_t conn_id,
 					 uint8_t direction, bool skip);
-/* Whether the kernel still has a TCP connection open with these endpoints
- * (family AF_INET or AF_INET6; addresses 4 or 16 bytes, ports in host
- * order): one silent for the idle timeout, or whose process exited, is
- * kept while it does (it is idle, or another process holds it), and
- * closed once it does not.  false when it cannot tell.  Worker threads. */
-typedef bool (*pipeline_conn_alive_fn)(void *ctx, int family, const uint8_t *laddr,
-				       uint16_t lport, const uint8_t *raddr, uint16_t rport);
+/* Whether the kernel still has the connection open: one silent for the
+ * idle timeout, or whose process exited, is kept while it does (it is
+ * idle, or another process holds it), and closed once it does not.  false
+ * when it cannot tell.  Worker threads. */
+typedef bool (*pipeline_conn_alive_fn)(void *ctx, const struct pipeline_conn_ref *c);
 /* Whether connections of this process are traced, for the connections the
  * kernel could not decide (the process was not classified yet, or the
  * connection was open before the agent).  exe is NULL when the process

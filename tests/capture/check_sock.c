@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,6 +39,7 @@
 #include "capture/capture.h"
 #include "conf/conf.h"
 #include "metrics/metrics.h"
+#include "parse/parse.h"
 #include "util/buf.h"
 
 #include "../check_metrics.h"
@@ -61,6 +63,7 @@ struct rec_event {
 	uint16_t lport, rport;
 	uint8_t laddr[16], raddr[16];
 	uint64_t key;		/* the kernel's struct sock */
+	uint32_t netns;
 	/* data */
 	uint8_t dir, op;
 	uint16_t dflags;
@@ -128,6 +131,7 @@ static void record_sock(const void *data, size_t size, void *ctx)
 		memcpy(e.laddr, o->laddr, 16);
 		memcpy(e.raddr, o->raddr, 16);
 		e.key = o->key;
+		e.netns = o->netns;
 	} else if (hdr->type == QTAP_EVENT_CONN_DATA) {
 		const struct qtap_conn_data *d = data;
 
@@ -1255,6 +1259,18 @@ static void dual_stack_open(struct pair *p)
 	ck_assert_int_ge(p->sfd, 0);
 }
 
+/* sock_conn_alive() of these endpoints, with the socket diagnostics
+ * alone (no capture: no table to ask). */
+static bool diag_alive(int family, const uint8_t *laddr, uint16_t lport, const uint8_t *raddr,
+		       uint16_t rport)
+{
+	struct pipeline_conn_ref ref = {
+		.family = family, .laddr = laddr, .raddr = raddr, .lport = lport, .rport = rport,
+	};
+
+	return sock_conn_alive(NULL, &ref);
+}
+
 /* The kernel's word on whether a connection is still open, which keeps a
  * silent one from being closed by the idle timeout: each side of an open
  * connection (IPv4, IPv6, and an IPv6 socket's v4-mapped one, which the
@@ -1267,27 +1283,78 @@ START_TEST(test_conn_alive)
 
 	for (family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
 		pair_open(family, &p);
-		ck_assert(sock_conn_alive(NULL, family, p.srv.addr, p.cport, p.srv.addr,
-					  p.srv.port));
-		ck_assert(sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
-					  p.cport));
-		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
-					   (uint16_t)(p.cport + 1)));
+		ck_assert(diag_alive(family, p.srv.addr, p.cport, p.srv.addr, p.srv.port));
+		ck_assert(diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+		ck_assert(!diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr,
+				      (uint16_t)(p.cport + 1)));
 		close(p.cfd);
 		close(p.sfd);
 		close(p.lfd);
-		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.cport, p.srv.addr,
-					   p.srv.port));
-		ck_assert(!sock_conn_alive(NULL, family, p.srv.addr, p.srv.port, p.srv.addr,
-					   p.cport));
+		ck_assert(!diag_alive(family, p.srv.addr, p.cport, p.srv.addr, p.srv.port));
+		ck_assert(!diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
 	}
 	/* reported as IPv4, found as the IPv6 socket it is */
 	dual_stack_open(&p);
-	ck_assert(sock_conn_alive(NULL, AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+	ck_assert(diag_alive(AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
 	close(p.cfd);
 	close(p.sfd);
 	close(p.lfd);
-	ck_assert(!sock_conn_alive(NULL, AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+	ck_assert(!diag_alive(AF_INET, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+}
+END_TEST
+
+/* With the capture running, the conns map answers first: a connection is
+ * open while its own entry there is (not another connection's at the same
+ * key), whatever the diagnostics say of a socket in another network
+ * namespace, which they cannot see; forgetting it drops only its own
+ * entry.  Its OPEN names the namespace of its socket. */
+START_TEST(test_conn_alive_table)
+{
+	struct pipeline_conn_ref ref;
+	struct capture *cap;
+	struct stat ns;
+	struct pair p;
+	char buf[8];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
+	read_exact(p.sfd, buf, 4);
+	for (n = 0; n < 200 && !conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV); n++)
+		sleep_ms(10);
+	ck_assert_uint_ge(conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV), 1);
+	ck_assert_int_eq(stat("/proc/self/ns/net", &ns), 0);
+	ck_assert_uint_eq(evs[0].netns, (uint32_t)ns.st_ino);
+	ref = (struct pipeline_conn_ref){
+		.key = evs[0].key, .conn_id = evs[0].conn_id, .family = AF_INET,
+		.laddr = p.srv.addr, .raddr = p.srv.addr, .lport = p.cport, .rport = p.srv.port,
+	};
+	ck_assert(sock_conn_alive(cap, &ref));
+	/* another connection's entry at the key: this one is gone */
+	ref.conn_id++;
+	ck_assert(!sock_conn_alive(cap, &ref));
+	sock_conn_forget(cap, ref.key, ref.conn_id);
+	ref.conn_id--;
+	ck_assert(sock_conn_alive(cap, &ref));
+	/* endpoints the diagnostics do not find: in the agent's namespace,
+	 * gone (an end a skipped program run left unseen); in another, the
+	 * table's word stands */
+	ref.rport++;
+	ck_assert(!sock_conn_alive(cap, &ref));
+	ref.foreign_netns = true;
+	ck_assert(sock_conn_alive(cap, &ref));
+	ref.foreign_netns = false;
+	ref.rport--;
+	/* forgotten: no entry, not open to the agent */
+	sock_conn_forget(cap, ref.key, ref.conn_id);
+	ck_assert(!sock_conn_alive(cap, &ref));
+	ref.foreign_netns = true;
+	ck_assert(!sock_conn_alive(cap, &ref));
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	finish(&cap);
 }
 END_TEST
 
@@ -2100,6 +2167,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_method_line);
 	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_conn_alive);
+	tcase_add_test(tc, test_conn_alive_table);
 	tcase_add_test(tc, test_v4_mapped);
 	tcase_add_test(tc, test_unix_ignored);
 	tcase_add_test(tc, test_fd_reuse);

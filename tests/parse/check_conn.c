@@ -39,7 +39,7 @@ static struct metrics_store *store;
 static unsigned forgets;
 /* The kernel keys the tracker gave back: mk_open() makes KEY(id). */
 #define KEY(id) (0xffff000000000000ull | (id))
-static uint64_t forgot_key[64];
+static uint64_t forgot_key[64], forgot_id[64];
 
 /* ---- metric values ---- */
 
@@ -213,21 +213,25 @@ static void conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t dire
  * often it was asked. */
 static bool alive_answer;
 static unsigned alive_asked;
+/* what it was asked of, by connection: 1 + foreign_netns */
+static unsigned alive_netns[128];
 
-static bool conn_alive(void *ctx, int family, const uint8_t *laddr, uint16_t lport,
-		       const uint8_t *raddr, uint16_t rport)
+static bool conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 {
-	(void)ctx, (void)family, (void)laddr, (void)lport, (void)raddr, (void)rport;
+	(void)ctx;
+	if (c->conn_id < 128)
+		alive_netns[c->conn_id] = 1u + c->foreign_netns;
 	alive_asked++;
 	return alive_answer;
 }
 
-static void conn_forget(void *ctx, uint64_t key)
+static void conn_forget(void *ctx, uint64_t key, uint64_t conn_id)
 {
 	(void)ctx;
 	pthread_mutex_lock(&forget_lock);
 	if (forgets < 64) {
 		forgot_key[forgets] = key;
+		forgot_id[forgets] = conn_id;
 	}
 	forgets++;
 	pthread_mutex_unlock(&forget_lock);
@@ -291,6 +295,7 @@ static void setup(void)
 	n_learned = 0;
 	alive_answer = false;
 	alive_asked = 0;
+	memset(alive_netns, 0, sizeof(alive_netns));
 	conn_malloc_hook = malloc;
 }
 
@@ -795,6 +800,9 @@ START_TEST(test_idle_alive)
 	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.9", "80"), 0);
 	ck_assert_uint_eq(dur_sum("egress", "10.0.0.9", "80"), 0);
 	ck_assert_uint_eq(forgets, 1);
+	/* its own entry in the kernel's table, not whatever has its key now */
+	ck_assert_uint_eq(forgot_key[0], KEY(42));
+	ck_assert_uint_eq(forgot_id[0], 42);
 	conn_tracker_free(&t, T0 + 33000 * MS);
 }
 END_TEST
@@ -1007,6 +1015,90 @@ START_TEST(test_preexisting)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/net", root);
 	rmdir(path);
+	rmdir(root);
+}
+END_TEST
+
+/* Connections learned in the middle in another network namespace than
+ * the agent's (a container's): the direction from the listeners their
+ * process sees (PROC/TGID/net/tcp), not the agent's; asked whether they
+ * are still open, the capture is told their namespace is another (its
+ * socket diagnostics cannot see them). */
+START_TEST(test_preexisting_netns)
+{
+	static const char *const dirs[] = { "net", "self", "self/ns", "4242", "4242/net" };
+	static const char *const files[] = { "net/tcp", "self/ns/net", "4242/net/tcp" };
+	static const char *const head =
+		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+	char root[] = "/tmp/check_conn.XXXXXX", path[256], text[512];
+	struct qtap_conf *conf;
+	struct conn_tracker *t;
+	struct stat own;
+	struct rec r;
+	unsigned i;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", root, dirs[i]);
+		ck_assert_int_eq(mkdir(path, 0700), 0);
+	}
+	/* the agent's namespace has no listener; the container's has one on
+	 * port 45058 (0xB002), any address */
+	snprintf(path, sizeof(path), "%s/net/tcp", root);
+	write_file(path, head);
+	snprintf(path, sizeof(path), "%s/self/ns/net", root);
+	write_file(path, "");
+	ck_assert_int_eq(stat(path, &own), 0);
+	snprintf(path, sizeof(path), "%s/4242/net/tcp", root);
+	snprintf(text, sizeof(text), "%s%s", head,
+		 "   0: 00000000:B002 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n");
+	write_file(path, text);
+	conf = conf_load_string("tap = { direction = \"all\"; ignore_loopback = false; };", "test",
+				NULL);
+	ck_assert_ptr_nonnull(conf);
+	conf_publish(conf);
+
+	t = tracker(root);
+	/* in the container: ingress */
+	mk_open(&r, 70, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50010, 45058, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	r.u.open.netns = (uint32_t)own.st_ino + 1;
+	feed(t, &r, T0);
+	/* the same port in the agent's namespace: egress */
+	mk_open(&r, 71, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5435, 45058, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	r.u.open.netns = (uint32_t)own.st_ino;
+	feed(t, &r, T0);
+	/* namespace unknown: taken as the agent's */
+	mk_open(&r, 72, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5436, 45058, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	feed(t, &r, T0);
+	ck_assert_uint_eq(n_learned, 3);
+	ck_assert_uint_eq(learned[0].direction, QTAP_DIR_INGRESS);
+	ck_assert_uint_eq(learned[1].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(learned[2].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5435"), 1);
+
+	/* silent for the idle timeout, and still open */
+	alive_answer = true;
+	conn_tracker_housekeep(t, T0 + 10500 * MS);
+	ck_assert_uint_eq(alive_asked, 3);
+	ck_assert_uint_eq(alive_netns[70], 2);
+	ck_assert_uint_eq(alive_netns[71], 1);
+	ck_assert_uint_eq(alive_netns[72], 1);
+	ck_assert_uint_eq(conn_tracker_count(t), 3);
+	conn_tracker_free(&t, T0 + 11000 * MS);
+	conf_publish(NULL);
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", root, files[i]);
+		unlink(path);
+	}
+	for (i = sizeof(dirs) / sizeof(dirs[0]); i-- > 0;) {
+		snprintf(path, sizeof(path), "%s/%s", root, dirs[i]);
+		rmdir(path);
+	}
 	rmdir(root);
 }
 END_TEST
@@ -1734,6 +1826,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_idle_alive);
 	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_preexisting_netns);
 	tcase_add_test(tc, test_egress_internal);
 	tcase_add_test(tc, test_undecided_waits);
 	tcase_add_test(tc, test_tls_handshake);
