@@ -630,7 +630,7 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	ev.flags = st->flags;
 	ev.exec_gen = tgid_gen(ev.tgid);
 	ev.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	ev.pad = 0;
+	ev.bound_dev_if = BPF_CORE_READ(sk, __sk_common.skc_bound_dev_if);
 	ev.key = key;
 	sock_addrs(sk, &ev);
 	__builtin_memcpy(ev.comm, st->comm, sizeof(ev.comm));

@@ -53,8 +53,9 @@
 #define QTAP_OP_SENDMSG 7
 #define QTAP_OP_RECVMSG 8
 #define QTAP_OP_SENDFILE 9
-/* Another path into the socket (splice, recvmmsg, io_uring, the kernel):
- * byte counts only. */
+/* Another path into the socket (recvmmsg, io_uring, a splice into it, the
+ * kernel): byte counts only.  (A splice out of a TCP socket makes no
+ * socket call: not seen.) */
 #define QTAP_OP_OTHER 10
 
 /* qtap_conn_data.op of a QTAP_EVENT_TLS_DATA: the library function whose
@@ -212,7 +213,9 @@ struct qtap_conn_open {
 	/* The socket's network namespace: its inode number, as
 	 * /proc/PID/ns/net shows it. */
 	__u32 netns;
-	__u32 pad;
+	/* The interface the socket is bound to (SO_BINDTODEVICE, a VRF, an
+	 * IPv6 link-local peer's scope); 0: none. */
+	__u32 bound_dev_if;
 	/* The kernel's key of the connection (opaque): the agent gives it
 	 * back to drop the connection from the kernel's table, and looks its
 	 * entry up there (struct conn_state). */

@@ -305,11 +305,13 @@ void sock_conn_forget(void *ctx, uint64_t key, uint64_t conn_id)
 }
 
 /* The state of the TCP socket with exactly these endpoints (ports in host
- * order), from the kernel's socket diagnostics: TCP_* (1..), 0 when there
- * is none, -1 when it cannot tell.  A lookup by endpoints may also find a
- * listener on the local port: only a socket with the remote port counts. */
+ * order), bound to interface ifindex (0: none; one bound to an interface
+ * is found only under it), from the kernel's socket diagnostics: TCP_*
+ * (1..), 0 when there is none, -1 when it cannot tell.  A lookup by
+ * endpoints may also find a listener on the local port: only a socket with
+ * the remote port counts. */
 static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
-			  const uint8_t *raddr, uint16_t rport)
+			  const uint8_t *raddr, uint16_t rport, uint32_t ifindex)
 {
 	struct {
 		struct nlmsghdr nlh;
@@ -336,6 +338,7 @@ static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
 	msg.req.id.idiag_dport = htons(rport);
 	memcpy(msg.req.id.idiag_src, laddr, alen);
 	memcpy(msg.req.id.idiag_dst, raddr, alen);
+	msg.req.id.idiag_if = ifindex;
 	msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
 	msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -386,12 +389,12 @@ bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 	 * whose end a skipped program run left unseen gone. */
 	if (cap && c->key && c->foreign_netns)
 		return true;
-	state = tcp_diag_state(c->family, c->laddr, c->lport, c->raddr, c->rport);
+	state = tcp_diag_state(c->family, c->laddr, c->lport, c->raddr, c->rport, c->ifindex);
 	if (state == 0 && c->family == AF_INET) {
 		/* an IPv6 socket's, reported as IPv4 (v4-mapped addresses) */
 		memcpy(l6 + 12, c->laddr, 4);
 		memcpy(r6 + 12, c->raddr, 4);
-		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport);
+		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport, c->ifindex);
 	}
 	/* Open both ways, or the peer's half closed: its process has not
 	 * closed it (that sends a FIN, the connection's end). */

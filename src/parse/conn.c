@@ -139,6 +139,7 @@ struct conn {
 	bool awaiting;
 	uint16_t family, lport, rport;
 	uint32_t netns;			/* its socket's network namespace; 0: unknown */
+	uint32_t ifindex;		/* the interface its socket is bound to; 0: none */
 	uint8_t direction;		/* QTAP_DIR_* */
 	bool known;			/* metadata set (OPEN, or first event) */
 	bool counted;			/* updates the connection families */
@@ -774,7 +775,8 @@ static bool conn_alive(struct conn_tracker *t, struct conn *c, uint64_t now)
 {
 	struct pipeline_conn_ref ref = {
 		.key = c->key, .conn_id = c->conn_id,
-		.foreign_netns = c->netns && t->netns && c->netns != t->netns, .family = c->family,
+		.foreign_netns = c->netns && t->netns && c->netns != t->netns,
+		.ifindex = c->ifindex, .family = c->family,
 		.laddr = c->laddr, .raddr = c->raddr, .lport = c->lport, .rport = c->rport,
 	};
 
@@ -804,6 +806,7 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 			 (o->flags & QTAP_CONN_F_UNDECIDED) ? o->exec_gen : 0);
 	c->key = o->key;
 	c->netns = o->netns;
+	c->ifindex = o->bound_dev_if;
 	c->family = o->family == AF_INET6 ? AF_INET6 : AF_INET;
 	c->lport = o->lport;
 	c->rport = o->rport;

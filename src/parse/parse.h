@@ -97,12 +97,13 @@ typedef int (*pipeline_proc_lookup_fn)(void *ctx, uint32_t tgid, uint32_t gen,
 				       struct capture_proc_info *ret);
 /* A connection the tracker asks the capture about: its kernel entry (key
  * and conn_id, from its OPEN; key 0: unknown), whether its socket is in
- * another network namespace than the agent's (a container's), and its
- * endpoints (family AF_INET or AF_INET6; addresses 4 or 16 bytes, ports
- * in host order). */
+ * another network namespace than the agent's (a container's), the
+ * interface it is bound to (0: none), and its endpoints (family AF_INET
+ * or AF_INET6; addresses 4 or 16 bytes, ports in host order). */
 struct pipeline_conn_ref {
 	uint64_t key, conn_id;
 	bool foreign_netns;
+	uint32_t ifindex;
 	int family;
 	const uint8_t *laddr, *raddr;
 	uint16_t lport, rport;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/io_uring.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -63,7 +64,7 @@ struct rec_event {
 	uint16_t lport, rport;
 	uint8_t laddr[16], raddr[16];
 	uint64_t key;		/* the kernel's struct sock */
-	uint32_t netns;
+	uint32_t netns, bound_dev_if;
 	/* data */
 	uint8_t dir, op;
 	uint16_t dflags;
@@ -132,6 +133,7 @@ static void record_sock(const void *data, size_t size, void *ctx)
 		memcpy(e.raddr, o->raddr, 16);
 		e.key = o->key;
 		e.netns = o->netns;
+		e.bound_dev_if = o->bound_dev_if;
 	} else if (hdr->type == QTAP_EVENT_CONN_DATA) {
 		const struct qtap_conn_data *d = data;
 
@@ -1358,6 +1360,55 @@ START_TEST(test_conn_alive_table)
 }
 END_TEST
 
+/* A socket bound to an interface (SO_BINDTODEVICE, a VRF, an IPv6
+ * link-local peer's scope) is found by the socket diagnostics only under
+ * that interface, which its OPEN names: without it, a silent one would be
+ * taken for gone. */
+START_TEST(test_conn_alive_bound)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	struct pipeline_conn_ref ref;
+	struct capture *cap;
+	struct endpoint srv;
+	int lfd, cfd, sfd;
+	uint16_t cport;
+	char buf[8];
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	lfd = tcp_listen(AF_INET, &srv);
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(cfd, 0);
+	ck_assert_int_eq(setsockopt(cfd, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3), 0);
+	sa.sin_port = htons(srv.port);
+	memcpy(&sa.sin_addr, srv.addr, 4);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(cfd, (struct sockaddr *)&sa, &len), 0);
+	cport = ntohs(sa.sin_port);
+	sfd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(sfd, 0);
+	ck_assert_int_eq(write(cfd, "ping", 4), 4);
+	read_exact(sfd, buf, 4);
+	for (n = 0; n < 200 && !conn_events(getpid(), cfd, cport, srv.port, evs, MAXEV); n++)
+		sleep_ms(10);
+	ck_assert_uint_ge(conn_events(getpid(), cfd, cport, srv.port, evs, MAXEV), 1);
+	ck_assert_uint_eq(evs[0].bound_dev_if, if_nametoindex("lo"));
+	ref = (struct pipeline_conn_ref){
+		.key = evs[0].key, .conn_id = evs[0].conn_id, .ifindex = evs[0].bound_dev_if,
+		.family = AF_INET, .laddr = srv.addr, .raddr = srv.addr, .lport = cport,
+		.rport = srv.port,
+	};
+	ck_assert(sock_conn_alive(cap, &ref));
+	ref.ifindex = 0;
+	ck_assert(!sock_conn_alive(cap, &ref));
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	finish(&cap);
+}
+END_TEST
+
 /* A dual-stack listener's connection from IPv4: the accepted IPv6 socket
  * has v4-mapped addresses, which its events report as IPv4. */
 START_TEST(test_v4_mapped)
@@ -2168,6 +2219,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_dns_port);
 	tcase_add_test(tc, test_conn_alive);
 	tcase_add_test(tc, test_conn_alive_table);
+	tcase_add_test(tc, test_conn_alive_bound);
 	tcase_add_test(tc, test_v4_mapped);
 	tcase_add_test(tc, test_unix_ignored);
 	tcase_add_test(tc, test_fd_reuse);
