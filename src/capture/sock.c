@@ -293,15 +293,18 @@ static int sock_conn_state(struct capture *cap, uint64_t key, uint64_t conn_id)
 void sock_conn_forget(void *ctx, uint64_t key, uint64_t conn_id)
 {
 	struct capture *cap = ctx;
+	struct qtap_learned v;
 
-	/* Another connection's entry stays: dropped, its next call would
+	/* Another connection's entries stay: dropped, its next call would
 	 * make it a new connection.  (One made between the look and the
 	 * delete is dropped all the same: a window of microseconds after
 	 * the end of a connection the agent heard nothing of for minutes.) */
-	if (sock_conn_state(cap, key, conn_id) < 0)
-		return;
-	bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
-	bpf_map__delete_elem(cap->sock->maps.learned, &key, sizeof(key), 0);
+	if (sock_conn_state(cap, key, conn_id) >= 0)
+		bpf_map__delete_elem(cap->sock->maps.conns, &key, sizeof(key), 0);
+	/* the agent's word on it, if the programs never took it */
+	if (!bpf_map__lookup_elem(cap->sock->maps.learned, &key, sizeof(key), &v, sizeof(v), 0) &&
+	    v.conn_id == conn_id)
+		bpf_map__delete_elem(cap->sock->maps.learned, &key, sizeof(key), 0);
 }
 
 /* The state of the TCP socket with exactly these endpoints (ports in host

@@ -563,11 +563,35 @@ static void conn_series_get(struct conn_tracker *t, struct conn *c)
  * proc_root: its inode number, 0 if unknown. */
 static uint32_t proc_netns(const char *proc_root, const char *pid)
 {
-	char path[320];
+	char path[400];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/%s/ns/net", proc_root, pid);
+	if (snprintf(path, sizeof(path), "%s/%s/ns/net", proc_root, pid) >= (int)sizeof(path))
+		return 0;
 	return stat(path, &st) ? 0 : (uint32_t)st.st_ino;
+}
+
+/* The directory under proc_root whose net/tcp lists the listeners of c's
+ * network namespace, into dir: proc_root itself for the agent's (or an
+ * unknown one); else the process's, or the thread's that made the call
+ * (a thread can have moved into another namespace, setns(2), without its
+ * process), whichever is in c's namespace now.  false: neither is (the
+ * process is gone, or has moved on). */
+static bool netns_dir(struct conn_tracker *t, const struct conn *c, char *dir, size_t size)
+{
+	char sub[64];
+
+	if (!c->netns || !t->netns || c->netns == t->netns) {
+		snprintf(dir, size, "%s", t->proc_root);
+		return true;
+	}
+	snprintf(sub, sizeof(sub), "%" PRIu32, c->tgid);
+	if (proc_netns(t->proc_root, sub) == c->netns)
+		return snprintf(dir, size, "%s/%s", t->proc_root, sub) < (int)size;
+	snprintf(sub, sizeof(sub), "%" PRIu32 "/task/%" PRIu32, c->tgid, c->pid);
+	if (proc_netns(t->proc_root, sub) == c->netns)
+		return snprintf(dir, size, "%s/%s", t->proc_root, sub) < (int)size;
+	return false;
 }
 
 /* The address of a /proc/net/tcp or tcp6 line's local_address (8 or 32
@@ -621,7 +645,7 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 	static const char *const files[] = { "net/tcp", "net/tcp6" };
 	size_t alen = c->family == AF_INET6 ? 16 : 4;
 	uint32_t h = c->lport ^ c->netns;
-	char dir[300];
+	char dir[352];
 	struct port_entry *e;
 	bool listening = false;
 	unsigned i;
@@ -632,12 +656,10 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 	if (e->when && e->port == c->lport && e->family == c->family && e->netns == c->netns &&
 	    !memcmp(e->addr, c->laddr, alen) && now - e->when < PORT_CACHE_TTL_NS)
 		return e->listening;
-	if (c->netns && t->netns && c->netns != t->netns)
-		snprintf(dir, sizeof(dir), "%s/%" PRIu32, t->proc_root, c->tgid);
-	else
-		snprintf(dir, sizeof(dir), "%s", t->proc_root);
+	if (!netns_dir(t, c, dir, sizeof(dir)))
+		return false;	/* its namespace cannot be read: not cached */
 	for (i = 0; i < 2 && !listening; i++) {
-		char path[320], line[512];
+		char path[400], line[512];
 		FILE *f;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);

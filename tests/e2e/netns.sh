@@ -72,9 +72,10 @@ EGRESS="direction=\"egress\",remote_addr=\"127.0.0.1\",remote_port=\"$PAIR_PORT\
 INGRESS="direction=\"ingress\",remote_addr=\"127.0.0.1\",remote_port=\"\""
 exchange 2
 ok $? "it speaks once the agent runs"
-# learned on that first data: one connection each way
+# learned on that first data: one connection each way (two workers)
 i=0
-while [ "$(metric /metrics "qtap_connection_open_total{$INGRESS}")" != 1 ] && [ $i -lt 50 ]; do
+while { [ "$(metric /metrics "qtap_connection_open_total{$INGRESS}")" != 1 ] ||
+	[ "$(metric /metrics "qtap_connection_open_total{$EGRESS}")" != 1 ]; } && [ $i -lt 50 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done

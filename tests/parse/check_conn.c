@@ -1026,14 +1026,16 @@ END_TEST
  * socket diagnostics cannot see them). */
 START_TEST(test_preexisting_netns)
 {
-	static const char *const dirs[] = { "net", "self", "self/ns", "4242", "4242/net" };
-	static const char *const files[] = { "net/tcp", "self/ns/net", "4242/net/tcp" };
+	static const char *const dirs[] = { "net", "self", "self/ns", "4242", "4242/net",
+					    "4242/ns" };
+	static const char *const files[] = { "net/tcp", "self/ns/net", "4242/net/tcp",
+					     "4242/ns/net" };
 	static const char *const head =
 		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 	char root[] = "/tmp/check_conn.XXXXXX", path[256], text[512];
 	struct qtap_conf *conf;
 	struct conn_tracker *t;
-	struct stat own;
+	struct stat own, other;
 	struct rec r;
 	unsigned i;
 
@@ -1049,6 +1051,9 @@ START_TEST(test_preexisting_netns)
 	snprintf(path, sizeof(path), "%s/self/ns/net", root);
 	write_file(path, "");
 	ck_assert_int_eq(stat(path, &own), 0);
+	snprintf(path, sizeof(path), "%s/4242/ns/net", root);
+	write_file(path, "");
+	ck_assert_int_eq(stat(path, &other), 0);
 	snprintf(path, sizeof(path), "%s/4242/net/tcp", root);
 	snprintf(text, sizeof(text), "%s%s", head,
 		 "   0: 00000000:B002 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n");
@@ -1062,7 +1067,12 @@ START_TEST(test_preexisting_netns)
 	/* in the container: ingress */
 	mk_open(&r, 70, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50010, 45058, T0);
 	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	r.u.open.netns = (uint32_t)own.st_ino + 1;
+	r.u.open.netns = (uint32_t)other.st_ino;
+	feed(t, &r, T0);
+	/* in a namespace its process is no longer in: egress, by default */
+	mk_open(&r, 73, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5437, 45058, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	r.u.open.netns = (uint32_t)other.st_ino + (uint32_t)own.st_ino;
 	feed(t, &r, T0);
 	/* the same port in the agent's namespace: egress */
 	mk_open(&r, 71, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5435, 45058, T0);
@@ -1073,21 +1083,22 @@ START_TEST(test_preexisting_netns)
 	mk_open(&r, 72, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5436, 45058, T0);
 	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
 	feed(t, &r, T0);
-	ck_assert_uint_eq(n_learned, 3);
+	ck_assert_uint_eq(n_learned, 4);
 	ck_assert_uint_eq(learned[0].direction, QTAP_DIR_INGRESS);
 	ck_assert_uint_eq(learned[1].direction, QTAP_DIR_EGRESS);
 	ck_assert_uint_eq(learned[2].direction, QTAP_DIR_EGRESS);
+	ck_assert_uint_eq(learned[3].direction, QTAP_DIR_EGRESS);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 1);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5435"), 1);
 
 	/* silent for the idle timeout, and still open */
 	alive_answer = true;
 	conn_tracker_housekeep(t, T0 + 10500 * MS);
-	ck_assert_uint_eq(alive_asked, 3);
+	ck_assert_uint_eq(alive_asked, 4);
 	ck_assert_uint_eq(alive_netns[70], 2);
 	ck_assert_uint_eq(alive_netns[71], 1);
 	ck_assert_uint_eq(alive_netns[72], 1);
-	ck_assert_uint_eq(conn_tracker_count(t), 3);
+	ck_assert_uint_eq(conn_tracker_count(t), 4);
 	conn_tracker_free(&t, T0 + 11000 * MS);
 	conf_publish(NULL);
 
