@@ -571,6 +571,13 @@ static uint32_t proc_netns(const char *proc_root, const char *pid)
 	return stat(path, &st) ? 0 : (uint32_t)st.st_ino;
 }
 
+/* Whether c's socket is in another network namespace than the agent's (a
+ * container's); false when either is unknown. */
+static bool conn_netns_foreign(const struct conn_tracker *t, const struct conn *c)
+{
+	return c->netns && t->netns && c->netns != t->netns;
+}
+
 /* The directory under proc_root whose net/tcp lists the listeners of c's
  * network namespace, into dir: proc_root itself for the agent's (or an
  * unknown one); else the process's, or the thread's that made the call
@@ -581,7 +588,7 @@ static bool netns_dir(struct conn_tracker *t, const struct conn *c, char *dir, s
 {
 	char sub[64];
 
-	if (!c->netns || !t->netns || c->netns == t->netns) {
+	if (!conn_netns_foreign(t, c)) {
 		snprintf(dir, size, "%s", t->proc_root);
 		return true;
 	}
@@ -797,8 +804,7 @@ static bool conn_alive(struct conn_tracker *t, struct conn *c, uint64_t now)
 {
 	struct pipeline_conn_ref ref = {
 		.key = c->key, .conn_id = c->conn_id,
-		.foreign_netns = c->netns && t->netns && c->netns != t->netns,
-		.ifindex = c->ifindex, .family = c->family,
+		.foreign_netns = conn_netns_foreign(t, c), .ifindex = c->ifindex, .family = c->family,
 		.laddr = c->laddr, .raddr = c->raddr, .lport = c->lport, .rport = c->rport,
 	};
 

@@ -285,6 +285,20 @@ static size_t count_port(uint16_t port)
 	return n;
 }
 
+/* Waits until events of the connection arrived (3 s at most); its events
+ * so far in out, their count. */
+static size_t wait_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  struct rec_event *out, size_t max)
+{
+	size_t n = 0;
+	int waited;
+
+	for (waited = 0; waited < 3000 && !(n = conn_events(tgid, fd, lport, rport, out, max));
+	     waited += 10)
+		sleep_ms(10);
+	return n;
+}
+
 /* Waits until the connection's CLOSE arrived, and with whole every event
  * numbered before it too (events of one connection come through several
  * CPUs' rings, in any order); its events in out. */
@@ -1317,15 +1331,12 @@ START_TEST(test_conn_alive_table)
 	struct stat ns;
 	struct pair p;
 	char buf[8];
-	size_t n;
 
 	cap = start_text(CONF_ALL);
 	pair_open(AF_INET, &p);
 	ck_assert_int_eq(write(p.cfd, "ping", 4), 4);
 	read_exact(p.sfd, buf, 4);
-	for (n = 0; n < 200 && !conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV); n++)
-		sleep_ms(10);
-	ck_assert_uint_ge(conn_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV), 1);
+	ck_assert_uint_ge(wait_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV), 1);
 	ck_assert_int_eq(stat("/proc/self/ns/net", &ns), 0);
 	ck_assert_uint_eq(evs[0].netns, (uint32_t)ns.st_ino);
 	ref = (struct pipeline_conn_ref){
@@ -1374,7 +1385,6 @@ START_TEST(test_conn_alive_bound)
 	int lfd, cfd, sfd;
 	uint16_t cport;
 	char buf[8];
-	size_t n;
 
 	cap = start_text(CONF_ALL);
 	lfd = tcp_listen(AF_INET, &srv);
@@ -1390,9 +1400,7 @@ START_TEST(test_conn_alive_bound)
 	ck_assert_int_ge(sfd, 0);
 	ck_assert_int_eq(write(cfd, "ping", 4), 4);
 	read_exact(sfd, buf, 4);
-	for (n = 0; n < 200 && !conn_events(getpid(), cfd, cport, srv.port, evs, MAXEV); n++)
-		sleep_ms(10);
-	ck_assert_uint_ge(conn_events(getpid(), cfd, cport, srv.port, evs, MAXEV), 1);
+	ck_assert_uint_ge(wait_events(getpid(), cfd, cport, srv.port, evs, MAXEV), 1);
 	ck_assert_uint_eq(evs[0].bound_dev_if, if_nametoindex("lo"));
 	ref = (struct pipeline_conn_ref){
 		.key = evs[0].key, .conn_id = evs[0].conn_id, .ifindex = evs[0].bound_dev_if,
@@ -1940,7 +1948,6 @@ START_TEST(test_ring_full)
 	struct pair p;
 	uint64_t seen = 0, recv_seen = 0, recv_events, prev = 0;
 	size_t n = 0, i;
-	int waited;
 	double lost;
 
 	memset(msg, 'm', sizeof(msg));
@@ -1948,9 +1955,7 @@ START_TEST(test_ring_full)
 	conf_self(text, sizeof(text), "capture = { readers = 1; ring_buffer_kb = 64; };");
 	cap = start_text(text);
 	pair_open(AF_INET, &p);
-	for (waited = 0; waited < 3000 && !conn_events(getpid(), p.cfd, p.cport, p.srv.port,
-							 evs, MAXEV); waited += 10)
-		sleep_ms(10);
+	wait_events(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
 	d = (struct drain_arg){ p.sfd, 500 * sizeof(msg), 0 };
 	ck_assert_int_eq(pthread_create(&thread, NULL, drain_main, &d), 0);
 	/* The reader stops at the first event, so the 64 KiB rings fill. */

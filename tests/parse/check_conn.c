@@ -283,6 +283,22 @@ static void feed(struct conn_tracker *t, const struct rec *r, uint64_t now)
 	ck_assert_int_eq(conn_tracker_event(t, &r->u, r->size, now), 0);
 }
 
+/* Feeds an OPEN of tgid 4242 learned on its first data (direction
+ * unknown), its local address laddr (NULL: mk_open()'s) in network
+ * namespace netns (0: unknown). */
+static void feed_learned(struct conn_tracker *t, uint64_t id, uint16_t rport, uint16_t lport,
+			 const char *laddr, uint32_t netns)
+{
+	struct rec r;
+
+	mk_open(&r, id, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", rport, lport, T0);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	if (laddr)
+		inet_pton(AF_INET, laddr, r.u.open.laddr);
+	r.u.open.netns = netns;
+	feed(t, &r, T0);
+}
+
 static void setup(void)
 {
 	struct metrics_opts mo = { .series_limit = 0 };
@@ -962,22 +978,10 @@ START_TEST(test_preexisting)
 	 * 192.0.2.8 at that port (a client that bound its source address) is
 	 * egress, one at 192.0.2.7 ingress; port 45057's listener is
 	 * ::ffff:192.0.2.9, which takes IPv4 connections to 192.0.2.9. */
-	mk_open(&r, 58, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5433, 45056, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	inet_pton(AF_INET, "192.0.2.8", r.u.open.laddr);
-	feed(t, &r, T0);
-	mk_open(&r, 59, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50002, 45056, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	inet_pton(AF_INET, "192.0.2.7", r.u.open.laddr);
-	feed(t, &r, T0);
-	mk_open(&r, 60, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50003, 45057, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	inet_pton(AF_INET, "192.0.2.9", r.u.open.laddr);
-	feed(t, &r, T0);
-	mk_open(&r, 61, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5434, 45057, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	inet_pton(AF_INET, "192.0.2.10", r.u.open.laddr);
-	feed(t, &r, T0);
+	feed_learned(t, 58, 5433, 45056, "192.0.2.8", 0);
+	feed_learned(t, 59, 50002, 45056, "192.0.2.7", 0);
+	feed_learned(t, 60, 50003, 45057, "192.0.2.9", 0);
+	feed_learned(t, 61, 5434, 45057, "192.0.2.10", 0);
 
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "ingress", "10.1.0.9", ""), 3);
 	ck_assert_uint_eq(conn_val(M_CONNECTION_OPEN_TOTAL, "egress", "10.1.0.9", "5433"), 1);
@@ -1036,7 +1040,6 @@ START_TEST(test_preexisting_netns)
 	struct qtap_conf *conf;
 	struct conn_tracker *t;
 	struct stat own, other;
-	struct rec r;
 	unsigned i;
 
 	ck_assert_ptr_nonnull(mkdtemp(root));
@@ -1065,24 +1068,13 @@ START_TEST(test_preexisting_netns)
 
 	t = tracker(root);
 	/* in the container: ingress */
-	mk_open(&r, 70, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 50010, 45058, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	r.u.open.netns = (uint32_t)other.st_ino;
-	feed(t, &r, T0);
+	feed_learned(t, 70, 50010, 45058, NULL, (uint32_t)other.st_ino);
 	/* in a namespace its process is no longer in: egress, by default */
-	mk_open(&r, 73, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5437, 45058, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	r.u.open.netns = (uint32_t)other.st_ino + (uint32_t)own.st_ino;
-	feed(t, &r, T0);
+	feed_learned(t, 73, 5437, 45058, NULL, (uint32_t)other.st_ino + (uint32_t)own.st_ino);
 	/* the same port in the agent's namespace: egress */
-	mk_open(&r, 71, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5435, 45058, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	r.u.open.netns = (uint32_t)own.st_ino;
-	feed(t, &r, T0);
+	feed_learned(t, 71, 5435, 45058, NULL, (uint32_t)own.st_ino);
 	/* namespace unknown: taken as the agent's */
-	mk_open(&r, 72, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", 5436, 45058, T0);
-	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
-	feed(t, &r, T0);
+	feed_learned(t, 72, 5436, 45058, NULL, 0);
 	ck_assert_uint_eq(n_learned, 4);
 	ck_assert_uint_eq(learned[0].direction, QTAP_DIR_INGRESS);
 	ck_assert_uint_eq(learned[1].direction, QTAP_DIR_EGRESS);
