@@ -54,9 +54,12 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 #define DETECT_PREFIX 64
 /* Closed conn_ids remembered, so that stragglers are dropped quietly. */
 #define RECENT_SIZE 4096
-/* LISTEN lookups cached per local port. */
-#define PORT_CACHE_SIZE 1024
-#define PORT_CACHE_TTL_NS (10ull * NS_PER_S)
+/* Network namespaces whose listeners are held at once, and for how long
+ * (listeners_of()). */
+#define LISTEN_SETS 16
+#define LISTEN_TTL_NS NS_PER_S
+/* Listeners held per namespace at most. */
+#define LISTEN_MAX 65536
 /* Peer label sets cached (series handles of one direction/address/port). */
 #define PEER_BUCKETS 4096
 #define PEER_MAX 16384
@@ -174,13 +177,19 @@ struct peer {
 	struct conn_series m;
 };
 
-/* Whether a local address and port have a listener (port_listening()). */
-struct port_entry {
-	uint64_t when;		/* 0: empty */
-	uint32_t netns;
-	uint16_t family, port;
+/* A LISTEN socket: its local address (alen bytes) and port. */
+struct listener {
 	uint8_t addr[16];
-	bool listening;
+	uint16_t port;
+	uint8_t alen;
+};
+
+/* The listeners of a network namespace at a moment, by port. */
+struct listen_set {
+	uint64_t when;		/* read at; 0: empty */
+	uint32_t netns;		/* 0: the agent's own */
+	size_t n, cap;
+	struct listener *v;
 };
 
 struct conn_tracker {
@@ -192,7 +201,7 @@ struct conn_tracker {
 	size_t count;
 	struct conn *waiting;		/* conns with pending events */
 	uint64_t recent[RECENT_SIZE];	/* closed conn_id + 1; 0: empty */
-	struct port_entry ports[PORT_CACHE_SIZE];
+	struct listen_set listen[LISTEN_SETS];
 	struct peer *peers[PEER_BUCKETS];
 	unsigned n_peers;
 	struct metric_series *gaps, *payloads_dropped, *tls_errors, *tracked;
@@ -639,33 +648,22 @@ static bool listener_takes(size_t llen, const uint8_t *laddr, int family, const 
 	return llen == 16 && !memcmp(laddr, addr, 16);
 }
 
-/* Whether a LISTEN socket takes connections to c's local address and port,
- * from net/tcp and net/tcp6 of c's network namespace (the agent's own, or
- * as its process sees it: a container's): the direction of a connection
- * learned in the middle.  The address matters as well as the port: a
- * client that binds its source address before connecting (a proxy's
- * source address, curl --interface) can be given a port that a listener
- * holds on another address.  Cached for a while per namespace, address
- * and port. */
-static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_t now)
+static int listener_cmp(const void *a, const void *b)
+{
+	const struct listener *x = a, *y = b;
+
+	return (x->port > y->port) - (x->port < y->port);
+}
+
+/* Reads the LISTEN sockets of dir's net/tcp and net/tcp6 into ls, sorted
+ * by port (up to LISTEN_MAX; fewer when memory runs out). */
+static void listen_read(struct listen_set *ls, const char *dir)
 {
 	static const char *const files[] = { "net/tcp", "net/tcp6" };
-	size_t alen = c->family == AF_INET6 ? 16 : 4;
-	uint32_t h = c->lport ^ c->netns;
-	char dir[352];
-	struct port_entry *e;
-	bool listening = false;
 	unsigned i;
 
-	for (i = 0; i < alen; i++)
-		h = h * 31 + c->laddr[i];
-	e = &t->ports[h & (PORT_CACHE_SIZE - 1)];
-	if (e->when && e->port == c->lport && e->family == c->family && e->netns == c->netns &&
-	    !memcmp(e->addr, c->laddr, alen) && now - e->when < PORT_CACHE_TTL_NS)
-		return e->listening;
-	if (!netns_dir(t, c, dir, sizeof(dir)))
-		return false;	/* its namespace cannot be read: not cached */
-	for (i = 0; i < 2 && !listening; i++) {
+	ls->n = 0;
+	for (i = 0; i < 2; i++) {
 		char path[400], line[512];
 		FILE *f;
 
@@ -673,32 +671,83 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 		f = fopen(path, "re");
 		if (!f)
 			continue;
-		while (fgets(line, sizeof(line), f)) {
+		while (fgets(line, sizeof(line), f) && ls->n < LISTEN_MAX) {
+			struct listener l = { 0 };
 			unsigned lport, st;
-			uint8_t laddr[16];
 			char hex[40];
-			size_t llen;
 
 			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x",
-				   hex, &lport, &st) != 3)
+				   hex, &lport, &st) != 3 || st != 0x0a)
 				continue;
-			if (st != 0x0a || lport != c->lport)
+			l.alen = (uint8_t)proc_net_addr(hex, l.addr);
+			l.port = (uint16_t)lport;
+			if (!l.alen)
 				continue;
-			llen = proc_net_addr(hex, laddr);
-			if (llen && listener_takes(llen, laddr, c->family, c->laddr)) {
-				listening = true;
-				break;
+			if (ls->n == ls->cap) {
+				size_t cap = ls->cap ? 2 * ls->cap : 64;
+				struct listener *v = realloc(ls->v, cap * sizeof(*v));
+
+				if (!v)
+					break;
+				ls->v = v;
+				ls->cap = cap;
 			}
+			ls->v[ls->n++] = l;
 		}
 		fclose(f);
 	}
-	e->when = now ? now : 1;
-	e->netns = c->netns;
-	e->family = c->family;
-	e->port = c->lport;
-	memcpy(e->addr, c->laddr, alen);
-	e->listening = listening;
-	return listening;
+	if (ls->n)
+		qsort(ls->v, ls->n, sizeof(*ls->v), listener_cmp);
+}
+
+/* Whether a LISTEN socket takes connections to c's local address and port,
+ * from net/tcp and net/tcp6 of c's network namespace (the agent's own, or
+ * as its process sees it: a container's): the direction of a connection
+ * learned in the middle.  The address matters as well as the port: a
+ * client that binds its source address before connecting (a proxy's
+ * source address, curl --interface) can be given a port that a listener
+ * holds on another address.  A namespace's listeners are read once per
+ * LISTEN_TTL_NS at most, whatever the number of connections learned
+ * meanwhile: on a host that has tens of thousands of connections when the
+ * agent starts, each file is as long as that, and a client's local port is
+ * a new one each time. */
+static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_t now)
+{
+	uint32_t ns = conn_netns_foreign(t, c) ? c->netns : 0;
+	struct listen_set *ls = NULL, *oldest = &t->listen[0];
+	size_t lo = 0, hi;
+	unsigned i;
+
+	for (i = 0; i < LISTEN_SETS && !ls; i++) {
+		if (t->listen[i].when && t->listen[i].netns == ns)
+			ls = &t->listen[i];
+		else if (t->listen[i].when < oldest->when)
+			oldest = &t->listen[i];
+	}
+	if (!ls || now - ls->when >= LISTEN_TTL_NS) {
+		char dir[352];
+
+		if (!netns_dir(t, c, dir, sizeof(dir)))
+			return false;	/* its namespace cannot be read: not kept */
+		if (!ls)
+			ls = oldest;
+		listen_read(ls, dir);
+		ls->netns = ns;
+		ls->when = now ? now : 1;
+	}
+	hi = ls->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ls->v[mid].port < c->lport)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < ls->n && ls->v[lo].port == c->lport; lo++)
+		if (listener_takes(ls->v[lo].alen, ls->v[lo].addr, c->family, c->laddr))
+			return true;
+	return false;
 }
 
 /* The process filters, for a connection the kernel could not decide. */
@@ -1738,6 +1787,8 @@ void conn_tracker_free(struct conn_tracker **tp, uint64_t now_ns)
 		}
 	}
 	peers_clear(t);
+	for (i = 0; i < LISTEN_SETS; i++)
+		free(t->listen[i].v);
 	buf_free(&t->report);
 	free(t->buckets);
 	free(t);

@@ -1023,6 +1023,72 @@ START_TEST(test_preexisting)
 }
 END_TEST
 
+/* Learned connection at local port lport (tgid 4242, 10.1.0.9:5000 + id),
+ * fed at now. */
+static void feed_learned_at(struct conn_tracker *t, uint64_t id, uint16_t lport, uint64_t now)
+{
+	struct rec r;
+
+	mk_open(&r, id, 4242, QTAP_DIR_UNKNOWN, "10.1.0.9", (uint16_t)(5000 + id), lport, now);
+	r.u.open.flags = QTAP_CONN_F_PREEXISTING;
+	feed(t, &r, now);
+}
+
+/* The listeners of a namespace are read once a second at most, however
+ * many connections are learned meanwhile (a host with tens of thousands
+ * open when the agent starts, each client's at a port of its own): one
+ * that appears counts from the next read. */
+START_TEST(test_listeners_read_once)
+{
+	static const char head[] =
+		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+	static const char l8080[] =
+		"   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n";
+	static const char l9090[] =
+		"   1: 00000000:2382 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n";
+	char root[] = "/tmp/check_conn.XXXXXX", path[256], text[1024];
+	struct conn_tracker *t;
+	unsigned i;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/net", root);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/net/tcp", root);
+	snprintf(text, sizeof(text), "%s%s", head, l8080);
+	write_file(path, text);
+
+	t = tracker(root);
+	feed_learned_at(t, 81, 8080, T0);		/* ingress */
+	feed_learned_at(t, 82, 9090, T0);		/* egress */
+	/* a listener on 9090 appears, and the one on 8080 goes: within the
+	 * second, the answers are the ones read */
+	snprintf(text, sizeof(text), "%s%s", head, l9090);
+	write_file(path, text);
+	feed_learned_at(t, 83, 9090, T0 + 500 * MS);	/* egress */
+	feed_learned_at(t, 84, 8080, T0 + 999 * MS);	/* ingress */
+	/* a second later, they are read again */
+	feed_learned_at(t, 85, 9090, T0 + 1000 * MS);	/* ingress */
+	feed_learned_at(t, 86, 8080, T0 + 1001 * MS);	/* egress */
+	/* with no file at all, none listens (read again a second later) */
+	unlink(path);
+	feed_learned_at(t, 87, 9090, T0 + 2000 * MS);	/* egress */
+
+	ck_assert_uint_eq(n_learned, 7);
+	for (i = 0; i < 7; i++) {
+		static const uint8_t dir[7] = { QTAP_DIR_INGRESS, QTAP_DIR_EGRESS, QTAP_DIR_EGRESS,
+						QTAP_DIR_INGRESS, QTAP_DIR_INGRESS, QTAP_DIR_EGRESS,
+						QTAP_DIR_EGRESS };
+
+		ck_assert_uint_eq(learned[i].conn_id, 81 + i);
+		ck_assert_uint_eq(learned[i].direction, dir[i]);
+	}
+	conn_tracker_free(&t, T0 + 3000 * MS);
+	snprintf(path, sizeof(path), "%s/net", root);
+	rmdir(path);
+	rmdir(root);
+}
+END_TEST
+
 /* Connections learned in the middle in another network namespace than
  * the agent's (a container's): the direction from the listeners their
  * process sees (PROC/TGID/net/tcp), not the agent's; asked whether they
@@ -1829,6 +1895,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_idle_alive);
 	tcase_add_test(tc, test_preexisting);
+	tcase_add_test(tc, test_listeners_read_once);
 	tcase_add_test(tc, test_preexisting_netns);
 	tcase_add_test(tc, test_egress_internal);
 	tcase_add_test(tc, test_undecided_waits);
