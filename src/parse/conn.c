@@ -69,6 +69,8 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 #define PROC_WAIT_NS (3ull * NS_PER_S)
 
 #define INITIAL_BUCKETS 1024
+/* Process exits held for the next housekeeping (exits_apply()). */
+#define EXITS_MAX 4096
 
 enum close_reason {
 	CLOSE_NORMAL,
@@ -209,6 +211,12 @@ struct conn_tracker {
 	int64_t wall_offset_ns;		/* CLOCK_REALTIME - CLOCK_MONOTONIC */
 	uint64_t last_idle_scan;
 	bool exiting;			/* some connection has exit_at set */
+	/* Process exits heard since the last housekeeping (exit_tgid()). */
+	struct exit_note {
+		uint32_t tgid;
+		uint64_t ts, at;	/* the kernel's timestamp; when heard */
+	} exits[EXITS_MAX];
+	unsigned n_exits;
 	struct buf report;
 };
 
@@ -1541,34 +1549,75 @@ static int conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, s
 	return 0;
 }
 
-/* A process exited: the kernel closes its sockets without a close(2), so
- * its connections are closed here.  Not at once: the exit comes through
- * the process reader, which can be ahead of the socket readers still
- * holding the connection's last data and its close.  The connections are
- * marked and closed by the housekeeping once CONN_EXIT_GRACE_NS passed without
- * their own close coming in. */
-static void exit_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
+static int exit_note_cmp(const void *a, const void *b)
+{
+	const struct exit_note *x = a, *y = b;
+
+	if (x->tgid != y->tgid)
+		return x->tgid < y->tgid ? -1 : 1;
+	return (x->at > y->at) - (x->at < y->at);
+}
+
+/* The exits held, applied: the connections of those processes are marked,
+ * in one pass over the table.  A connection is marked with its process's
+ * first exit heard, and so is one first heard of after that exit (its
+ * events were still on their way, behind the exit). */
+static void exits_apply(struct conn_tracker *t)
 {
 	size_t i;
 
+	if (!t->n_exits)
+		return;
+	qsort(t->exits, t->n_exits, sizeof(t->exits[0]), exit_note_cmp);
 	for (i = 0; i < ((size_t)1 << t->bits); i++) {
 		struct conn *c;
 
 		for (c = t->buckets[i]; c; c = c->hnext) {
+			const struct exit_note *x;
+			size_t lo = 0, hi = t->n_exits;
+			uint32_t tgid;
+
 			if (c->exit_at)
 				continue;
-			if (!c->known || c->tgid != tgid) {
-				if (c->known || !c->n_pend)
-					continue;
-				/* not learned yet: is it that process's? */
-				if (((const struct qtap_conn_data *)c->pend[0].rec)->tgid != tgid)
-					continue;
+			if (c->known)
+				tgid = c->tgid;
+			else if (c->n_pend)	/* not learned yet: its first event's */
+				tgid = ((const struct qtap_conn_data *)c->pend[0].rec)->tgid;
+			else
+				continue;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+
+				if (t->exits[mid].tgid < tgid)
+					lo = mid + 1;
+				else
+					hi = mid;
 			}
-			c->exit_at = now ? now : 1;
-			c->exit_ts = ts;
+			if (lo == t->n_exits || t->exits[lo].tgid != tgid)
+				continue;
+			x = &t->exits[lo];
+			c->exit_at = x->at;
+			c->exit_ts = x->ts;
 			t->exiting = true;
 		}
 	}
+	t->n_exits = 0;
+}
+
+/* A process exited: the kernel closes its sockets without a close(2), so
+ * its connections are closed here.  Not at once: the exit comes through
+ * the process reader, which can be ahead of the socket readers still
+ * holding the connection's last data and its close.  The connections are
+ * marked at the next housekeeping, all exits heard meanwhile in one pass
+ * over the table (every exit on the host comes to every worker: one pass
+ * each would cost each worker its whole table, hundreds of times a second
+ * on a busy host), and closed by the housekeeping once
+ * CONN_EXIT_GRACE_NS passed without their own close coming in. */
+static void exit_tgid(struct conn_tracker *t, uint32_t tgid, uint64_t ts, uint64_t now)
+{
+	if (t->n_exits == EXITS_MAX)
+		exits_apply(t);
+	t->exits[t->n_exits++] = (struct exit_note){ .tgid = tgid, .ts = ts, .at = now ? now : 1 };
 }
 
 /* Closes the connections whose process exited CONN_EXIT_GRACE_NS ago. */
@@ -1679,6 +1728,7 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 	struct conn *c, *next;
 
 	refresh_wall_offset(t);
+	exits_apply(t);
 	if (t->exiting)
 		exit_reap(t, now_ns);
 	for (c = t->waiting; c; c = next) {
@@ -1772,6 +1822,7 @@ void conn_tracker_free(struct conn_tracker **tp, uint64_t now_ns)
 	t = *tp;
 	/* Connections whose process exited are closed by that exit, however
 	 * little of the grace has passed. */
+	exits_apply(t);
 	if (t->exiting)
 		exit_reap(t, UINT64_MAX - CONN_EXIT_GRACE_NS);
 	for (i = 0; i < ((size_t)1 << t->bits); i++) {

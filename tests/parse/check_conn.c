@@ -783,6 +783,48 @@ START_TEST(test_process_exit)
 }
 END_TEST
 
+/* Every exit on the host reaches every worker: they are held and applied
+ * at the housekeeping, in one pass over the table, however many came
+ * (more than fit are applied as they fill).  A connection first heard of
+ * after its process's exit, before that pass, is closed with it. */
+START_TEST(test_exits_batched)
+{
+	struct conn_tracker *t = tracker(NULL);
+	struct pipeline_exit_event x;
+	struct rec r;
+	uint32_t tgid;
+
+	for (tgid = 1000; tgid < 1010; tgid++) {
+		mk_open(&r, tgid, tgid, QTAP_DIR_EGRESS, "10.0.0.7", 80, (uint16_t)(40000 + tgid),
+			T0);
+		feed(t, &r, T0);
+	}
+	/* 5000 exits of other processes, those ten's among them */
+	for (tgid = 5000; tgid < 10000; tgid++) {
+		x = mk_exit(tgid, T0 + 40 * MS);
+		ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 50 * MS), 0);
+		if (tgid % 500 == 0) {
+			x = mk_exit(1000 + (tgid - 5000) / 500, T0 + 40 * MS);
+			ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 50 * MS), 0);
+		}
+	}
+	/* a process that exits before its connection's OPEN is processed */
+	x = mk_exit(2000, T0 + 40 * MS);
+	ck_assert_int_eq(conn_tracker_event(t, &x, sizeof(x), T0 + 50 * MS), 0);
+	mk_open(&r, 2000, 2000, QTAP_DIR_EGRESS, "10.0.0.7", 80, 39999, T0 + 30 * MS);
+	feed(t, &r, T0 + 60 * MS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.7", "80"), 11);
+	conn_tracker_housekeep(t, T0 + 50 * MS + CONN_EXIT_GRACE_NS - 1);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.7", "80"), 0);
+	conn_tracker_housekeep(t, T0 + 50 * MS + CONN_EXIT_GRACE_NS);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.0.0.7", "80"), 11);
+	ck_assert_uint_eq(conn_val(M_CONNECTION_ACTIVE_TOTAL, "egress", "10.0.0.7", "80"), 0);
+	ck_assert_uint_eq(forgets, 11);
+	ck_assert_uint_eq(conn_tracker_count(t), 0);
+	conn_tracker_free(&t, T0 + 100 * MS + CONN_EXIT_GRACE_NS);
+}
+END_TEST
+
 /* A connection silent for the idle timeout that the kernel still has open
  * (a pool's spare connection) stays, asked again one timeout later; one
  * whose process exited stays while another holds it. */
@@ -1892,6 +1934,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_open_late_and_lost);
 	tcase_add_test(tc, test_open_after_bulk);
 	tcase_add_test(tc, test_process_exit);
+	tcase_add_test(tc, test_exits_batched);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_idle_alive);
 	tcase_add_test(tc, test_preexisting);
