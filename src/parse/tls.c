@@ -108,17 +108,23 @@ static bool tls_is_grease(unsigned v)
 	return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);
 }
 
-/* Copies a name that becomes a label value: printable ASCII only, lower
- * case, truncated to size - 1.  False (dst untouched) for anything else. */
-static bool tls_copy_name(char *dst, size_t size, const uint8_t *src, size_t n)
+/* Copies a name that becomes a label value: printable ASCII only (host:
+ * a host name's letters, digits, '-', '.' and '_' only), lower case,
+ * truncated to size - 1.  False (dst untouched) for anything else. */
+static bool tls_copy_name(char *dst, size_t size, const uint8_t *src, size_t n, bool host)
 {
 	size_t i;
 
 	if (n == 0)
 		return false;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (src[i] < 0x21 || src[i] > 0x7e)
 			return false;
+		if (host && !(src[i] >= 'a' && src[i] <= 'z') && !(src[i] >= 'A' && src[i] <= 'Z') &&
+		    !(src[i] >= '0' && src[i] <= '9') && src[i] != '-' && src[i] != '.' &&
+		    src[i] != '_')
+			return false;
+	}
 	if (n > size - 1)
 		n = size - 1;
 	for (i = 0; i < n; i++)
@@ -139,8 +145,9 @@ static bool tls_parse_sni(struct tls_reader ext, struct tls_hello_info *out)
 		if (!rd_u8(&list, &type) || !rd_vector(&list, 2, &name))
 			return false;
 		if (type == 0 && !out->sni[0])
-			/* an unprintable name is not a label: no SNI */
-			tls_copy_name(out->sni, sizeof(out->sni), name.p, name.left);
+			/* a name with other bytes than a host name's is no
+			 * label: no SNI (a client's junk, or an attacker's) */
+			tls_copy_name(out->sni, sizeof(out->sni), name.p, name.left, true);
 	}
 	return true;
 }
@@ -168,7 +175,7 @@ static bool tls_parse_server_alpn(struct tls_reader ext, struct tls_hello_info *
 		return false;
 	if (!rd_vector(&list, 1, &name) || list.left || !name.left)
 		return false;
-	tls_copy_name(out->alpn, sizeof(out->alpn), name.p, name.left);
+	tls_copy_name(out->alpn, sizeof(out->alpn), name.p, name.left, false);
 	return true;
 }
 

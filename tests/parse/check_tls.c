@@ -433,9 +433,12 @@ END_TEST
 
 START_TEST(test_sni_long_and_unprintable)
 {
+	static const char *const bad[] = { "a\"b.example", "x{y}.example", "host:443",
+					   "/etc/passwd", "a b", "q@example.com" };
 	static struct msg hs, rec;
 	struct tls_hello_info info = { 0 };
 	char name[400];
+	size_t i;
 
 	memset(name, 'A', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
@@ -450,6 +453,20 @@ START_TEST(test_sni_long_and_unprintable)
 	frame(&rec, &hs, NULL, 0);
 	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_DONE);
 	ck_assert_str_eq(info.sni, "");
+
+	/* printable, but not a host name's: no SNI either */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&info, 0, sizeof(info));
+		build_client_hello(&hs, bad[i], NULL, 0, 0);
+		frame(&rec, &hs, NULL, 0);
+		ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_DONE);
+		ck_assert_str_eq(info.sni, "");
+	}
+	memset(&info, 0, sizeof(info));
+	build_client_hello(&hs, "Under_Score-1.xn--bcher-kva.Example", NULL, 0, 0);
+	frame(&rec, &hs, NULL, 0);
+	ck_assert_int_eq(feed_client(&rec, &info), TLS_FEED_DONE);
+	ck_assert_str_eq(info.sni, "under_score-1.xn--bcher-kva.example");
 }
 END_TEST
 
