@@ -55,7 +55,7 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 /* Closed conn_ids remembered, so that stragglers are dropped quietly. */
 #define RECENT_SIZE 4096
 /* Network namespaces whose listeners are held at once, and for how long
- * (listeners_of()). */
+ * (port_listening()). */
 #define LISTEN_SETS 16
 #define LISTEN_TTL_NS NS_PER_S
 /* Listeners held per namespace at most. */
@@ -656,6 +656,7 @@ static bool listener_takes(size_t llen, const uint8_t *laddr, int family, const 
 	return llen == 16 && !memcmp(laddr, addr, 16);
 }
 
+/* By port only: sorts a namespace's listeners, and finds one at a port. */
 static int listener_cmp(const void *a, const void *b)
 {
 	const struct listener *x = a, *y = b;
@@ -723,7 +724,7 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 {
 	uint32_t ns = conn_netns_foreign(t, c) ? c->netns : 0;
 	struct listen_set *ls = NULL, *oldest = &t->listen[0];
-	size_t lo = 0, hi;
+	const struct listener key = { .port = c->lport }, *l;
 	unsigned i;
 
 	for (i = 0; i < LISTEN_SETS && !ls; i++) {
@@ -743,17 +744,13 @@ static bool port_listening(struct conn_tracker *t, const struct conn *c, uint64_
 		ls->netns = ns;
 		ls->when = now ? now : 1;
 	}
-	hi = ls->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (ls->v[mid].port < c->lport)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < ls->n && ls->v[lo].port == c->lport; lo++)
-		if (listener_takes(ls->v[lo].alen, ls->v[lo].addr, c->family, c->laddr))
+	l = ls->n ? bsearch(&key, ls->v, ls->n, sizeof(*l), listener_cmp) : NULL;
+	if (!l)
+		return false;
+	while (l > ls->v && l[-1].port == c->lport)
+		l--;	/* the first at that port */
+	for (; l < ls->v + ls->n && l->port == c->lport; l++)
+		if (listener_takes(l->alen, l->addr, c->family, c->laddr))
 			return true;
 	return false;
 }
@@ -1549,13 +1546,21 @@ static int conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, s
 	return 0;
 }
 
-static int exit_note_cmp(const void *a, const void *b)
+/* By process: finds one of a process's exits. */
+static int exit_tgid_cmp(const void *a, const void *b)
 {
 	const struct exit_note *x = a, *y = b;
 
-	if (x->tgid != y->tgid)
-		return x->tgid < y->tgid ? -1 : 1;
-	return (x->at > y->at) - (x->at < y->at);
+	return (x->tgid > y->tgid) - (x->tgid < y->tgid);
+}
+
+/* By process, then in the order heard: sorts the exits held. */
+static int exit_note_cmp(const void *a, const void *b)
+{
+	const struct exit_note *x = a, *y = b;
+	int d = exit_tgid_cmp(a, b);
+
+	return d ? d : (x->at > y->at) - (x->at < y->at);
 }
 
 /* The exits held, applied: the connections of those processes are marked,
@@ -1573,29 +1578,22 @@ static void exits_apply(struct conn_tracker *t)
 		struct conn *c;
 
 		for (c = t->buckets[i]; c; c = c->hnext) {
+			struct exit_note key = { 0 };
 			const struct exit_note *x;
-			size_t lo = 0, hi = t->n_exits;
-			uint32_t tgid;
 
 			if (c->exit_at)
 				continue;
 			if (c->known)
-				tgid = c->tgid;
+				key.tgid = c->tgid;
 			else if (c->n_pend)	/* not learned yet: its first event's */
-				tgid = ((const struct qtap_conn_data *)c->pend[0].rec)->tgid;
+				key.tgid = ((const struct qtap_conn_data *)c->pend[0].rec)->tgid;
 			else
 				continue;
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-
-				if (t->exits[mid].tgid < tgid)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			if (lo == t->n_exits || t->exits[lo].tgid != tgid)
+			x = bsearch(&key, t->exits, t->n_exits, sizeof(*x), exit_tgid_cmp);
+			if (!x)
 				continue;
-			x = &t->exits[lo];
+			while (x > t->exits && x[-1].tgid == key.tgid)
+				x--;	/* the first heard */
 			c->exit_at = x->at;
 			c->exit_ts = x->ts;
 			t->exiting = true;
