@@ -24,6 +24,8 @@
 #define QTAP_EVENT_CONN_CLOSE 12
 #define QTAP_EVENT_TLS_DATA 13	/* sock.h: plaintext of a TLS library call */
 #define QTAP_EVENT_BATCH 14	/* sock.h: CONN_DATA events of one CPU together */
+/* Every type is below this: the events_lost maps have a slot per type. */
+#define QTAP_EVENT_TYPES 16
 
 #define QTAP_COMM_LEN 16
 

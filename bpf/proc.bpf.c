@@ -22,11 +22,11 @@ struct {
 	__uint(max_entries, QTAP_PROC_RINGBUF_BYTES);
 } proc_events SEC(".maps");
 
-/* Ring buffer reserve failures, per CPU (key 0).  Written here, read by the
- * agent's /system/metrics collector. */
+/* Ring buffer reserve failures, per CPU and type of the event lost (the
+ * key).  Written here, read by the agent's /system/metrics collector. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, QTAP_EVENT_TYPES);
 	__type(key, __u32);
 	__type(value, __u64);
 } events_lost SEC(".maps");
@@ -45,7 +45,7 @@ static __always_inline struct qtap_proc_event *proc_event_reserve(__u16 type,
 
 	ev = bpf_ringbuf_reserve(&proc_events, sizeof(*ev), 0);
 	if (!ev) {
-		__u32 key = 0;
+		__u32 key = type;
 		__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
 
 		/* per-CPU, but an interrupting program may add too */

@@ -117,11 +117,12 @@ const volatile __u64 wakeup_bytes = 0;
  * wakeup_bytes / WAKE_STEPS bytes past wakeup_bytes (wake_flags()). */
 #define WAKE_STEPS 16
 
-/* Ring buffer write failures and connections the conns map had no room
- * for, per CPU (key 0); read by the agent. */
+/* Ring buffer write failures, per CPU and type of the event lost (the
+ * key), and connections the conns map had no room for (as CONN_OPEN);
+ * read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, QTAP_EVENT_TYPES);
 	__type(key, __u32);
 	__type(value, __u64);
 } events_lost SEC(".maps");
@@ -263,9 +264,10 @@ __u32 tls_probes_on = 0;
 
 /* ---- output ------------------------------------------------------------ */
 
-static __always_inline void count_lost_n(__u32 n)
+/* n events of type lost. */
+static __always_inline void count_lost_n(__u16 type, __u32 n)
 {
-	__u32 key = 0;
+	__u32 key = type;
 	__u64 *lost = bpf_map_lookup_elem(&events_lost, &key);
 
 	/* A per-CPU slot, but a program that interrupts this one (softirq)
@@ -274,9 +276,9 @@ static __always_inline void count_lost_n(__u32 n)
 		__sync_fetch_and_add(lost, n);
 }
 
-static __always_inline void count_lost(void)
+static __always_inline void count_lost(__u16 type)
 {
-	count_lost_n(1);
+	count_lost_n(type, 1);
 }
 
 static __always_inline void header_fill(struct qtap_event_header *hdr, __u16 type)
@@ -352,7 +354,7 @@ static __always_inline void stage_flush(struct qtap_stage *sg, __u32 cpu)
 	barrier_var(size);
 	size &= QTAP_STAGE_BYTES - 1;
 	if (!rb || bpf_ringbuf_output(rb, sg->buf, size, wake_flags(rb, sg, size, false)))
-		count_lost_n(sg->events);
+		count_lost_n(QTAP_EVENT_CONN_DATA, sg->events);	/* all a stage holds */
 	sg->used = 0;
 	sg->events = 0;
 }
@@ -379,12 +381,8 @@ static __always_inline void emit(void *data, __u64 size)
 	void *rb = bpf_map_lookup_elem(&events, &cpu);
 	struct qtap_stage *sg = stage_write_out(cpu);
 
-	if (!rb) {
-		count_lost();
-		return;
-	}
-	if (bpf_ringbuf_output(rb, data, size, wake_flags(rb, sg, size, false)))
-		count_lost();
+	if (!rb || bpf_ringbuf_output(rb, data, size, wake_flags(rb, sg, size, false)))
+		count_lost(((struct qtap_event_header *)data)->type);
 }
 
 /* ---- sockets ----------------------------------------------------------- */
@@ -603,7 +601,7 @@ static __always_inline struct conn_state *conn_create(__u64 key, __u8 direction,
 	if (err == -EEXIST)
 		return NULL;
 	if (err) {
-		count_lost();
+		count_lost(QTAP_EVENT_CONN_OPEN);	/* no room: none of its events */
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&conns, &key);
@@ -891,7 +889,7 @@ static __always_inline void small_emit(struct conn_state *st, struct task_struct
 	if (!ev) {
 		/* the number is taken all the same: the worker sees the gap */
 		__sync_fetch_and_add(&st->seq, 1);
-		count_lost();
+		count_lost(QTAP_EVENT_CONN_DATA);
 		return;
 	}
 	small_fill(ev, st, task, cpu, dir, call, one_buf, len, limit);
@@ -1379,7 +1377,7 @@ static __always_inline int tls_return_run(struct pt_regs *ctx, long ret)
 		/* Held by another TLS return preempted on this CPU: the
 		 * number is taken all the same (a gap), and counted. */
 		__sync_fetch_and_add(&st->seq, 1);
-		count_lost();
+		count_lost(QTAP_EVENT_TLS_DATA);
 		return 0;
 	}
 	ev = (struct qtap_conn_data *)s->data;

@@ -29,8 +29,11 @@ struct tls_probes;
 /* CLOCK_MONOTONIC in nanoseconds (the kernel's bpf_ktime_get_ns()). */
 uint64_t capture_mono_ns(void);
 
-/* Kinds of socket events counted in events_received_total{cpu,type}. */
+/* Kinds of socket events counted in events_received_total{cpu,type} and
+ * events_lost_total{cpu,type}: their QTAP_EVENT_* types in order from
+ * QTAP_EVENT_CONN_OPEN, their names. */
 enum { SOCK_KIND_OPEN, SOCK_KIND_DATA, SOCK_KIND_CLOSE, SOCK_KIND_TLS_DATA, SOCK_KIND__COUNT };
+extern const char *const sock_kind_names[SOCK_KIND__COUNT];
 
 /* One socket reader thread: drains the rings of the CPUs c with
  * c % n_readers == index, and is pipeline producer `index`. */
@@ -131,9 +134,8 @@ struct capture {
 	struct metric_series **prog_ns;		/* [nprogs] */
 	struct metric_series **prog_misses;	/* [nprogs] */
 	struct qtap_prog_stat *prog_stat_values;	/* [ncpus]: one slot, read */
-	struct metric_series **lost;		/* [ncpus] */
-	uint64_t *lost_values;			/* [ncpus] */
-	uint64_t *sock_lost_values;		/* [ncpus] */
+	struct metric_series **lost;		/* [ncpus][process and socket kinds] */
+	uint64_t *lost_values;			/* [ncpus]: one slot, read */
 	struct metric_series *tls_untied;
 };
 

@@ -34,11 +34,18 @@
 /* The reader wakes at least this often to see a stop request. */
 #define READER_POLL_MS 100
 
-/* Event kinds counted in qtap_system_events_received_total{cpu,type}. */
+/* Event kinds counted in qtap_system_events_received_total{cpu,type} and
+ * events_lost_total{cpu,type}, and their QTAP_EVENT_* types. */
 enum { KIND_FORK, KIND_EXEC, KIND_EXIT, KIND__COUNT };
 static const char *const kind_names[KIND__COUNT] = {
 	"process_fork", "process_exec", "process_exit"
 };
+static const __u32 kind_types[KIND__COUNT] = {
+	QTAP_EVENT_PROCESS_FORK, QTAP_EVENT_PROCESS_EXEC, QTAP_EVENT_PROCESS_EXIT
+};
+/* Every kind of either program, in events_lost_total: the process kinds,
+ * then the socket kinds. */
+#define LOST_KINDS (KIND__COUNT + SOCK_KIND__COUNT)
 
 /* libbpf's messages, a line of the log each: a program the verifier
  * rejects comes with its whole log, whose last lines say why. */
@@ -554,42 +561,52 @@ static void capture_collect(struct metrics_store *store, void *ctx)
 	struct capture *cap = ctx;
 	unsigned i = 0;
 	__u32 key = 0;
-	int c;
+	int c, k;
 
 	collect_programs(cap, store, cap->skel->obj, cap->skel->maps.prog_stats, proc_prog_slots,
 			 QTAP_PS_PROC_SLOTS, &i);
 	collect_programs(cap, store, cap->sock->obj, cap->sock->maps.prog_stats, sock_prog_slots,
 			 QTAP_PS_SOCK_SLOTS, &i);
 
-	/* Losses of both programs' buffers, per CPU. */
-	if (bpf_map__lookup_elem(cap->skel->maps.events_lost, &key, sizeof(key),
-				 cap->lost_values, sizeof(__u64) * cap->ncpus, 0) ||
-	    bpf_map__lookup_elem(cap->sock->maps.events_lost, &key, sizeof(key),
-				 cap->sock_lost_values, sizeof(__u64) * cap->ncpus, 0))
-		return;
-	for (c = 0; c < cap->ncpus; c++) {
-		if (!cap->lost[c]) {
-			char cpu[16];
-			const char *values[] = { cpu };
+	/* Losses of both programs' buffers, per CPU and kind: each program's
+	 * map has a slot per event type. */
+	for (k = 0; k < LOST_KINDS; k++) {
+		bool sock = k >= KIND__COUNT;
+		const char *name = sock ? sock_kind_names[k - KIND__COUNT] : kind_names[k];
 
-			snprintf(cpu, sizeof(cpu), "%d", c);
-			cap->lost[c] = metrics_series_get(store, M_SYSTEM_EVENTS_LOST_TOTAL, values);
-			if (!cap->lost[c])
-				continue;
+		key = sock ? QTAP_EVENT_CONN_OPEN + (__u32)(k - KIND__COUNT) : kind_types[k];
+		if (bpf_map__lookup_elem(sock ? cap->sock->maps.events_lost :
+						cap->skel->maps.events_lost,
+					 &key, sizeof(key), cap->lost_values,
+					 sizeof(__u64) * cap->ncpus, 0))
+			continue;
+		for (c = 0; c < cap->ncpus; c++) {
+			struct metric_series **s = &cap->lost[c * LOST_KINDS + k];
+
+			if (!*s) {
+				char cpu[16];
+				const char *values[] = { cpu, name };
+
+				snprintf(cpu, sizeof(cpu), "%d", c);
+				*s = metrics_series_get(store, M_SYSTEM_EVENTS_LOST_TOTAL, values);
+				if (!*s)
+					continue;
+			}
+			metrics_counter_set(*s, cap->lost_values[c]);
 		}
-		metrics_counter_set(cap->lost[c], cap->lost_values[c] + cap->sock_lost_values[c]);
 	}
 
 	/* TLS calls the kernel could not tie to a connection, all CPUs. */
 	if (!cap->tls_untied)
 		cap->tls_untied = metrics_series_get(store, M_SYSTEM_TLS_CALLS_UNTIED_TOTAL, NULL);
+	key = 0;
 	if (cap->tls_untied &&
 	    !bpf_map__lookup_elem(cap->sock->maps.tls_untied, &key, sizeof(key),
-				  cap->sock_lost_values, sizeof(__u64) * cap->ncpus, 0)) {
+				  cap->lost_values, sizeof(__u64) * cap->ncpus, 0)) {
 		uint64_t sum = 0;
 
 		for (c = 0; c < cap->ncpus; c++)
-			sum += cap->sock_lost_values[c];
+			sum += cap->lost_values[c];
 		metrics_counter_set(cap->tls_untied, sum);
 	}
 }
@@ -822,7 +839,6 @@ static void capture_free(struct capture *cap)
 	free(cap->prog_stat_values);
 	free(cap->lost);
 	free(cap->lost_values);
-	free(cap->sock_lost_values);
 	capture_trace_free(&cap->trace);
 	pthread_cond_destroy(&cap->cond);
 	pthread_mutex_destroy(&cap->lock);
@@ -880,11 +896,9 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	}
 	cap->procs = proc_table_new();
 	cap->received = calloc((size_t)cap->ncpus * KIND__COUNT, sizeof(*cap->received));
-	cap->lost = calloc(cap->ncpus, sizeof(*cap->lost));
+	cap->lost = calloc((size_t)cap->ncpus * LOST_KINDS, sizeof(*cap->lost));
 	cap->lost_values = calloc(cap->ncpus, sizeof(*cap->lost_values));
-	cap->sock_lost_values = calloc(cap->ncpus, sizeof(*cap->sock_lost_values));
-	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values ||
-	    !cap->sock_lost_values) {
+	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values) {
 		err = -ENOMEM;
 		log_error("starting capture failed: %s", strerror(-err));
 		goto out_free;
@@ -892,8 +906,8 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 
 	/* Per-program run counts and run time: the programs keep their own
 	 * (bpf/progstat.h), unless the kernel's are asked for: those
-	 * (kernel.bpf_stats_enabled) are kept while this fd is open.  Without
-	 * them the agent still works, the run counters just stay at 0. */
+	 * (kernel.bpf_stats_enabled) are kept while this fd is open.  When
+	 * the kernel refuses, the programs' own are used. */
 	cap->kernel_stats = opts->conf && opts->conf->capture.kernel_bpf_stats;
 	if (cap->kernel_stats) {
 		cap->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);

@@ -111,7 +111,7 @@
 #define SOCK_IDLE_MS 1000
 #define SOCK_SLEEP_MS 1000
 
-static const char *const sock_kind_names[SOCK_KIND__COUNT] = {
+const char *const sock_kind_names[SOCK_KIND__COUNT] = {
 	"conn_open", "conn_data", "conn_close", "tls_data"
 };
 

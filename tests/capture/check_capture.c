@@ -416,9 +416,14 @@ START_TEST(test_exec_exit_exact)
 	ck_assert_msg(v >= N_TRUE + 2, "process_exit events received: %g", v);
 	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"process_fork\"", NULL);
 	ck_assert_msg(v >= N_TRUE + 2, "process_fork events received: %g", v);
+	/* Losses: a series per CPU and kind, of both programs. */
 	v = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, &ns);
-	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
+	ck_assert_uint_eq(ns, 7 * (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
+	v = check_metrics_sum(store, "qtap_system_events_lost_total", "type=\"process_exit\"", &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
+	v = check_metrics_sum(store, "qtap_system_events_lost_total", "type=\"conn_data\"", &ns);
+	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
 	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"proc_exec\"", &ns);
 	ck_assert_uint_eq(ns, 1);
 	ck_assert_msg(v >= N_TRUE + 1, "proc_exec runs: %g", v);

@@ -374,10 +374,13 @@ static void conf_self(char *text, size_t size, const char *extra)
 	conf_exe(text, size, true, "", extra);
 }
 
-static struct capture *start_text(const char *text)
+/* Starts the capture with the configuration text and room for max_conns
+ * connections in the kernel's table (0: the agent's own figure). */
+static struct capture *start_conns(const char *text, unsigned max_conns)
 {
 	struct capture_opts opts = {
 		.mount_tracefs = true,
+		.max_conns = max_conns,
 		.proc_event_fn = record_proc,
 		.proc_event_ctx = &rec,
 		.sock_event_fn = record_sock,
@@ -399,6 +402,11 @@ static struct capture *start_text(const char *text)
 	ck_assert_msg(cap, "capture_start failed: %s (this suite needs root and a kernel "
 		      "that loads BPF tracepoint programs)", strerror(errno));
 	return cap;
+}
+
+static struct capture *start_text(const char *text)
+{
+	return start_conns(text, 0);
 }
 
 static void finish(struct capture **cap)
@@ -778,7 +786,7 @@ START_TEST(test_metrics_one_reader)
 	v = check_metrics_sum(store, "qtap_system_events_received_total", "type=\"conn_data\"", NULL);
 	ck_assert_msg(v >= client.calls + server.calls, "conn_data received: %g", v);
 	v = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, &ns);
-	ck_assert_uint_eq(ns, (unsigned)libbpf_num_possible_cpus());
+	ck_assert_uint_eq(ns, 7 * (unsigned)libbpf_num_possible_cpus());
 	ck_assert_msg(v == 0, "events lost: %g", v);
 	v = check_metrics_sum(store, "qtap_system_bpf_program_runs_total", "program=\"sock_recv\"", &ns);
 	ck_assert_uint_eq(ns, 1);
@@ -1770,6 +1778,45 @@ START_TEST(test_stage_order)
 }
 END_TEST
 
+/* A kernel connection table with no room: the sockets left out are
+ * counted as lost conn_open events (no other kind), and no event of
+ * theirs reaches the agent. */
+START_TEST(test_conns_full)
+{
+	enum { PAIRS = 6, ROOM = 4 };
+	struct pair p[PAIRS];
+	struct capture *cap;
+	unsigned i, opens = 0;
+	char text[8192], c;
+	double lost;
+
+	conf_self(text, sizeof(text), "");
+	cap = start_conns(text, ROOM);
+	for (i = 0; i < PAIRS; i++) {
+		pair_open(AF_INET, &p[i]);
+		ck_assert_int_eq(write(p[i].cfd, "x", 1), 1);
+		ck_assert_int_eq(read(p[i].sfd, &c, 1), 1);
+	}
+	/* Every socket took a slot or was counted when its state changed:
+	 * with room for ROOM, at least 2 * PAIRS - ROOM were counted. */
+	lost = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, NULL);
+	ck_assert_double_eq(check_metrics_sum(store, "qtap_system_events_lost_total",
+					      "type=\"conn_open\"", NULL), lost);
+	ck_assert_msg(lost >= 2 * PAIRS - ROOM, "conn_open lost %g, want at least %d", lost,
+		      2 * PAIRS - ROOM);
+	sleep_ms(1500);		/* what the readers had, they have handed on */
+	for (i = 0; i < PAIRS; i++)
+		opens += count_port(p[i].srv.port);
+	ck_assert_msg(opens <= ROOM, "%u connections opened with room for %d", opens, ROOM);
+	for (i = 0; i < PAIRS; i++) {
+		close(p[i].cfd);
+		close(p[i].sfd);
+		close(p[i].lfd);
+	}
+	finish(&cap);
+}
+END_TEST
+
 /* Classes: a TLS record gets QTAP_TLS_HELLO_BYTES per direction, then
  * counts only; anything else gets its first event per direction. */
 START_TEST(test_payload_classes)
@@ -1994,7 +2041,10 @@ START_TEST(test_ring_full)
 		seen++;
 	}
 	ck_assert_msg(seen < 500, "all %u data events fit in the rings", (unsigned)seen);
+	/* All data events: the OPEN came before and the CLOSE found room. */
 	lost = check_metrics_sum(store, "qtap_system_events_lost_total", NULL, NULL);
+	ck_assert_double_eq(check_metrics_sum(store, "qtap_system_events_lost_total",
+					      "type=\"conn_data\"", NULL), lost);
 	ck_assert_msg(lost >= (double)(500 - seen + recv_events - recv_seen),
 		      "events lost %g, missing here %u sent and %u received", lost,
 		      (unsigned)(500 - seen), (unsigned)(recv_events - recv_seen));
@@ -2236,6 +2286,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_sendfile_peek_accept4);
 	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);
+	tcase_add_test(tc, test_conns_full);
 	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 
