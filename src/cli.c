@@ -61,10 +61,13 @@ const struct cli_option cli_options[] = {
 	  "seen. Use process on hosts whose traced processes are long-running "
 	  "services and whose other processes make many TLS calls." },
 	{ "bpf-trace", 0, "FILTER", "log one line per traced kernel event matching FILTER",
-	  "Log one line per traced event at info level: pid, comm, operation and "
-	  "the decision taken. FILTER is a comma-separated list of modules "
-	  "(process, syscall, openssl, gnutls, or all) and optional exe=NAME terms "
-	  "that keep only events of executables whose name or path contains NAME. "
+	  "Log one line per traced event at info level: pid, comm, operation, "
+	  "fd, size (bytes moved, or for a close those sent and received) and the "
+	  "decision taken (for a process, track or forget; for a connection, its "
+	  "protocol, undecided until its first bytes). FILTER is a comma-separated "
+	  "list of modules (process, syscall, openssl, gnutls, or all) and "
+	  "optional exe=NAME terms that keep only events of executables whose name "
+	  "or path contains NAME. "
 	  "The openssl and gnutls lines give each TLS read or write with its fd, "
 	  "connection, protocol decision and the first line of its plaintext when "
 	  "it is an HTTP/1 request or status line (a query string shows as ?...) "

@@ -932,8 +932,8 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 		endpoint_format(c->family, c->laddr, c->lport, l, sizeof(l));
 		endpoint_format(c->family, c->raddr, c->rport, r, sizeof(r));
 		log_info("bpf-trace module=syscall op=%s pid=%u tid=%u comm=%s fd=%u conn=%" PRIu64
-			 " direction=%s local=%s remote=%s", op, c->tgid, c->pid, c->comm, c->fd,
-			 c->conn_id, direction_name(c), l, r);
+			 " direction=%s local=%s remote=%s decision=%s", op, c->tgid, c->pid, c->comm,
+			 c->fd, c->conn_id, direction_name(c), l, r, decision_name(c));
 	}
 }
 
