@@ -1000,6 +1000,16 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 			return 0;
 #endif
 	}
+	if (ret <= 0 && state == CONN_PENDING && st->direction == QTAP_DIR_EGRESS) {
+		/* A connect() in progress, or failed (EAGAIN, ECONNREFUSED):
+		 * no connection yet, perhaps never one.  Decided once it is
+		 * established (inet_sock_set_state), or by a call that moves
+		 * bytes (TCP Fast Open). */
+		int sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+		if (sk_state == TCP_SYN_SENT || sk_state == TCP_CLOSE)
+			return 0;
+	}
 	call_decode(task, &call);
 	if (state != CONN_OPEN) {
 		/* A kernel thread is nobody's process. */

@@ -1473,6 +1473,61 @@ START_TEST(test_unix_ignored)
 }
 END_TEST
 
+/* A non-blocking connect() that fails, or is still in progress, is no
+ * connection, whatever calls its process makes on the socket meanwhile
+ * (they fail: EAGAIN, ECONNREFUSED). */
+START_TEST(test_connect_unfinished)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct endpoint refused, full;
+	struct capture *cap;
+	char text[8192], buf[8];
+	int lfd, queued, fd, i;
+	uint16_t qport, lport;
+
+	conf_self(text, sizeof(text), "");
+	cap = start_text(text);
+	/* Refused: no listener at the port (any more). */
+	close(tcp_listen(AF_INET, &refused));
+	/* In progress: a listener whose accept queue is full drops the SYN
+	 * (retried after a second; the socket is closed before). */
+	lfd = tcp_listen(AF_INET, &full);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	queued = tcp_connect(&full, &qport);
+	for (i = 0; i < 2; i++) {
+		const struct endpoint *srv = i ? &full : &refused;
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(srv->port) };
+		int r;
+
+		memcpy(&in.sin_addr, srv->addr, 4);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		ck_assert_int_ge(fd, 0);
+		r = connect(fd, (struct sockaddr *)&in, sizeof(in));
+		ck_assert_msg(r < 0 && (errno == EINPROGRESS || errno == ECONNREFUSED),
+			      "connect: %d %s", r, strerror(errno));
+		ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+		lport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		ck_assert_int_lt(send(fd, "GET / HTTP/1.1\r\n", 16, MSG_NOSIGNAL), 0);
+		ck_assert_int_le(recv(fd, buf, sizeof(buf), 0), 0);
+		ck_assert_int_le(read(fd, buf, sizeof(buf)), 0);
+		close(fd);
+		settle();
+		ck_assert_msg(!count_port(srv->port) || i,
+			      "a refused connect() was reported as a connection");
+		if (i)
+			ck_assert_msg(!count_port(lport),
+				      "a connect() in progress was reported as a connection");
+	}
+	/* The one queued is one, from its client's side (never accepted). */
+	ck_assert_uint_eq(count_port(full.port), 1);
+	ck_assert_uint_eq(count_port(qport), 1);
+	close(queued);
+	close(lfd);
+	finish(&cap);
+}
+END_TEST
+
 /* close() then a new socket on the same fd number: CLOSE then a new OPEN.
  * dup2() of another socket over a traced fd closes the first connection;
  * the second, now behind two fds, is one connection (a connection is a
@@ -2287,6 +2342,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);
 	tcase_add_test(tc, test_conns_full);
+	tcase_add_test(tc, test_connect_unfinished);
 	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 
