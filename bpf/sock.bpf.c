@@ -60,6 +60,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
+#define MSG_TRUNC 0x20
+#define MSG_ERRQUEUE 0x2000
 #define EEXIST 17
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -948,9 +950,13 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 	__u64 key = (__u64)sk;
 	__u32 cpu, len, limit, gen = 0, n = 0;
 	__u64 state;
+	int flags = dir == QTAP_DATA_RECV ? (int)ctx->args[2] : 0;
 
-	if (dir == QTAP_DATA_RECV && ((int)ctx->args[2] & MSG_PEEK))
-		return 0;	/* the bytes stay queued: counted when read */
+	/* MSG_PEEK: the bytes stay queued, counted when read; MSG_ERRQUEUE:
+	 * the socket's error queue (send timestamps, with the bytes sent
+	 * looped back), none of the stream's. */
+	if (flags & (MSG_PEEK | MSG_ERRQUEUE))
+		return 0;
 	st = bpf_map_lookup_elem(&conns, &key);
 	if (!st) {
 		/* Not a TCP socket, or one older than the agent: learned on
@@ -1061,7 +1067,8 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		limit = st->seen[dir] ? 0 : QTAP_DATA_MAX;
 		break;
 	}
-	if (call.kind == ARGS_NONE)
+	/* MSG_TRUNC: bytes read and dropped, the buffer not written */
+	if (call.kind == ARGS_NONE || (flags & MSG_TRUNC))
 		limit = 0;
 	if (limit > len)
 		limit = len;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/io_uring.h>
+#include <linux/net_tstamp.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1971,6 +1972,55 @@ START_TEST(test_sendfile_peek_accept4)
 }
 END_TEST
 
+/* recv() with MSG_TRUNC moves bytes without copying them (the buffer's
+ * old bytes are no payload), and a read of the socket's error queue
+ * (MSG_ERRQUEUE: here the sent bytes, looped back with their send
+ * timestamp) moves none of the stream's. */
+START_TEST(test_recv_trunc_errqueue)
+{
+	static const char req[] = "GET /trunc HTTP/1.1\r\nHost: x\r\n\r\n";
+	int ts = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+	const size_t len = sizeof(req) - 1;
+	char buf[256], ctl[512];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct capture *cap;
+	struct pair p;
+	ssize_t looped = -1;
+	int waited;
+	size_t n;
+
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	ck_assert_int_eq(setsockopt(p.cfd, SOL_SOCKET, SO_TIMESTAMPING, &ts, sizeof(ts)), 0);
+	ck_assert_int_eq(write(p.cfd, req, len), (ssize_t)len);
+	memset(buf, 'Z', sizeof(buf));
+	ck_assert_int_eq(recv(p.sfd, buf, len, MSG_TRUNC | MSG_WAITALL), (ssize_t)len);
+	for (waited = 0; waited < 1000 && looped <= 0; waited += 10) {
+		mh.msg_control = ctl;
+		mh.msg_controllen = sizeof(ctl);
+		looped = recvmsg(p.cfd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+		if (looped <= 0)
+			sleep_ms(10);
+	}
+	ck_assert_msg(looped > 0, "nothing on the error queue: %s", strerror(errno));
+
+	n = pair_close_wait(&p);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_SEND);
+	ck_assert_uint_eq(evs[2].bytes_sent, len);
+	ck_assert_uint_eq(evs[2].bytes_recv, 0);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_RECV);
+	ck_assert_uint_eq(evs[1].len, len);
+	ck_assert_uint_eq(evs[1].captured, 0);
+	ck_assert_uint_eq(evs[1].dflags, QTAP_DATA_F_NO_PAYLOAD);
+	ck_assert_uint_eq(evs[2].bytes_recv, len);
+	finish(&cap);
+}
+END_TEST
+
 /* A socket made for accept() at the address of one whose end was missed
  * (the kernel skipped its sock_destroy run, so its entry is still open):
  * that connection ends there (QTAP_CLOSE_F_REUSED, with its totals), and
@@ -2343,6 +2393,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_ring_full);
 	tcase_add_test(tc, test_conns_full);
 	tcase_add_test(tc, test_connect_unfinished);
+	tcase_add_test(tc, test_recv_trunc_errqueue);
 	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 
