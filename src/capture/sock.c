@@ -310,11 +310,12 @@ void sock_conn_forget(void *ctx, uint64_t key, uint64_t conn_id)
 /* The state of the TCP socket with exactly these endpoints (ports in host
  * order), bound to interface ifindex (0: none; one bound to an interface
  * is found only under it), from the kernel's socket diagnostics: TCP_*
- * (1..), 0 when there is none, -1 when it cannot tell.  A lookup by
- * endpoints may also find a listener on the local port: only a socket with
- * the remote port counts. */
+ * (1..), 0 when there is none, -1 when it cannot tell; *owned: a process
+ * still holds it (an inode; a socket closed while TCP finishes with it has
+ * none).  A lookup by endpoints may also find a listener on the local
+ * port: only a socket with the remote port counts. */
 static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
-			  const uint8_t *raddr, uint16_t rport, uint32_t ifindex)
+			  const uint8_t *raddr, uint16_t rport, uint32_t ifindex, bool *owned)
 {
 	struct {
 		struct nlmsghdr nlh;
@@ -330,6 +331,7 @@ static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
 	int fd, state = -1;
 	ssize_t n;
 
+	*owned = false;
 	memset(&msg, 0, sizeof(msg));
 	msg.nlh.nlmsg_len = sizeof(msg);
 	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -366,6 +368,7 @@ static int tcp_diag_state(int family, const uint8_t *laddr, uint16_t lport,
 			const struct inet_diag_msg *m = NLMSG_DATA(h);
 
 			state = m->id.idiag_dport == htons(rport) ? m->idiag_state : 0;
+			*owned = state && m->idiag_inode;
 			break;
 		}
 	}
@@ -378,6 +381,7 @@ bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 {
 	uint8_t l6[16] = { [10] = 0xff, [11] = 0xff }, r6[16] = { [10] = 0xff, [11] = 0xff };
 	struct capture *cap = ctx;
+	bool owned;
 	int state;
 
 	/* The kernel's table first: a connection whose end the programs saw
@@ -392,17 +396,30 @@ bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 	 * whose end a skipped program run left unseen gone. */
 	if (cap && c->key && c->foreign_netns)
 		return true;
-	state = tcp_diag_state(c->family, c->laddr, c->lport, c->raddr, c->rport, c->ifindex);
+	state = tcp_diag_state(c->family, c->laddr, c->lport, c->raddr, c->rport, c->ifindex,
+			       &owned);
 	if (state == 0 && c->family == AF_INET) {
 		/* an IPv6 socket's, reported as IPv4 (v4-mapped addresses) */
 		memcpy(l6 + 12, c->laddr, 4);
 		memcpy(r6 + 12, c->raddr, 4);
-		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport, c->ifindex);
+		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport, c->ifindex, &owned);
 	}
-	/* Open both ways, or the peer's half closed: its process has not
-	 * closed it (that sends a FIN, the connection's end). */
-	return state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_SYN_SENT ||
-	       state == TCP_SYN_RECV;
+	/* Open both ways, or the peer's half closed; or this side's, by a
+	 * shutdown(): its process still holds it and reads (a close sends a
+	 * FIN too, but leaves the socket to TCP, without an owner). */
+	switch (state) {
+	case TCP_ESTABLISHED:
+	case TCP_CLOSE_WAIT:
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECV:
+		return true;
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+	case TCP_CLOSING:
+		return owned;
+	default:
+		return false;
+	}
 }
 
 void sock_conn_learned(void *ctx, uint64_t key, uint64_t conn_id, uint8_t direction, bool skip)

@@ -1305,6 +1305,7 @@ START_TEST(test_conn_alive)
 {
 	struct pair p;
 	int family;
+	char eof;
 
 	for (family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
 		pair_open(family, &p);
@@ -1312,7 +1313,15 @@ START_TEST(test_conn_alive)
 		ck_assert(diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
 		ck_assert(!diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr,
 				      (uint16_t)(p.cport + 1)));
+		/* The client shuts its side (FIN_WAIT2 once the server has
+		 * read the end): it still reads, the connection is open. */
+		ck_assert_int_eq(shutdown(p.cfd, SHUT_WR), 0);
+		ck_assert_int_eq(read(p.sfd, &eof, 1), 0);
+		ck_assert(diag_alive(family, p.srv.addr, p.cport, p.srv.addr, p.srv.port));
+		ck_assert(diag_alive(family, p.srv.addr, p.srv.port, p.srv.addr, p.cport));
+		/* closed: still FIN_WAIT2, TCP's alone */
 		close(p.cfd);
+		ck_assert(!diag_alive(family, p.srv.addr, p.cport, p.srv.addr, p.srv.port));
 		close(p.sfd);
 		close(p.lfd);
 		ck_assert(!diag_alive(family, p.srv.addr, p.cport, p.srv.addr, p.srv.port));
