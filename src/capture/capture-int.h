@@ -143,10 +143,22 @@ struct capture {
  * The socket side: per-CPU rings and the reader threads.  Main thread
  * (setup, start, stop) unless said otherwise. */
 
-/* Between open and load: sizes the sock skeleton's maps from the
+/* Between open and load: checks the kernel has what the socket programs
+ * need (kernel_features_read()), sizes the sock skeleton's maps from the
  * capture's tuning and creates the per-CPU ring buffers.  0 or -errno
  * (logged). */
 int sock_bpf_prepare(struct capture *cap);
+
+/* What the running kernel has for the socket programs, from its BTF. */
+struct kernel_features {
+	bool sock_length_tps;	/* tracepoints sock_send_length, sock_recv_length (6.3) */
+	bool sendpage;		/* proto_ops.sendpage: sendfile(2) does not go through
+				 * sendmsg, nor its tracepoint (before 6.5) */
+	bool uprobe_multi;	/* uprobe_multi links (6.6) */
+};
+struct btf;
+void kernel_features_read(const struct btf *btf, struct kernel_features *f);
+
 /* After load, before attach: puts the rings into the events map and maps
  * the stages. */
 int sock_rings_insert(struct capture *cap);

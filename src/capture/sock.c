@@ -154,29 +154,59 @@ static int sock_rings_create(struct capture *cap)
 	return 0;
 }
 
-/* Whether the running kernel has uprobe_multi links (Linux 6.6): its
- * bpf_attach_type names BPF_TRACE_UPROBE_MULTI. */
-static bool kernel_has_uprobe_multi(void)
+/* Whether the type name of kind (a struct or an enum) in btf has a member
+ * (a field, a value) called member. */
+static bool btf_has_member(const struct btf *btf, const char *name, int kind, const char *member)
+{
+	int id = btf__find_by_name_kind(btf, name, kind);
+	const struct btf_type *t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	unsigned i;
+
+	for (i = 0; t && i < btf_vlen(t); i++) {
+		__u32 off = kind == BTF_KIND_ENUM ? btf_enum(t)[i].name_off :
+						    btf_members(t)[i].name_off;
+
+		if (!strcmp(btf__name_by_offset(btf, off), member))
+			return true;
+	}
+	return false;
+}
+
+void kernel_features_read(const struct btf *btf, struct kernel_features *f)
+{
+	/* A tracepoint's BTF is the typedef btf_trace_NAME. */
+	f->sock_length_tps =
+		btf__find_by_name_kind(btf, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+		btf__find_by_name_kind(btf, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+	f->sendpage = btf_has_member(btf, "proto_ops", BTF_KIND_STRUCT, "sendpage");
+	f->uprobe_multi = btf_has_member(btf, "bpf_attach_type", BTF_KIND_ENUM,
+					 "BPF_TRACE_UPROBE_MULTI");
+}
+
+/* What the running kernel has: 0, or a negative errno (said) when it
+ * cannot run the socket programs. */
+static int kernel_features_check(struct kernel_features *f)
 {
 	struct btf *btf = btf__load_vmlinux_btf();
-	const struct btf_type *t;
-	bool found = false;
-	int id;
+	int err;
 
-	if (!btf)
-		return false;
-	id = btf__find_by_name_kind(btf, "bpf_attach_type", BTF_KIND_ENUM);
-	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
-	if (t) {
-		const struct btf_enum *e = btf_enum(t);
-		unsigned i;
-
-		for (i = 0; i < btf_vlen(t) && !found; i++)
-			found = !strcmp(btf__name_by_offset(btf, e[i].name_off),
-					"BPF_TRACE_UPROBE_MULTI");
+	if (!btf) {
+		err = -errno;
+		log_error("reading the kernel's BTF (/sys/kernel/btf/vmlinux) failed: %s",
+			  strerror(-err));
+		return err;
 	}
+	kernel_features_read(btf, f);
 	btf__free(btf);
-	return found;
+	if (!f->sock_length_tps) {
+		log_error("this kernel has no sock_send_length and sock_recv_length tracepoints "
+			  "(Linux 6.3 added them): qtap needs Linux 6.5 or later");
+		return -EOPNOTSUPP;
+	}
+	if (f->sendpage)
+		log_warn("on this kernel (before Linux 6.5) sendfile(2) to a socket bypasses the "
+			 "socket tracepoints: the bytes it sends are not counted");
+	return 0;
 }
 
 int sock_bpf_prepare(struct capture *cap)
@@ -184,8 +214,12 @@ int sock_bpf_prepare(struct capture *cap)
 	const struct qtap_conf *conf = cap->opts.conf;
 	struct sock_bpf *skel = cap->sock;
 	unsigned max_conns = cap->opts.max_conns ? cap->opts.max_conns : QTAP_SOCK_MAX_CONNS;
+	struct kernel_features kf;
 	int err;
 
+	err = kernel_features_check(&kf);
+	if (err)
+		return err;
 	cap->ring_bytes = ring_bytes_for(conf ? conf->capture.ring_buffer_kb : 0);
 	err = bpf_map__set_max_entries(skel->maps.events, cap->ncpus);
 	if (!err)
@@ -199,7 +233,7 @@ int sock_bpf_prepare(struct capture *cap)
 	skel->rodata->wakeup_bytes = cap->ring_bytes / 4;
 	/* The TLS library probes are uprobe_multi links (see tls.c); not
 	 * loaded at all without --tls-probes, or on a kernel without them. */
-	if (!err && cap->opts.tls_probes && !kernel_has_uprobe_multi()) {
+	if (!err && cap->opts.tls_probes && !kf.uprobe_multi) {
 		log_warn("TLS library probes need uprobe_multi links (Linux 6.6 or later), which "
 			 "this kernel lacks: TLS is seen from the wire only");
 		cap->opts.tls_probes = 0;

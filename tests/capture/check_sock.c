@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <urcu.h>
 
@@ -2270,6 +2271,49 @@ START_TEST(test_wakeups)
 }
 END_TEST
 
+/* What the kernel has, read from its BTF: here BTF made up with or
+ * without each thing looked for. */
+START_TEST(test_kernel_features)
+{
+	struct kernel_features f;
+	struct btf *vmlinux;
+	int has;
+
+	for (has = 0; has < 2; has++) {
+		struct btf *b = btf__new_empty();
+		int id;
+
+		ck_assert_ptr_nonnull(b);
+		id = btf__add_int(b, "int", 4, BTF_INT_SIGNED);
+		ck_assert_int_gt(id, 0);
+		ck_assert_int_gt(btf__add_typedef(b, "btf_trace_sock_send_length", id), 0);
+		if (has)
+			ck_assert_int_gt(btf__add_typedef(b, "btf_trace_sock_recv_length", id), 0);
+		/* a struct and an enum of that name either way */
+		ck_assert_int_gt(btf__add_struct(b, "proto_ops", 16), 0);
+		ck_assert_int_eq(btf__add_field(b, "sendmsg", id, 0, 0), 0);
+		if (has)
+			ck_assert_int_eq(btf__add_field(b, "sendpage", id, 32, 0), 0);
+		ck_assert_int_gt(btf__add_enum(b, "bpf_attach_type", 4), 0);
+		ck_assert_int_eq(btf__add_enum_value(b, "BPF_TRACE_KPROBE_MULTI", 42), 0);
+		if (has)
+			ck_assert_int_eq(btf__add_enum_value(b, "BPF_TRACE_UPROBE_MULTI", 48), 0);
+		f = (struct kernel_features){ !has, !has, !has };
+		kernel_features_read(b, &f);
+		ck_assert_int_eq(f.sock_length_tps, has);
+		ck_assert_int_eq(f.sendpage, has);
+		ck_assert_int_eq(f.uprobe_multi, has);
+		btf__free(b);
+	}
+	/* this machine's kernel, which the agent's tests run on */
+	vmlinux = btf__load_vmlinux_btf();
+	ck_assert_ptr_nonnull(vmlinux);
+	kernel_features_read(vmlinux, &f);
+	ck_assert(f.sock_length_tps);
+	btf__free(vmlinux);
+}
+END_TEST
+
 /* ---- filter decisions ------------------------------------------------- */
 
 static unsigned decide(const struct qtap_conf *c, uint32_t tgid, const char *exe,
@@ -2408,6 +2452,7 @@ static Suite *sock_suite(void)
 
 	tc = tcase_create("filter");
 	tcase_add_test(tc, test_filter_decide);
+	tcase_add_test(tc, test_kernel_features);
 	suite_add_tcase(s, tc);
 	return s;
 }
