@@ -64,7 +64,7 @@ static __always_inline int copy_run(struct bpf_raw_tracepoint_args *ctx)
 	slot = bpf_map_lookup_elem(&copy_slots, &zero);
 	if (!slot || ret <= 0)
 		return 0;
-	call_decode(bpf_get_current_task_btf(), &call);
+	call_decode(bpf_get_current_task_btf(), (struct sock *)ctx->args[0], &call);
 	copy_payload(slot->payload, &call, ret < COPY_BYTES ? ret : COPY_BYTES - 1, COPY_BYTES);
 	slot->timestamp_ns = bpf_ktime_get_ns();
 	return 0;

@@ -1016,7 +1016,7 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		if (sk_state == TCP_SYN_SENT || sk_state == TCP_CLOSE)
 			return 0;
 	}
-	call_decode(task, &call);
+	call_decode(task, sk, &call);
 	if (state != CONN_OPEN) {
 		/* A kernel thread is nobody's process. */
 		if (call.op == QTAP_OP_OTHER && (task->flags & PF_KTHREAD))
@@ -1189,7 +1189,7 @@ static __always_inline int sock_state_run(struct bpf_raw_tracepoint_args *ctx)
 			return 0;
 		st = conn_create(key, QTAP_DIR_EGRESS, 0, QTAP_CLOSE_F_REPLACED);
 		if (st) {
-			call_decode(bpf_get_current_task_btf(), &call);
+			call_decode(bpf_get_current_task_btf(), sk, &call);
 			conn_set_process(st, call.fd);
 		}
 		return 0;

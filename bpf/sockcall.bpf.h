@@ -6,6 +6,8 @@
 #ifndef QTAP_BPF_SOCKCALL_BPF_H
 #define QTAP_BPF_SOCKCALL_BPF_H
 
+#include <bpf/bpf_core_read.h>
+
 #include "sock.h"
 
 #define PF_IO_WORKER 0x00000010
@@ -91,9 +93,29 @@ static __always_inline struct pt_regs *call_regs(struct task_struct *task)
 	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 
-/* The system call of the current thread: which one, its fd and where its
- * data is. */
-static __always_inline void call_decode(struct task_struct *task, struct sock_call *c)
+/* Whether descriptor fd of task is the socket sk's file. */
+static __always_inline bool fd_is_sock(struct task_struct *task, __u32 fd, struct sock *sk)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return false;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return false;
+	return f && BPF_CORE_READ(sk, sk_socket, file) == f;
+}
+
+/* The system call of the current thread, in which sk moves data or
+ * connects: which one, its fd and where its data is.  A thread that has
+ * used io_uring may run an io_uring request's socket call as task work on
+ * its way out of whatever system call it is in (a read of a pipe, a write
+ * to a log): that call is sk's only if its fd is sk's (else one of
+ * QTAP_OP_OTHER's other paths).  Other threads make socket calls from
+ * their own system calls only. */
+static __always_inline void call_decode(struct task_struct *task, struct sock *sk,
+					struct sock_call *c)
 {
 	struct pt_regs *regs = call_regs(task);
 
@@ -143,6 +165,14 @@ static __always_inline void call_decode(struct task_struct *task, struct sock_ca
 	c->fd = REGS_ARG1(regs);
 	c->ptr = REGS_ARG2(regs);
 	c->iovcnt = REGS_ARG3(regs);
+	if (bpf_core_field_exists(task->io_uring) && BPF_CORE_READ(task, io_uring) &&
+	    !fd_is_sock(task, c->fd, sk)) {
+		c->op = QTAP_OP_OTHER;
+		c->kind = ARGS_NONE;
+		c->fd = QTAP_FD_UNKNOWN;
+		c->ptr = 0;
+		c->iovcnt = 0;
+	}
 }
 
 /* Copies up to limit (<= max) bytes from the iovec array iov of cnt entries

@@ -1611,51 +1611,154 @@ START_TEST(test_fd_reuse)
 }
 END_TEST
 
+/* An io_uring instance of one entry, by its system calls. */
+struct uring {
+	int fd;
+	struct io_uring_params prm;
+	struct io_uring_sqe *sqes;
+	uint8_t *sq, *cq;
+	size_t sq_size, cq_size;
+};
+
+static void uring_open(struct uring *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->fd = (int)syscall(__NR_io_uring_setup, 1, &u->prm);
+	ck_assert_msg(u->fd >= 0, "io_uring_setup: %s", strerror(errno));
+	u->sq_size = u->prm.sq_off.array + u->prm.sq_entries * sizeof(unsigned);
+	u->cq_size = u->prm.cq_off.cqes + u->prm.cq_entries * sizeof(struct io_uring_cqe);
+	u->sq = mmap(NULL, u->sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+		     IORING_OFF_SQ_RING);
+	ck_assert_ptr_ne(u->sq, MAP_FAILED);
+	u->cq = mmap(NULL, u->cq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+		     IORING_OFF_CQ_RING);
+	ck_assert_ptr_ne(u->cq, MAP_FAILED);
+	u->sqes = mmap(NULL, u->prm.sq_entries * sizeof(*u->sqes), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_SQES);
+	ck_assert_ptr_ne(u->sqes, MAP_FAILED);
+}
+
+/* Waits for the next completion: its result. */
+static int uring_result(struct uring *u)
+{
+	unsigned head;
+	int res;
+
+	ck_assert_int_ge(syscall(__NR_io_uring_enter, u->fd, 0, 1, IORING_ENTER_GETEVENTS,
+				 NULL, 0), 0);
+	head = __atomic_load_n((unsigned *)(u->cq + u->prm.cq_off.head), __ATOMIC_ACQUIRE);
+	ck_assert_uint_ne(head, __atomic_load_n((unsigned *)(u->cq + u->prm.cq_off.tail),
+						__ATOMIC_ACQUIRE));
+	res = ((struct io_uring_cqe *)(u->cq + u->prm.cq_off.cqes))[
+		head & *(unsigned *)(u->cq + u->prm.cq_off.ring_mask)].res;
+	__atomic_store_n((unsigned *)(u->cq + u->prm.cq_off.head), head + 1, __ATOMIC_RELEASE);
+	return res;
+}
+
+/* Submits sqe, and waits for its completion when wait: its result, or 0
+ * (not waited for: uring_result()). */
+static int uring_submit(struct uring *u, const struct io_uring_sqe *sqe, bool wait)
+{
+	unsigned tail = *(unsigned *)(u->sq + u->prm.sq_off.tail);
+
+	u->sqes[0] = *sqe;
+	((unsigned *)(u->sq + u->prm.sq_off.array))[tail &
+						     *(unsigned *)(u->sq + u->prm.sq_off.ring_mask)] = 0;
+	__atomic_store_n((unsigned *)(u->sq + u->prm.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(syscall(__NR_io_uring_enter, u->fd, 1, 0, 0, NULL, 0), 1);
+	return wait ? uring_result(u) : 0;
+}
+
+static void uring_close(struct uring *u)
+{
+	munmap(u->sqes, u->prm.sq_entries * sizeof(*u->sqes));
+	munmap(u->cq, u->cq_size);
+	munmap(u->sq, u->sq_size);
+	close(u->fd);
+}
+
 /* shutdown(fd, how) made through io_uring, not by the shutdown system
  * call: its result. */
 static int uring_shutdown(int fd, int how)
 {
-	struct io_uring_params prm;
-	struct io_uring_sqe *sqes;
-	struct io_uring_cqe *cqe;
-	unsigned tail, head;
-	size_t sq_size, cq_size;
-	uint8_t *sq, *cq;
-	int ring, res;
+	struct io_uring_sqe sqe = { .opcode = IORING_OP_SHUTDOWN, .fd = fd, .len = (unsigned)how };
+	struct uring u;
+	int res;
 
-	memset(&prm, 0, sizeof(prm));
-	ring = (int)syscall(__NR_io_uring_setup, 1, &prm);
-	ck_assert_msg(ring >= 0, "io_uring_setup: %s", strerror(errno));
-	sq_size = prm.sq_off.array + prm.sq_entries * sizeof(unsigned);
-	cq_size = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
-	sq = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
-		  IORING_OFF_SQ_RING);
-	ck_assert_ptr_ne(sq, MAP_FAILED);
-	cq = mmap(NULL, cq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
-		  IORING_OFF_CQ_RING);
-	ck_assert_ptr_ne(cq, MAP_FAILED);
-	sqes = mmap(NULL, prm.sq_entries * sizeof(*sqes), PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
-	ck_assert_ptr_ne(sqes, MAP_FAILED);
-	tail = *(unsigned *)(sq + prm.sq_off.tail);
-	memset(&sqes[0], 0, sizeof(sqes[0]));
-	sqes[0].opcode = IORING_OP_SHUTDOWN;
-	sqes[0].fd = fd;
-	sqes[0].len = (unsigned)how;
-	((unsigned *)(sq + prm.sq_off.array))[tail & *(unsigned *)(sq + prm.sq_off.ring_mask)] = 0;
-	__atomic_store_n((unsigned *)(sq + prm.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
-	ck_assert_int_eq(syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0),
-			 1);
-	head = __atomic_load_n((unsigned *)(cq + prm.cq_off.head), __ATOMIC_ACQUIRE);
-	cqe = (struct io_uring_cqe *)(cq + prm.cq_off.cqes) +
-	      (head & *(unsigned *)(cq + prm.cq_off.ring_mask));
-	res = cqe->res;
-	munmap(sqes, prm.sq_entries * sizeof(*sqes));
-	munmap(cq, cq_size);
-	munmap(sq, sq_size);
-	close(ring);
+	uring_open(&u);
+	res = uring_submit(&u, &sqe, true);
+	uring_close(&u);
 	return res;
 }
+
+/* The writes of test_uring_task_work's other thread: the request to the
+ * socket, then a byte to the pipe its reader waits on. */
+struct later_writes {
+	int sock, pipe;
+};
+
+static void *later_writes_main(void *arg)
+{
+	const struct later_writes *w = arg;
+
+	sleep_ms(200);
+	ck_assert_int_eq(write(w->sock, request, strlen(request)), (ssize_t)strlen(request));
+	sleep_ms(200);
+	ck_assert_int_eq(write(w->pipe, "x", 1), 1);
+	return NULL;
+}
+
+/* An io_uring recv that waited for its data completes as task work, run
+ * where the thread next leaves the kernel: here inside a read() of a pipe
+ * (which the work interrupts, and which then goes on).  Its socket call is
+ * not that read: bytes counted, nothing copied from the read's buffer. */
+START_TEST(test_uring_task_work)
+{
+	static char rbuf[256], pbuf[256];
+	struct io_uring_sqe sqe = { .opcode = IORING_OP_RECV };
+	struct later_writes w;
+	struct capture *cap;
+	pthread_t thread;
+	struct uring u;
+	struct pair p;
+	int pfd[2];
+	size_t n, i;
+
+	cap = start_text(CONF_ALL);
+	pair_open(AF_INET, &p);
+	ck_assert_int_eq(pipe(pfd), 0);
+	uring_open(&u);
+	sqe.fd = p.sfd;
+	sqe.addr = (uintptr_t)rbuf;
+	sqe.len = sizeof(rbuf);
+	uring_submit(&u, &sqe, false);		/* no data yet: it waits */
+	w = (struct later_writes){ p.cfd, pfd[1] };
+	ck_assert_int_eq(pthread_create(&thread, NULL, later_writes_main, &w), 0);
+	memset(pbuf, 'Q', sizeof(pbuf));
+	ck_assert_int_eq(read(pfd[0], pbuf, sizeof(pbuf)), 1);
+	pthread_join(thread, NULL);
+	ck_assert_int_eq(uring_result(&u), (int)strlen(request));
+	ck_assert(!memcmp(rbuf, request, strlen(request)));
+	uring_close(&u);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+
+	/* found by its ports: no call of the server's named its fd */
+	n = wait_closed(getpid(), QTAP_FD_UNKNOWN, p.srv.port, p.cport, evs, MAXEV);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_RECV);
+	ck_assert_uint_eq(evs[1].len, strlen(request));
+	ck_assert_msg(evs[1].op == QTAP_OP_OTHER, "the recv taken as op %u", evs[1].op);
+	ck_assert_uint_eq(evs[1].captured, 0);
+	for (i = 0; i < PAYLOAD_KEEP && i < evs[1].captured; i++)
+		ck_assert_int_ne(evs[1].payload[i], 'Q');
+	ck_assert_uint_eq(evs[2].bytes_recv, strlen(request));
+	finish(&cap);
+}
+END_TEST
 
 /* A connection ends at its last close, even while the peer keeps its side
  * open; a shutdown leaves it open for the other way, whether made by the
@@ -2447,6 +2550,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_conns_full);
 	tcase_add_test(tc, test_connect_unfinished);
 	tcase_add_test(tc, test_recv_trunc_errqueue);
+	tcase_add_test(tc, test_uring_task_work);
 	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 
