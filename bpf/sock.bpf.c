@@ -738,6 +738,15 @@ static __always_inline __u8 classify(const __u8 *p, __u32 n)
 		if (prefix(p, "POST ", 5) || prefix(p, "PUT ", 4) || prefix(p, "PATCH ", 6) ||
 		    prefix(p, "PRI * HT", 8))
 			return CLASS_HTTP;
+		/* A PROXY protocol header (version 1) before the client's
+		 * bytes: decided by the next event, either way, the bytes
+		 * after it in this one copied meanwhile (the agent skips it). */
+		if (prefix(p, "PROXY ", 6))
+			return CLASS_UNKNOWN;
+		break;
+	case '\r':
+		if (prefix(p, "\r\n\r\n\0\r\nQ", 8))
+			return CLASS_UNKNOWN;	/* version 2's signature */
 		break;
 	case 'H':
 		if (prefix(p, "HTTP/", 5) || prefix(p, "HEAD ", 5))

@@ -169,7 +169,15 @@ struct conn {
 	size_t pend_bytes;
 	struct conn_detect *det;
 	struct conn_tls *tls;
+	/* A PROXY protocol header before a direction's first bytes (a load
+	 * balancer's): looked for once per direction (a bit each), skipped
+	 * before detection; its bytes still to come in later events, or
+	 * PROXY_SKIP_LINE for a version 1 line whose end has not come. */
+	uint8_t proxy_looked;
+	uint32_t proxy_skip[2];
 };
+
+#define PROXY_SKIP_LINE UINT32_MAX
 
 struct peer {
 	struct peer *next;
@@ -966,6 +974,43 @@ static void tls_feed(struct conn_tracker *t, struct conn *c, bool from_client,
 	}
 }
 
+/* Takes a PROXY protocol header, or what is left of one, off the front of
+ * an event's captured bytes (*data, *captured) in direction dir, before
+ * detection: false when nothing is left to look at. */
+static bool proxy_skip_header(struct conn *c, unsigned dir, const uint8_t **data,
+			      size_t *captured)
+{
+	size_t k = 0;
+	long h;
+
+	if (c->proxy_skip[dir] == PROXY_SKIP_LINE) {
+		const uint8_t *lf = memchr(*data, '\n', *captured);
+
+		k = lf ? (size_t)(lf - *data) + 1 : *captured;
+		if (lf)
+			c->proxy_skip[dir] = 0;
+	} else if (c->proxy_skip[dir]) {
+		k = *captured < c->proxy_skip[dir] ? *captured : c->proxy_skip[dir];
+		c->proxy_skip[dir] -= (uint32_t)k;
+	} else if (!(c->proxy_looked & (1u << dir))) {
+		c->proxy_looked |= 1u << dir;
+		h = detect_proxy_header(*data, *captured);
+		if (h > 0) {
+			k = *captured < (size_t)h ? *captured : (size_t)h;
+			c->proxy_skip[dir] = (uint32_t)((size_t)h - k);
+		} else if (h < 0 && *captured >= 6 && **data == 'P') {
+			/* a version 1 line cut short: skipped to its end */
+			k = *captured;
+			c->proxy_skip[dir] = PROXY_SKIP_LINE;
+		}
+		/* (a signature or "PROX" cut shorter than that is not told
+		 * apart: detection goes on, and finds no protocol) */
+	}
+	*data += k;
+	*captured -= k;
+	return *captured > 0;
+}
+
 /* Protocol detection and TLS hellos from the captured bytes of one event. */
 static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
 		       const uint8_t *data, size_t captured, bool hole)
@@ -979,6 +1024,8 @@ static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
 		enum l7_protocol p;
 
 		if (d && d->broken[dir])
+			return;
+		if (!proxy_skip_header(c, dir, &data, &captured))
 			return;
 		n = captured < DETECT_PREFIX - have ? captured : DETECT_PREFIX - have;
 		if (have)

@@ -171,6 +171,41 @@ static enum detect_match detect_h2_settings(const uint8_t *data, size_t len)
 	return len < 9 ? DETECT_SHORT : DETECT_YES;
 }
 
+/* PROXY protocol: version 1 is a text line, version 2 a binary header
+ * after a 12-byte signature. */
+#define PROXY_V1_MAX 107
+static const char proxy_v1[] = "PROXY ";
+static const uint8_t proxy_v2[12] = { '\r', '\n', '\r', '\n', 0, '\r', '\n',
+				      'Q', 'U', 'I', 'T', '\n' };
+
+long detect_proxy_header(const uint8_t *data, size_t len)
+{
+	enum detect_match m;
+	size_t i;
+
+	if (!len)
+		return -1;
+	if (data[0] == 'P') {
+		m = detect_literal(data, len, proxy_v1, sizeof(proxy_v1) - 1);
+		if (m != DETECT_YES)
+			return m == DETECT_SHORT ? -1 : 0;
+		for (i = sizeof(proxy_v1) - 1; i + 1 < len && i + 1 < PROXY_V1_MAX; i++)
+			if (data[i] == '\r' && data[i + 1] == '\n')
+				return (long)i + 2;
+		return len < PROXY_V1_MAX ? -1 : 0;	/* no line end in 107 bytes: not one */
+	}
+	m = detect_literal(data, len, (const char *)proxy_v2, sizeof(proxy_v2));
+	if (m == DETECT_NO)
+		return 0;
+	if (len < 16)
+		return -1;
+	/* the version in the high nibble; the length of what follows, big
+	 * endian */
+	if ((data[12] >> 4) != 2)
+		return 0;
+	return 16 + ((long)data[14] << 8 | data[15]);
+}
+
 enum l7_protocol detect_protocol(const uint8_t *data, size_t len)
 {
 	enum detect_match h1, h2;

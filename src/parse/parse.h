@@ -41,6 +41,13 @@ const char *l7_protocol_name(enum l7_protocol p);
  * more bytes are needed to tell; L7_OTHER when it cannot be any of them. */
 enum l7_protocol detect_protocol(const uint8_t *data, size_t len);
 
+/* The PROXY protocol header (versions 1 and 2) a load balancer or proxy
+ * puts before a client's first bytes, at data: its length (the version 1
+ * line through its CRLF, 107 bytes at most; version 2's 16 bytes and the
+ * addresses and TLVs they announce, which may run past len); 0 when data
+ * does not start one; -1 when more bytes are needed to tell. */
+long detect_proxy_header(const uint8_t *data, size_t len);
+
 /* --- tls.c: ClientHello and ServerHello from the wire ---------------------- */
 
 #define TLS_SNI_MAX 256

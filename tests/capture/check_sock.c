@@ -2085,6 +2085,51 @@ START_TEST(test_sendfile_peek_accept4)
 }
 END_TEST
 
+/* A connection that starts with a PROXY protocol header (a load balancer
+ * in front): the kernel leaves it unclassified, copying, until the next
+ * event tells (here the response: HTTP), so a later request's bytes are
+ * copied as HTTP's are.  Version 1, then version 2. */
+START_TEST(test_proxy_header_class)
+{
+	static const char v1[] = "PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n";
+	static const uint8_t v2[28] = { '\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I',
+					'T', '\n', 0x21, 0x11, 0, 12, 203, 0, 113, 7, 10, 0, 0, 1,
+					0xc7, 0x38, 0, 80 };
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	static char first[512], second[1000], buf[1000];
+	struct capture *cap;
+	struct pair p;
+	size_t n, len;
+	int k;
+
+	memset(second, 'b', sizeof(second));
+	memcpy(second, "GET /b HTTP/1.1\r\nX-Pad: ", 25);
+	cap = start_text(CONF_ALL);
+	for (k = 0; k < 2; k++) {
+		pair_open(AF_INET, &p);
+		len = k ? sizeof(v2) : sizeof(v1) - 1;
+		memcpy(first, k ? (const void *)v2 : (const void *)v1, len);
+		len += (size_t)sprintf(first + len, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+		ck_assert_int_eq(write(p.cfd, first, len), (ssize_t)len);
+		read_exact(p.sfd, buf, len);
+		ck_assert_int_eq(write(p.sfd, resp, sizeof(resp) - 1), (ssize_t)sizeof(resp) - 1);
+		read_exact(p.cfd, buf, sizeof(resp) - 1);
+		ck_assert_int_eq(write(p.cfd, second, sizeof(second)), (ssize_t)sizeof(second));
+		read_exact(p.sfd, buf, sizeof(second));
+		n = pair_close_wait(&p);
+		ck_assert_uint_ge(n, 5);
+		/* the client's: its second request copied whole */
+		ck_assert_uint_eq(evs[n - 2].dir, QTAP_DATA_SEND);
+		ck_assert_uint_eq(evs[n - 2].len, sizeof(second));
+		ck_assert_msg(evs[n - 2].captured == sizeof(second), "version %d: %u of %zu copied",
+			      k + 1, evs[n - 2].captured, sizeof(second));
+		ck_assert(!memcmp(evs[n - 2].payload, second, PAYLOAD_KEEP));
+		ck_assert_uint_eq(evs[1].captured, len);
+	}
+	finish(&cap);
+}
+END_TEST
+
 /* recv() with MSG_TRUNC moves bytes without copying them (the buffer's
  * old bytes are no payload), and a read of the socket's error queue
  * (MSG_ERRQUEUE: here the sent bytes, looped back with their send
@@ -2551,6 +2596,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_connect_unfinished);
 	tcase_add_test(tc, test_recv_trunc_errqueue);
 	tcase_add_test(tc, test_uring_task_work);
+	tcase_add_test(tc, test_proxy_header_class);
 	tcase_add_test(tc, test_wakeups);
 	suite_add_tcase(s, tc);
 

@@ -188,14 +188,18 @@ CLIENT_ADDR=127.0.0.43
 
 # start_nginx: nginx in the foreground (master + NGINX_WORKERS workers,
 # default one; "auto" for one per CPU) with plain
-# HTTP/1.1 on $HTTP_PORT, plain HTTP/2 (prior knowledge) on $H2C_PORT and
-# TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the name test.example, serving
+# HTTP/1.1 on $HTTP_PORT, plain HTTP/2 (prior knowledge) on $H2C_PORT,
+# TLS (HTTP/1.1 and HTTP/2) on $TLS_PORT for the name test.example, and
+# both behind a PROXY protocol header on $PROXY_PORT and $PROXY_TLS_PORT
+# (what a load balancer in front sends first), serving
 # $TMP/www.  Files: /small (100 bytes), /big
 # (1 MiB).
 start_nginx() {
 	HTTP_PORT=$(free_port)
 	TLS_PORT=$(free_port)
 	H2C_PORT=$(free_port)
+	PROXY_PORT=$(free_port)
+	PROXY_TLS_PORT=$(free_port)
 	mkdir -p "$TMP/www" "$TMP/nginx"
 	head -c 100 /dev/zero | tr '\0' 'a' >"$TMP/www/small"
 	head -c 1048576 /dev/urandom >"$TMP/www/big"
@@ -224,6 +228,8 @@ http {
 		listen $SERVER_ADDR:$HTTP_PORT fastopen=64;
 		listen $SERVER_ADDR:$TLS_PORT ssl http2;
 		listen $SERVER_ADDR:$H2C_PORT http2;
+		listen $SERVER_ADDR:$PROXY_PORT proxy_protocol;
+		listen $SERVER_ADDR:$PROXY_TLS_PORT ssl proxy_protocol;
 		server_name test.example;
 		ssl_certificate $TMP/nginx/cert.pem;
 		ssl_certificate_key $TMP/nginx/key.pem;

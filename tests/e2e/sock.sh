@@ -276,6 +276,32 @@ test "$(m 'qtap_connection_protocol_total{protocol="http2"}')" = 2 &&
 	test "$(m 'qtap_connection_protocol_total{protocol="other"}')" = 0
 ok $? "2 connections spoke http2 (curl's and nginx's side of one), none other"
 
+# --- behind a load balancer: curl sends a PROXY protocol header (version
+# 1) before its request or its ClientHello, as a balancer in front of
+# nginx would; both sides are still HTTP/1.1 and TLS, with the server name.
+h1=$(m 'qtap_connection_protocol_total{protocol="http1"}')
+tl=$(m 'qtap_connection_protocol_total{protocol="tls"}')
+curl -s --haproxy-protocol --interface "$CLIENT_ADDR" -o /dev/null -w '%{http_code}\n' \
+	"http://$SERVER_ADDR:$PROXY_PORT/small" >"$TMP/proxy.out"
+curl -sk --haproxy-protocol --interface "$CLIENT_ADDR" -o /dev/null -w '%{http_code}\n' \
+	--resolve "test.example:$PROXY_TLS_PORT:$SERVER_ADDR" --tlsv1.3 \
+	"https://test.example:$PROXY_TLS_PORT/small" >>"$TMP/proxy.out"
+test "$(tr '\n' ' ' <"$TMP/proxy.out")" = "200 200 "; ok $? "nginx served both behind the PROXY header"
+i=0
+while [ $i -lt 100 ] && { [ "$(m 'qtap_connection_protocol_total{protocol="http1"}')" -lt $((h1 + 2)) ] ||
+	[ "$(m 'qtap_connection_protocol_total{protocol="tls"}')" -lt $((tl + 2)) ]; }; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.3
+P_EGRESS="direction=\"egress\",remote_addr=\"$SERVER_ADDR\",remote_port=\"$PROXY_TLS_PORT\",sni=\"test.example\""
+test "$(m 'qtap_connection_protocol_total{protocol="http1"}')" = $((h1 + 2)) &&
+	test "$(m 'qtap_connection_protocol_total{protocol="tls"}')" = $((tl + 2)) &&
+	test "$(m 'qtap_connection_protocol_total{protocol="other"}')" = 0 &&
+	test "$(m "qtap_connection_tls_handshake_total{$P_EGRESS,version=\"TLSv1.3\"}")" = 1 &&
+	test "$(m "qtap_connection_tls_handshake_total{$T_INGRESS,version=\"TLSv1.3\"}")" = 2
+ok $? "after the PROXY header: http1 and tls on both sides, none other, both handshakes with SNI"
+
 # --- settings, through SIGHUP: each value of direction, ignore_loopback.
 # one_request "E I": one curl connection; prints "EGRESS_DELTA
 # INGRESS_DELTA" of the connections opened, once they reached E I (at most

@@ -1308,6 +1308,95 @@ static size_t read_corpus(const char *name, uint8_t *buf, size_t size)
 	return n;
 }
 
+/* Connections behind a load balancer that speaks the PROXY protocol: the
+ * header before the client's first bytes (version 1 or 2, whole or cut
+ * over events, alone or with the first bytes after it) is skipped, and
+ * the protocol and TLS hello are those that follow it. */
+START_TEST(test_proxy_protocol)
+{
+	static const char v1[] = "PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n";
+	static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	struct conn_tracker *t = tracker(NULL);
+	static uint8_t ch[4096], sh[4096], buf[8192];
+	size_t ch_len = read_corpus("ch-tls12-sni-http11.bin", ch, sizeof(ch));
+	size_t sh_len = read_corpus("sh-tls12-sni-http11.bin", sh, sizeof(sh));
+	/* version 2, PROXY over TCP/IPv4: 12 bytes of addresses and ports,
+	 * and 28 of TLVs (AWS's: a type, a length, a value) */
+	static const uint8_t v2[16] = { '\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I',
+					'T', '\n', 0x21, 0x11, 0, 40 };
+	const size_t v2_len = 16 + 40;
+	const char *hs[5] = { "ingress", "203.0.113.9", "", "api.example.org", "TLSv1.2" };
+	uint64_t vals[2] = { 0 };
+	struct rec r;
+	size_t n;
+
+	/* 71: version 1, with the request in the same read */
+	n = (size_t)sprintf((char *)buf, "%s%s", v1, get);
+	mk_open(&r, 71, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40001, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 71, 1, 100, QTAP_DATA_RECV, (uint32_t)n, buf, (uint32_t)n, T0 + 1);
+	feed(t, &r, T0);
+	/* 72: version 2, then a ClientHello; the ServerHello back */
+	memset(buf, 0x5a, v2_len);
+	memcpy(buf, v2, sizeof(v2));
+	memcpy(buf + v2_len, ch, ch_len);
+	mk_open(&r, 72, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40002, 443, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 72, 1, 100, QTAP_DATA_RECV, (uint32_t)(v2_len + ch_len), buf,
+		(uint32_t)(v2_len + ch_len), T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 72, 2, 100, QTAP_DATA_SEND, (uint32_t)sh_len, sh, (uint32_t)sh_len, T0 + 2);
+	feed(t, &r, T0);
+	metrics_series_read(store, metrics_series_get(store, M_CONNECTION_TLS_HANDSHAKE_TOTAL, hs),
+			    vals);
+	ck_assert_uint_eq(vals[0], 1);
+	/* 73: version 1 cut inside its line */
+	n = (size_t)sprintf((char *)buf, "%s%s", v1, get);
+	mk_open(&r, 73, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40003, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 73, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 73, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 20, buf + 20, (uint32_t)n - 20,
+		T0 + 2);
+	feed(t, &r, T0);
+	/* 74: version 2 whose TLVs run into the next read, the request after */
+	memset(buf, 0x5a, v2_len);
+	memcpy(buf, v2, sizeof(v2));
+	memcpy(buf + v2_len, get, sizeof(get) - 1);
+	n = v2_len + sizeof(get) - 1;
+	mk_open(&r, 74, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40004, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 74, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 74, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 20, buf + 20, (uint32_t)n - 20,
+		T0 + 2);
+	feed(t, &r, T0);
+	/* 75: the proxy's side, the header alone in its first write */
+	mk_open(&r, 75, 100, QTAP_DIR_EGRESS, "10.0.0.1", 80, 40005, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 75, 1, 100, QTAP_DATA_SEND, sizeof(v1) - 1, v1, sizeof(v1) - 1, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 75, 2, 100, QTAP_DATA_SEND, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 2);
+	feed(t, &r, T0);
+	/* 76: a request line is no header: HTTP as it is */
+	mk_open(&r, 76, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40006, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 76, 1, 100, QTAP_DATA_RECV, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 1);
+	feed(t, &r, T0);
+
+	for (n = 71; n <= 76; n++) {
+		mk_close(&r, n, n == 72 ? 3 : n == 71 || n == 76 ? 2 : 3, 100, 0, 0, T0 + 10);
+		feed(t, &r, T0);
+	}
+	ck_assert_uint_eq(proto_val("http1"), 5);
+	ck_assert_uint_eq(proto_val("tls"), 1);
+	ck_assert_uint_eq(proto_val("other"), 0);
+	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 0);
+	conn_tracker_free(&t, T0 + 20 * MS);
+	conf_publish(NULL);
+}
+END_TEST
+
 START_TEST(test_tls_handshake)
 {
 	struct conn_tracker *t = tracker(NULL);
@@ -1943,6 +2032,7 @@ static Suite *conn_suite(void)
 	tcase_add_test(tc, test_egress_internal);
 	tcase_add_test(tc, test_undecided_waits);
 	tcase_add_test(tc, test_tls_handshake);
+	tcase_add_test(tc, test_proxy_protocol);
 	tcase_add_test(tc, test_report);
 	tcase_add_test(tc, test_trace_lines);
 	tcase_add_test(tc, test_alloc_failures);

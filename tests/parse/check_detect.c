@@ -200,6 +200,52 @@ START_TEST(test_junk)
 }
 END_TEST
 
+/* The PROXY protocol header on a copy of exactly len bytes. */
+static long proxy(const void *data, size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	long h;
+
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, data, len);
+	h = detect_proxy_header(copy, len);
+	free(copy);
+	return h;
+}
+
+/* Its length once the bytes that give it are there (every shorter prefix
+ * needs more), or 0 for what is none. */
+START_TEST(test_proxy_header)
+{
+	static const char v1[] = "PROXY TCP6 2001:db8::1 2001:db8::2 51000 443\r\nGET / HTTP/1.1\r\n";
+	static const uint8_t v2[] = { '\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T',
+				      '\n', 0x21, 0x11, 0x01, 0x02, 0x16, 0x03 };
+	const size_t v1_len = sizeof("PROXY TCP6 2001:db8::1 2001:db8::2 51000 443\r\n") - 1;
+	uint8_t longest[200], bad[sizeof(v2)];
+	size_t n;
+
+	for (n = 0; n <= sizeof(v1) - 1; n++)
+		ck_assert_int_eq(proxy(v1, n), n < v1_len ? -1 : (long)v1_len);
+	for (n = 0; n <= sizeof(v2); n++)
+		ck_assert_int_eq(proxy(v2, n), n < 16 ? -1 : 16 + 0x102);
+	/* not one */
+	ck_assert_int_eq(proxy("GET / HTTP/1.1\r\n", 16), 0);
+	ck_assert_int_eq(proxy("PROPFIND / HTTP/1.1\r\n", 21), 0);
+	ck_assert_int_eq(proxy("PRI * HTTP/2.0\r\n", 16), 0);
+	ck_assert_int_eq(proxy("\r\n\r\n\r\n", 6), 0);
+	memcpy(bad, v2, sizeof(v2));
+	bad[12] = 0x11;		/* version 1 in the binary header */
+	ck_assert_int_eq(proxy(bad, sizeof(bad)), 0);
+	/* a version 1 line is 107 bytes at most */
+	memset(longest, 'x', sizeof(longest));
+	memcpy(longest, "PROXY ", 6);
+	ck_assert_int_eq(proxy(longest, 106), -1);
+	ck_assert_int_eq(proxy(longest, 107), 0);
+	memcpy(longest + 105, "\r\n", 2);
+	ck_assert_int_eq(proxy(longest, 107), 107);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(l7_protocol_name(L7_HTTP1), "http1");
@@ -222,6 +268,7 @@ static Suite *detect_suite(void)
 	tcase_add_test(tc, test_tls_split_hello);
 	tcase_add_test(tc, test_junk);
 	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_proxy_header);
 	suite_add_tcase(s, tc);
 	return s;
 }

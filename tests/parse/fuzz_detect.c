@@ -1,6 +1,7 @@
 /* Fuzz target: protocol detection over every prefix of the input.  The
  * answer for a prefix must be a valid value, and once a prefix is decided
- * (anything but L7_UNKNOWN) every longer prefix gets the same answer. */
+ * (anything but L7_UNKNOWN) every longer prefix gets the same answer; so
+ * for the PROXY protocol header's length, once known. */
 #include "config.h"
 
 #include <stdint.h>
@@ -14,6 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	enum l7_protocol decided = L7_UNKNOWN, p;
+	long header = -1, h;
 	size_t n, max = size < 512 ? size : 512;
 	uint8_t *copy;
 
@@ -24,7 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		memcpy(copy, data, n);
 		p = detect_protocol(copy, n);
+		h = detect_proxy_header(copy, n);
 		free(copy);
+		if (h < -1 || (h > 0 && h < 8) || (header >= 0 && h != header))
+			abort();
+		header = h;
 		if (p != L7_UNKNOWN && p != L7_HTTP1 && p != L7_HTTP2 && p != L7_TLS &&
 		    p != L7_OTHER)
 			abort();
