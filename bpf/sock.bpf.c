@@ -87,6 +87,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define CLASS_OTHER 3
 /* HTTP that may carry TLS after its head: CONNECT (a proxy tunnel). */
 #define CLASS_TUNNEL 4
+/* classify()'s word for a PROXY protocol header: CLASS_UNKNOWN, with
+ * conn_state.proxy_header set (never a connection's class) */
+#define CLASS_PROXY 5
 
 /* A data event being built: struct qtap_conn_data, then the payload.
  * Twice the cap so that the verifier can see every copy stays inside.
@@ -738,15 +741,12 @@ static __always_inline __u8 classify(const __u8 *p, __u32 n)
 		if (prefix(p, "POST ", 5) || prefix(p, "PUT ", 4) || prefix(p, "PATCH ", 6) ||
 		    prefix(p, "PRI * HT", 8))
 			return CLASS_HTTP;
-		/* A PROXY protocol header (version 1) before the client's
-		 * bytes: decided by the next event, either way, the bytes
-		 * after it in this one copied meanwhile (the agent skips it). */
 		if (prefix(p, "PROXY ", 6))
-			return CLASS_UNKNOWN;
+			return CLASS_PROXY;	/* version 1's line */
 		break;
 	case '\r':
 		if (prefix(p, "\r\n\r\n\0\r\nQ", 8))
-			return CLASS_UNKNOWN;	/* version 2's signature */
+			return CLASS_PROXY;	/* version 2's signature */
 		break;
 	case 'H':
 		if (prefix(p, "HTTP/", 5) || prefix(p, "HEAD ", 5))
@@ -825,7 +825,21 @@ static __always_inline __u32 class_update(struct conn_state *st, const __u8 *pay
 					  __u8 dir)
 {
 	if (st->class == CLASS_UNKNOWN && n) {
-		st->class = classify(payload, n);
+		__u8 class = classify(payload, n);
+
+		/* A PROXY protocol header before the client's bytes (a load
+		 * balancer's): the connection is told by the events after
+		 * it, the bytes after it in this one copied meanwhile (the
+		 * agent skips it); the next event of none of the classes may
+		 * be the header's rest, read apart. */
+		if (class == CLASS_PROXY) {
+			st->proxy_header = 1;
+			class = CLASS_UNKNOWN;
+		} else if (class == CLASS_OTHER && st->proxy_header) {
+			st->proxy_header = 0;
+			class = CLASS_UNKNOWN;
+		}
+		st->class = class;
 		if (st->class == CLASS_UNKNOWN &&
 		    ++st->unknown_events >= SOCK_UNKNOWN_EVENTS_MAX)
 			st->class = CLASS_OTHER;

@@ -138,7 +138,8 @@ struct conn_state {
 	__u8 seen[2];		/* a data event went out in this direction */
 	__u8 unknown_events;
 	__u8 tls_probed;	/* a TLS library call used it */
-	__u8 pad[5];
+	__u8 proxy_header;	/* its first bytes were a PROXY protocol header */
+	__u8 pad[4];
 	char comm[QTAP_COMM_LEN];
 };
 

@@ -165,7 +165,8 @@ static __always_inline void call_decode(struct task_struct *task, struct sock *s
 	c->fd = REGS_ARG1(regs);
 	c->ptr = REGS_ARG2(regs);
 	c->iovcnt = REGS_ARG3(regs);
-	if (bpf_core_field_exists(task->io_uring) && BPF_CORE_READ(task, io_uring) &&
+	/* (a plain load of a field of the task: no helper call) */
+	if (bpf_core_field_exists(task->io_uring) && task->io_uring &&
 	    !fd_is_sock(task, c->fd, sk)) {
 		c->op = QTAP_OP_OTHER;
 		c->kind = ARGS_NONE;

@@ -50,8 +50,9 @@ void *(*conn_malloc_hook)(size_t size) = malloc;
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
 #define DEFAULT_IDLE_NS (300ull * NS_PER_S)
-/* First bytes of a direction kept while the protocol is undecided. */
-#define DETECT_PREFIX 64
+/* First bytes of a direction kept while the protocol is undecided: more
+ * than a PROXY protocol version 1 line (107). */
+#define DETECT_PREFIX 128
 /* Closed conn_ids remembered, so that stragglers are dropped quietly. */
 #define RECENT_SIZE 4096
 /* Network namespaces whose listeners are held at once, and for how long
@@ -112,6 +113,11 @@ struct conn_detect {
 	uint8_t buf[2][DETECT_PREFIX];
 	uint8_t len[2];
 	bool broken[2];		/* a hole in the bytes: give the direction up */
+	/* A PROXY protocol header before the direction's first bytes (a load
+	 * balancer's): looked for, and its bytes still to come after the
+	 * events seen. */
+	bool proxy_looked[2];
+	uint32_t proxy_skip[2];
 };
 
 /* TLS hellos, for connections detected as TLS.  s[0] the client's
@@ -169,15 +175,7 @@ struct conn {
 	size_t pend_bytes;
 	struct conn_detect *det;
 	struct conn_tls *tls;
-	/* A PROXY protocol header before a direction's first bytes (a load
-	 * balancer's): looked for once per direction (a bit each), skipped
-	 * before detection; its bytes still to come in later events, or
-	 * PROXY_SKIP_LINE for a version 1 line whose end has not come. */
-	uint8_t proxy_looked;
-	uint32_t proxy_skip[2];
 };
-
-#define PROXY_SKIP_LINE UINT32_MAX
 
 struct peer {
 	struct peer *next;
@@ -974,46 +972,44 @@ static void tls_feed(struct conn_tracker *t, struct conn *c, bool from_client,
 	}
 }
 
-/* Takes a PROXY protocol header, or what is left of one, off the front of
- * an event's captured bytes (*data, *captured) in direction dir, before
- * detection: false when nothing is left to look at. */
-static bool proxy_skip_header(struct conn *c, unsigned dir, const uint8_t **data,
-			      size_t *captured)
+/* The connection's detection state, made on first use: NULL when there is
+ * no memory. */
+static struct conn_detect *conn_detect_get(struct conn *c)
 {
-	size_t k = 0;
-	long h;
+	if (!c->det) {
+		c->det = conn_malloc_hook(sizeof(*c->det));
+		if (c->det)
+			memset(c->det, 0, sizeof(*c->det));
+	}
+	return c->det;
+}
 
-	if (c->proxy_skip[dir] == PROXY_SKIP_LINE) {
-		const uint8_t *lf = memchr(*data, '\n', *captured);
-
-		k = lf ? (size_t)(lf - *data) + 1 : *captured;
-		if (lf)
-			c->proxy_skip[dir] = 0;
-	} else if (c->proxy_skip[dir]) {
-		k = *captured < c->proxy_skip[dir] ? *captured : c->proxy_skip[dir];
-		c->proxy_skip[dir] -= (uint32_t)k;
-	} else if (!(c->proxy_looked & (1u << dir))) {
-		c->proxy_looked |= 1u << dir;
-		h = detect_proxy_header(*data, *captured);
-		if (h > 0) {
-			k = *captured < (size_t)h ? *captured : (size_t)h;
-			c->proxy_skip[dir] = (uint32_t)((size_t)h - k);
-		} else if (h < 0 && *captured >= 6 && **data == 'P') {
-			/* a version 1 line cut short: skipped to its end */
-			k = *captured;
-			c->proxy_skip[dir] = PROXY_SKIP_LINE;
-		}
-		/* (a signature or "PROX" cut shorter than that is not told
-		 * apart: detection goes on, and finds no protocol) */
+/* Drops k bytes of the event (len bytes moved, *captured of them at
+ * *data) that belong to a PROXY protocol header: false when none of its
+ * bytes after the header are left to look at (a header's end in bytes not
+ * captured makes the direction a hole). */
+static bool proxy_drop(struct conn_detect *d, unsigned dir, const uint8_t **data,
+		       size_t *captured, size_t *len, size_t k)
+{
+	if (k >= *len) {
+		d->proxy_skip[dir] = (uint32_t)(k - *len);
+		return false;
+	}
+	if (k > *captured) {
+		d->broken[dir] = true;
+		return false;
 	}
 	*data += k;
 	*captured -= k;
+	*len -= k;
 	return *captured > 0;
 }
 
-/* Protocol detection and TLS hellos from the captured bytes of one event. */
+/* Protocol detection and TLS hellos from one event: len bytes moved in
+ * direction dir, the first captured of them at data (fewer: a hole after
+ * them). */
 static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
-		       const uint8_t *data, size_t captured, bool hole)
+		       const uint8_t *data, size_t captured, size_t len)
 {
 	bool from_client = (dir == QTAP_DATA_SEND) == (c->direction != QTAP_DIR_INGRESS);
 	struct conn_detect *d = c->det;
@@ -1022,29 +1018,53 @@ static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
 		uint8_t tmp[DETECT_PREFIX];
 		size_t have = d ? d->len[dir] : 0, n;
 		enum l7_protocol p;
+		bool looked;
+		long h;
 
 		if (d && d->broken[dir])
 			return;
-		if (!proxy_skip_header(c, dir, &data, &captured))
+		/* the rest of a header begun in an earlier event */
+		if (d && d->proxy_skip[dir] &&
+		    !proxy_drop(d, dir, &data, &captured, &len, d->proxy_skip[dir]))
 			return;
 		n = captured < DETECT_PREFIX - have ? captured : DETECT_PREFIX - have;
 		if (have)
 			memcpy(tmp, d->buf[dir], have);
 		memcpy(tmp + have, data, n);
-		p = detect_protocol(tmp, have + n);
-		if (p == L7_UNKNOWN && have + n < DETECT_PREFIX && !hole) {
-			if (!d) {
-				d = c->det = conn_malloc_hook(sizeof(*d));
-				if (!d)
+		/* A PROXY protocol header first?  Its bytes are kept until it
+		 * can be told; it ends past those kept, in this event or a
+		 * later one. */
+		looked = d && d->proxy_looked[dir];
+		h = looked ? 0 : detect_proxy_header(tmp, have + n);
+		if (h < 0 && have + n < DETECT_PREFIX && captured == len) {
+			p = L7_UNKNOWN;
+		} else {
+			looked = true;
+			if (h > 0) {
+				if (!(d = conn_detect_get(c)))
 					return;	/* undecided: "other" at close */
-				memset(d, 0, sizeof(*d));
+				d->proxy_looked[dir] = true;
+				d->len[dir] = 0;
+				if (!proxy_drop(d, dir, &data, &captured, &len,
+						(size_t)h > have ? (size_t)h - have : 0))
+					return;
+				have = 0;
+				n = captured < DETECT_PREFIX ? captured : DETECT_PREFIX;
+				memcpy(tmp, data, n);
 			}
+			p = detect_protocol(tmp, have + n);
+		}
+		if (p == L7_UNKNOWN && have + n < DETECT_PREFIX && captured == len) {
+			if (!(d = conn_detect_get(c)))
+				return;	/* undecided: "other" at close */
+			d->proxy_looked[dir] = looked;
 			memcpy(d->buf[dir] + have, data, n);
 			d->len[dir] = (uint8_t)(have + n);
 			return;
 		}
 		if (p == L7_UNKNOWN) {
-			/* 64 bytes without a decision, or a hole before it */
+			/* DETECT_PREFIX bytes without a decision, or a hole
+			 * before it */
 			if (d)
 				d->broken[dir] = true;
 			return;
@@ -1071,7 +1091,7 @@ static void on_payload(struct conn_tracker *t, struct conn *c, unsigned dir,
 		unsigned k = from_client ? 0 : 1;
 
 		tls_feed(t, c, from_client, data, captured);
-		if (hole && !c->tls->done[k]) {
+		if (captured < len && !c->tls->done[k]) {
 			/* bytes missing after these: the stream cannot go on */
 			c->tls->done[k] = true;
 			tls_stream_release(&c->tls->s[k]);
@@ -1132,10 +1152,12 @@ static void on_data(struct conn_tracker *t, struct conn *c, const struct qtap_co
 			metrics_counter_add(c->m.recv, d->len);
 	}
 	/* (Bytes moved but none captured, without the kernel's NO_PAYLOAD:
-	 * a payload dropped while the event waited, a hole.) */
-	if (d->len && !(d->flags & QTAP_DATA_F_NO_PAYLOAD) && payload_wanted(c))
-		on_payload(t, c, d->dir == QTAP_DATA_RECV, d->payload, captured,
-			   captured < d->len);
+	 * a payload dropped while the event waited, a hole.  With it, none
+	 * are looked at, but those of a PROXY header being skipped.) */
+	if (d->len && payload_wanted(c) &&
+	    (!(d->flags & QTAP_DATA_F_NO_PAYLOAD) ||
+	     (c->det && c->det->proxy_skip[d->dir == QTAP_DATA_RECV])))
+		on_payload(t, c, d->dir == QTAP_DATA_RECV, d->payload, captured, d->len);
 	if (c->traced)
 		log_info("bpf-trace module=syscall op=%s pid=%u tid=%u comm=%s fd=%u size=%u "
 			 "captured=%zu conn=%" PRIu64 " decision=%s", op_name(d->op), c->tgid,

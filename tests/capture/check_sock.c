@@ -1722,7 +1722,7 @@ START_TEST(test_uring_task_work)
 	struct uring u;
 	struct pair p;
 	int pfd[2];
-	size_t n, i;
+	size_t n;
 
 	cap = start_text(CONF_ALL);
 	pair_open(AF_INET, &p);
@@ -1752,9 +1752,7 @@ START_TEST(test_uring_task_work)
 	ck_assert_uint_eq(evs[1].dir, QTAP_DATA_RECV);
 	ck_assert_uint_eq(evs[1].len, strlen(request));
 	ck_assert_msg(evs[1].op == QTAP_OP_OTHER, "the recv taken as op %u", evs[1].op);
-	ck_assert_uint_eq(evs[1].captured, 0);
-	for (i = 0; i < PAYLOAD_KEEP && i < evs[1].captured; i++)
-		ck_assert_int_ne(evs[1].payload[i], 'Q');
+	ck_assert_uint_eq(evs[1].captured, 0);	/* none of the read's buffer */
 	ck_assert_uint_eq(evs[2].bytes_recv, strlen(request));
 	finish(&cap);
 }
@@ -1948,8 +1946,9 @@ START_TEST(test_stage_order)
 END_TEST
 
 /* A kernel connection table with no room: the sockets left out are
- * counted as lost conn_open events (no other kind), and no event of
- * theirs reaches the agent. */
+ * counted as lost conn_open events (no other kind; at each state change
+ * or call that found no room), and no event of theirs reaches the
+ * agent. */
 START_TEST(test_conns_full)
 {
 	enum { PAIRS = 6, ROOM = 4 };
@@ -2086,9 +2085,11 @@ START_TEST(test_sendfile_peek_accept4)
 END_TEST
 
 /* A connection that starts with a PROXY protocol header (a load balancer
- * in front): the kernel leaves it unclassified, copying, until the next
- * event tells (here the response: HTTP), so a later request's bytes are
- * copied as HTTP's are.  Version 1, then version 2. */
+ * in front): the kernel leaves it unclassified, copying, until the events
+ * after it tell (here the response: HTTP), so a later request's bytes are
+ * copied as HTTP's are, on both sides.  Version 1, version 2, and version
+ * 2 read apart (its 16 bytes, its addresses, then the request), as some
+ * servers read it. */
 START_TEST(test_proxy_header_class)
 {
 	static const char v1[] = "PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n";
@@ -2100,31 +2101,40 @@ START_TEST(test_proxy_header_class)
 	struct capture *cap;
 	struct pair p;
 	size_t n, len;
-	int k;
+	int k, side;
 
 	memset(second, 'b', sizeof(second));
 	memcpy(second, "GET /b HTTP/1.1\r\nX-Pad: ", 25);
 	cap = start_text(CONF_ALL);
-	for (k = 0; k < 2; k++) {
+	for (k = 0; k < 3; k++) {
 		pair_open(AF_INET, &p);
 		len = k ? sizeof(v2) : sizeof(v1) - 1;
 		memcpy(first, k ? (const void *)v2 : (const void *)v1, len);
 		len += (size_t)sprintf(first + len, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
 		ck_assert_int_eq(write(p.cfd, first, len), (ssize_t)len);
-		read_exact(p.sfd, buf, len);
+		if (k == 2) {
+			read_exact(p.sfd, buf, 16);
+			read_exact(p.sfd, buf, 12);
+			read_exact(p.sfd, buf, len - 28);
+		} else {
+			read_exact(p.sfd, buf, len);
+		}
 		ck_assert_int_eq(write(p.sfd, resp, sizeof(resp) - 1), (ssize_t)sizeof(resp) - 1);
 		read_exact(p.cfd, buf, sizeof(resp) - 1);
 		ck_assert_int_eq(write(p.cfd, second, sizeof(second)), (ssize_t)sizeof(second));
 		read_exact(p.sfd, buf, sizeof(second));
-		n = pair_close_wait(&p);
-		ck_assert_uint_ge(n, 5);
-		/* the client's: its second request copied whole */
-		ck_assert_uint_eq(evs[n - 2].dir, QTAP_DATA_SEND);
-		ck_assert_uint_eq(evs[n - 2].len, sizeof(second));
-		ck_assert_msg(evs[n - 2].captured == sizeof(second), "version %d: %u of %zu copied",
-			      k + 1, evs[n - 2].captured, sizeof(second));
-		ck_assert(!memcmp(evs[n - 2].payload, second, PAYLOAD_KEEP));
-		ck_assert_uint_eq(evs[1].captured, len);
+		for (side = 0; side < 2; side++) {
+			/* the client's events, then the server's: the second
+			 * request copied whole */
+			n = side ? wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV) :
+				   pair_close_wait(&p);
+			ck_assert_uint_ge(n, 5);
+			ck_assert_uint_eq(evs[n - 2].len, sizeof(second));
+			ck_assert_msg(evs[n - 2].captured == sizeof(second),
+				      "case %d, %s: %u of %zu copied", k, side ? "server" : "client",
+				      evs[n - 2].captured, sizeof(second));
+			ck_assert(!memcmp(evs[n - 2].payload, second, PAYLOAD_KEEP));
+		}
 	}
 	finish(&cap);
 }

@@ -1383,14 +1383,59 @@ START_TEST(test_proxy_protocol)
 	feed(t, &r, T0);
 	mk_data(&r, 76, 1, 100, QTAP_DATA_RECV, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 1);
 	feed(t, &r, T0);
+	/* 77: version 2's signature cut before its length, the rest and the
+	 * request in the next read */
+	memset(buf, 0x5a, v2_len);
+	memcpy(buf, v2, sizeof(v2));
+	memcpy(buf + v2_len, get, sizeof(get) - 1);
+	n = v2_len + sizeof(get) - 1;
+	mk_open(&r, 77, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40007, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 77, 1, 100, QTAP_DATA_RECV, 10, buf, 10, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 77, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 10, buf + 10, (uint32_t)n - 10,
+		T0 + 2);
+	feed(t, &r, T0);
+	/* 78: version 2 whose TLVs come in a read without payload (bytes
+	 * counted, none copied) */
+	mk_open(&r, 78, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40008, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 78, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 78, 2, 100, QTAP_DATA_RECV, (uint32_t)v2_len - 20, NULL, 0, T0 + 2);
+	r.u.data.flags = QTAP_DATA_F_NO_PAYLOAD;
+	feed(t, &r, T0);
+	mk_data(&r, 78, 3, 100, QTAP_DATA_RECV, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 3);
+	feed(t, &r, T0);
+	/* 79: version 1 in three reads ("PRO", the line's middle and end
+	 * with the request's first bytes, the rest) */
+	n = (size_t)sprintf((char *)buf, "%s%s", v1, get);
+	mk_open(&r, 79, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40009, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 79, 1, 100, QTAP_DATA_RECV, 3, buf, 3, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 79, 2, 100, QTAP_DATA_RECV, sizeof(v1) + 1 - 3, buf + 3, sizeof(v1) + 1 - 3,
+		T0 + 2);
+	feed(t, &r, T0);
+	mk_data(&r, 79, 3, 100, QTAP_DATA_RECV, (uint32_t)(n - sizeof(v1) - 1),
+		buf + sizeof(v1) + 1, (uint32_t)(n - sizeof(v1) - 1), T0 + 3);
+	feed(t, &r, T0);
+	/* 80: the header's end in bytes not captured: what follows cannot be
+	 * found, the direction is given up ("other") */
+	mk_open(&r, 80, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40010, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 80, 1, 100, QTAP_DATA_RECV, (uint32_t)n, buf, 20, T0 + 1);
+	feed(t, &r, T0);
 
-	for (n = 71; n <= 76; n++) {
-		mk_close(&r, n, n == 72 ? 3 : n == 71 || n == 76 ? 2 : 3, 100, 0, 0, T0 + 10);
+	for (n = 71; n <= 80; n++) {
+		static const uint64_t seq[10] = { 2, 3, 3, 3, 3, 2, 3, 4, 4, 2 };
+
+		mk_close(&r, n, seq[n - 71], 100, 0, 0, T0 + 10);
 		feed(t, &r, T0);
 	}
-	ck_assert_uint_eq(proto_val("http1"), 5);
+	ck_assert_uint_eq(proto_val("http1"), 8);
 	ck_assert_uint_eq(proto_val("tls"), 1);
-	ck_assert_uint_eq(proto_val("other"), 0);
+	ck_assert_uint_eq(proto_val("other"), 1);
 	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 0);
 	conn_tracker_free(&t, T0 + 20 * MS);
 	conf_publish(NULL);
