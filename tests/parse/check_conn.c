@@ -1308,6 +1308,25 @@ static size_t read_corpus(const char *name, uint8_t *buf, size_t size)
 	return n;
 }
 
+/* test_proxy_protocol's connection id from 203.0.113.9 to port 80: its n
+ * bytes at buf read by the server in two reads, cut after cut bytes (n:
+ * one read). */
+static void proxied_reads(struct conn_tracker *t, uint64_t id, const uint8_t *buf, size_t n,
+			  size_t cut)
+{
+	struct rec r;
+
+	mk_open(&r, id, 100, QTAP_DIR_INGRESS, "203.0.113.9", (uint16_t)(40000 + id - 70), 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, id, 1, 100, QTAP_DATA_RECV, (uint32_t)cut, buf, (uint32_t)cut, T0 + 1);
+	feed(t, &r, T0);
+	if (cut == n)
+		return;
+	mk_data(&r, id, 2, 100, QTAP_DATA_RECV, (uint32_t)(n - cut), buf + cut,
+		(uint32_t)(n - cut), T0 + 2);
+	feed(t, &r, T0);
+}
+
 /* Connections behind a load balancer that speaks the PROXY protocol: the
  * header before the client's first bytes (version 1 or 2, whole or cut
  * over events, alone or with the first bytes after it) is skipped, and
@@ -1332,10 +1351,7 @@ START_TEST(test_proxy_protocol)
 
 	/* 71: version 1, with the request in the same read */
 	n = (size_t)sprintf((char *)buf, "%s%s", v1, get);
-	mk_open(&r, 71, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40001, 80, T0);
-	feed(t, &r, T0);
-	mk_data(&r, 71, 1, 100, QTAP_DATA_RECV, (uint32_t)n, buf, (uint32_t)n, T0 + 1);
-	feed(t, &r, T0);
+	proxied_reads(t, 71, buf, n, n);
 	/* 72: version 2, then a ClientHello; the ServerHello back */
 	memset(buf, 0x5a, v2_len);
 	memcpy(buf, v2, sizeof(v2));
@@ -1352,25 +1368,15 @@ START_TEST(test_proxy_protocol)
 	ck_assert_uint_eq(vals[0], 1);
 	/* 73: version 1 cut inside its line */
 	n = (size_t)sprintf((char *)buf, "%s%s", v1, get);
-	mk_open(&r, 73, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40003, 80, T0);
-	feed(t, &r, T0);
-	mk_data(&r, 73, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
-	feed(t, &r, T0);
-	mk_data(&r, 73, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 20, buf + 20, (uint32_t)n - 20,
-		T0 + 2);
-	feed(t, &r, T0);
-	/* 74: version 2 whose TLVs run into the next read, the request after */
+	proxied_reads(t, 73, buf, n, 20);
+	/* 74: version 2 whose TLVs run into the next read, the request after;
+	 * 77: its signature cut before its length */
 	memset(buf, 0x5a, v2_len);
 	memcpy(buf, v2, sizeof(v2));
 	memcpy(buf + v2_len, get, sizeof(get) - 1);
 	n = v2_len + sizeof(get) - 1;
-	mk_open(&r, 74, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40004, 80, T0);
-	feed(t, &r, T0);
-	mk_data(&r, 74, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
-	feed(t, &r, T0);
-	mk_data(&r, 74, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 20, buf + 20, (uint32_t)n - 20,
-		T0 + 2);
-	feed(t, &r, T0);
+	proxied_reads(t, 74, buf, n, 20);
+	proxied_reads(t, 77, buf, n, 10);
 	/* 75: the proxy's side, the header alone in its first write */
 	mk_open(&r, 75, 100, QTAP_DIR_EGRESS, "10.0.0.1", 80, 40005, T0);
 	feed(t, &r, T0);
@@ -1379,23 +1385,7 @@ START_TEST(test_proxy_protocol)
 	mk_data(&r, 75, 2, 100, QTAP_DATA_SEND, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 2);
 	feed(t, &r, T0);
 	/* 76: a request line is no header: HTTP as it is */
-	mk_open(&r, 76, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40006, 80, T0);
-	feed(t, &r, T0);
-	mk_data(&r, 76, 1, 100, QTAP_DATA_RECV, sizeof(get) - 1, get, sizeof(get) - 1, T0 + 1);
-	feed(t, &r, T0);
-	/* 77: version 2's signature cut before its length, the rest and the
-	 * request in the next read */
-	memset(buf, 0x5a, v2_len);
-	memcpy(buf, v2, sizeof(v2));
-	memcpy(buf + v2_len, get, sizeof(get) - 1);
-	n = v2_len + sizeof(get) - 1;
-	mk_open(&r, 77, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40007, 80, T0);
-	feed(t, &r, T0);
-	mk_data(&r, 77, 1, 100, QTAP_DATA_RECV, 10, buf, 10, T0 + 1);
-	feed(t, &r, T0);
-	mk_data(&r, 77, 2, 100, QTAP_DATA_RECV, (uint32_t)n - 10, buf + 10, (uint32_t)n - 10,
-		T0 + 2);
-	feed(t, &r, T0);
+	proxied_reads(t, 76, (const uint8_t *)get, sizeof(get) - 1, sizeof(get) - 1);
 	/* 78: version 2 whose TLVs come in a read without payload (bytes
 	 * counted, none copied) */
 	mk_open(&r, 78, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40008, 80, T0);
