@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,34 +449,52 @@ static int check_members(struct conf_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
-/* The integer written for s on its line, when it was read from a file and
- * the line holds "name = number" (decimal, or hex after 0x): true and
- * *ret.  libconfig reads an integer past 32 bits without an L suffix as
- * its low 32 bits (4294977296 as 10000), and says nothing. */
+/* p past blanks, line ends and comments (#, //, slash-star). */
+static const char *skip_blank(const char *p)
+{
+	for (;;) {
+		p += strspn(p, " \t\r\n");
+		if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			p += strcspn(p, "\n");
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *end = strstr(p + 2, "*/");
+
+			p = end ? end + 2 : p + strlen(p);
+		} else {
+			return p;
+		}
+	}
+}
+
+/* The integer written for s, whose value libconfig read as v, when it was
+ * read from a file: its name is on the line libconfig gives, then "=" or
+ * ":" and the number (decimal, or hex after 0x), with blanks, line ends or
+ * comments between, and the number's low 32 bits are v's: true and *ret.
+ * libconfig reads an integer past 32 bits without an L suffix as its low
+ * 32 bits (4294977296 as 10000), and says nothing. */
 static bool int_as_written(const struct conf_ctx *ctx, const config_setting_t *s,
-			   long long *ret)
+			   long long v, long long *ret)
 {
 	const char *name = config_setting_name(s), *file, *text, *p, *q;
 	int line = config_setting_source_line(s);
-	char buf[4096], *end;
-	size_t len;
+	size_t len, line_len;
+	char *end;
 
 	if (!name || !ctx->src || !conf_src_where(ctx->src, line, &file, &line, &text))
 		return false;	/* a list's element, or not from a file */
-	len = strcspn(text, "\n");
-	snprintf(buf, sizeof(buf), "%.*s", (int)len, text);
+	line_len = strcspn(text, "\n");
 	len = strlen(name);
-	for (p = strstr(buf, name); p; p = strstr(p + 1, name)) {
-		if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+	for (p = text; (p = memmem(p, line_len - (size_t)(p - text), name, len)); p++) {
+		if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
 			continue;
-		q = p + len + strspn(p + len, " \t");
+		q = skip_blank(p + len);
 		if (*q != '=' && *q != ':')
 			continue;
-		q++;
-		q += strspn(q, " \t");
+		q = skip_blank(q + 1);
 		errno = 0;
 		*ret = strtoll(q, &end, q[0] == '0' && (q[1] == 'x' || q[1] == 'X') ? 16 : 10);
-		if (end == q)
+		/* (a name and number in a comment before it do not match) */
+		if (end == q || (errno != ERANGE && (uint32_t)*ret != (uint32_t)v))
 			continue;
 		if (errno == ERANGE)
 			*ret = *ret < 0 ? LLONG_MIN : LLONG_MAX;
@@ -527,7 +546,7 @@ static int check_setting(struct conf_ctx *ctx, const config_setting_t *s,
 			return wrong_type(ctx, s, k);
 		v = config_setting_get_int64(s);
 		/* past 32 bits without an L, what was written wrapped */
-		if (type == CONFIG_TYPE_INT && int_as_written(ctx, s, &w) && w != v)
+		if (type == CONFIG_TYPE_INT && int_as_written(ctx, s, v, &w) && w != v)
 			v = w;
 		if (v < k->min || v > k->max)
 			return conf_fail(ctx, s, NULL,

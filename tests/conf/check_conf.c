@@ -357,6 +357,57 @@ START_TEST(test_error_int_wrap)
 }
 END_TEST
 
+static void write_file(const char *dir, const char *name, const char *text);
+
+/* The same with the number on a line after its name, or comments between:
+ * the number as written is found all the same; a name and number in a
+ * comment before the setting are not taken for it. */
+START_TEST(test_error_int_wrap_layout)
+{
+	static const struct {
+		const char *text, *key, *value;
+		int line;
+	} cases[] = {
+		{ "metrics = { series_limit =\n    4294977296; };\n", "metrics.series_limit",
+		  "4294977296", 1 },
+		{ "metrics = { series_limit\n=\n4294977296; };\n", "metrics.series_limit",
+		  "4294977296", 1 },
+		{ "capture = { readers = /* x */ 0x100000000; };\n", "capture.readers",
+		  "4294967296", 1 },
+		{ "capture = {\n  readers # c\n  = // d\n  0x100000000; };\n",
+		  "capture.readers", "4294967296", 2 },
+		{ "# x\n/* series_limit = 5 */ metrics = { series_limit = -4294977296; };\n",
+		  "metrics.series_limit", "-4294977296", 2 },
+	};
+	char dir[] = "/tmp/check_conf_int.XXXXXX", path[512], want[1100], msg[1100];
+	struct conf_error err;
+	unsigned i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/qtap.conf", dir);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		write_file(dir, "qtap.conf", cases[i].text);
+		ck_assert_ptr_null(conf_load(path, &err));
+		ck_assert_int_eq(errno, EINVAL);
+		conf_error_format(&err, msg, sizeof(msg));
+		snprintf(want, sizeof(want), "%s:%d: %s: value %s out of range", path,
+			 cases[i].line, cases[i].key, cases[i].value);
+		ck_assert_msg(!strncmp(msg, want, strlen(want)), "case %u: %s", i, msg);
+	}
+	/* a value in range, written the same ways, is taken */
+	write_file(dir, "qtap.conf", "metrics = { series_limit = /* 4294977296 */\n 77; };\n");
+	{
+		struct qtap_conf *conf = conf_load(path, &err);
+
+		ck_assert_ptr_nonnull(conf);
+		ck_assert_uint_eq(conf->metrics.series_limit, 77);
+		conf_free(&conf);
+	}
+	snprintf(msg, sizeof(msg), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(msg), 0);
+}
+END_TEST
+
 START_TEST(test_error_bad_enum_file)
 {
 	struct conf_error err;
@@ -962,6 +1013,7 @@ static Suite *conf_suite(void)
 	ADD(test_error_wrong_types);
 	ADD(test_error_bad_enum_file);
 	ADD(test_error_int_wrap);
+	ADD(test_error_int_wrap_layout);
 	ADD(test_error_bad_values);
 	ADD(test_error_out_of_range);
 	ADD(test_error_stacks);
