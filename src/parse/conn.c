@@ -995,6 +995,7 @@ static bool proxy_drop(struct conn_detect *d, unsigned dir, const uint8_t **data
 		d->proxy_skip[dir] = (uint32_t)(k - *len);
 		return false;
 	}
+	d->proxy_skip[dir] = 0;	/* the header ends in this event */
 	if (k > *captured) {
 		d->broken[dir] = true;
 		return false;

@@ -1416,14 +1416,31 @@ START_TEST(test_proxy_protocol)
 	feed(t, &r, T0);
 	mk_data(&r, 80, 1, 100, QTAP_DATA_RECV, (uint32_t)n, buf, 20, T0 + 1);
 	feed(t, &r, T0);
+	/* 81: version 2 cut inside its TLVs, then its rest with too few of
+	 * the request's bytes to tell it (3), then the request's rest: the
+	 * header's rest is skipped once */
+	memset(buf, 0x5a, v2_len);
+	memcpy(buf, v2, sizeof(v2));
+	memcpy(buf + v2_len, get, sizeof(get) - 1);
+	n = v2_len + sizeof(get) - 1;
+	mk_open(&r, 81, 100, QTAP_DIR_INGRESS, "203.0.113.9", 40011, 80, T0);
+	feed(t, &r, T0);
+	mk_data(&r, 81, 1, 100, QTAP_DATA_RECV, 20, buf, 20, T0 + 1);
+	feed(t, &r, T0);
+	mk_data(&r, 81, 2, 100, QTAP_DATA_RECV, (uint32_t)v2_len - 20 + 3, buf + 20,
+		(uint32_t)v2_len - 20 + 3, T0 + 2);
+	feed(t, &r, T0);
+	mk_data(&r, 81, 3, 100, QTAP_DATA_RECV, (uint32_t)(n - v2_len - 3), buf + v2_len + 3,
+		(uint32_t)(n - v2_len - 3), T0 + 3);
+	feed(t, &r, T0);
 
-	for (n = 71; n <= 80; n++) {
-		static const uint64_t seq[10] = { 2, 3, 3, 3, 3, 2, 3, 4, 4, 2 };
+	for (n = 71; n <= 81; n++) {
+		static const uint64_t seq[11] = { 2, 3, 3, 3, 3, 2, 3, 4, 4, 2, 4 };
 
 		mk_close(&r, n, seq[n - 71], 100, 0, 0, T0 + 10);
 		feed(t, &r, T0);
 	}
-	ck_assert_uint_eq(proto_val("http1"), 8);
+	ck_assert_uint_eq(proto_val("http1"), 9);
 	ck_assert_uint_eq(proto_val("tls"), 1);
 	ck_assert_uint_eq(proto_val("other"), 1);
 	ck_assert_uint_eq(value(M_SYSTEM_PARSE_ERRORS_TOTAL, "tls", NULL, NULL, 0), 0);
