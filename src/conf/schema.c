@@ -262,8 +262,9 @@ const struct conf_key conf_schema[CONF_KEY_COUNT] = {
 		1, 86400,
 		"Seconds without activity after which a connection whose close "
 		"was not seen is reported closed, once the kernel has no such "
-		"connection open any more (one still open is only silent: it is "
-		"looked at again this much later)." },
+		"connection open any more and its own close has not come 2 s "
+		"later (one still open is only silent: it is looked at again "
+		"this much later)." },
 	[K_CAPTURE_KERNEL_BPF_STATS] = { "capture.kernel_bpf_stats", CONF_KEY_BOOL, false,
 		"false", NULL, NO_RANGE,
 		"Take the run counts and run time of qtap_system_bpf_program_* from "

@@ -141,6 +141,9 @@ struct conn {
 	uint64_t exit_ts;		/* that exit's kernel timestamp */
 	uint64_t alive_ns;		/* when the kernel last said it is open
 					 * (now_ns), 0: never asked */
+	uint64_t gone_ns;		/* when it first said it is gone after
+					 * a silence (now_ns); stale once older
+					 * than last_ns or alive_ns */
 	uint32_t tgid, pid, fd;
 	uint64_t key;			/* the kernel's key (OPEN), 0 if unknown */
 	/* An OPEN the kernel could not decide waits (first in pend, the
@@ -1825,6 +1828,13 @@ void conn_tracker_housekeep(struct conn_tracker *t, uint64_t now_ns)
 					continue;
 				/* silent, not gone (a pool's spare connection) */
 				if (conn_alive(t, c, now_ns))
+					continue;
+				/* gone: its CLOSE may be on the way still */
+				if (c->gone_ns <= c->last_ns || c->gone_ns <= c->alive_ns) {
+					c->gone_ns = now_ns;
+					continue;
+				}
+				if (c->gone_ns + CONN_IDLE_GRACE_NS > now_ns)
 					continue;
 				conn_forget_kernel(t, c);
 				if (c->ignored)

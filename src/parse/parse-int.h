@@ -95,6 +95,12 @@ struct pipeline_exit_event {
  * which the socket readers may still hold (as long as an event waits for
  * the reorder: the same readers). */
 #define CONN_EXIT_GRACE_NS CONN_REORDER_WAIT_NS
+/* How long a connection silent for the idle timeout, which the kernel says
+ * is gone, waits for its own CLOSE before it is closed as idle: a close at
+ * the end of a long silence (a peer's or a pool's own idle timeout, often
+ * the same 300 s) leaves its CLOSE and last events in a ring or a queue
+ * for a while, as long as an event waits for the reorder. */
+#define CONN_IDLE_GRACE_NS CONN_REORDER_WAIT_NS
 
 struct conn_tracker_opts {
 	struct metrics_store *store;
