@@ -438,6 +438,11 @@ bool sock_conn_alive(void *ctx, const struct pipeline_conn_ref *c)
 		memcpy(r6 + 12, c->raddr, 4);
 		state = tcp_diag_state(AF_INET6, l6, c->lport, r6, c->rport, c->ifindex, &owned);
 	}
+	/* The diagnostics cannot tell (no socket to ask them with: the agent
+	 * at its file limit): the table's word stands, and it is asked again
+	 * a timeout later. */
+	if (state < 0)
+		return cap && c->key;
 	/* Open both ways, or the peer's half closed; or this side's, by a
 	 * shutdown(): its process still holds it and reads (a close sends a
 	 * FIN too, but leaves the socket to TCP, without an owner). */

@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -1378,6 +1379,21 @@ START_TEST(test_conn_alive_table)
 	ck_assert(sock_conn_alive(cap, &ref));
 	ref.foreign_netns = false;
 	ref.rport--;
+	/* the diagnostics cannot be asked (the agent at its file limit): the
+	 * table's word stands */
+	{
+		struct rlimit was, lim;
+		int fd = dup(0);
+
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+		ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+		lim = was;
+		lim.rlim_cur = (rlim_t)fd;
+		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+		ck_assert(sock_conn_alive(cap, &ref));
+		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+	}
 	/* forgotten: no entry, not open to the agent */
 	sock_conn_forget(cap, ref.key, ref.conn_id);
 	ck_assert(!sock_conn_alive(cap, &ref));
