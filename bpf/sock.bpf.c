@@ -641,13 +641,40 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	if (to == CONN_OPEN && action != QTAP_TGID_ALLOW)
 		ev.flags |= QTAP_CONN_F_UNDECIDED;
 	st->action = action;
-	if (to == CONN_SKIPPED)
-		st->verdict = (__u64)gen << 32 | ev.tgid;
+	st->verdict = (__u64)gen << 32 | ev.tgid;
 	if (__sync_val_compare_and_swap(&st->state, CONN_PENDING, to) != CONN_PENDING)
 		return st->state;
 	if (to == CONN_OPEN)
 		emit(&ev, sizeof(ev));
 	return to;
+}
+
+/* Whether the OPEN connection st is still traced for the calls of process
+ * tgid: false when the filters now leave that process out (a reload's new
+ * filters, an exec into a left-out program that kept the socket, a socket
+ * handed to one, a process classified since the connection was decided
+ * without it): from this call on st is SKIPPED, its CLOSE written, and it
+ * is decided again when a process the filters allow uses it.  Looked up
+ * only when the filter_gen counter or the process changed since it was
+ * last found traced (on every architecture: a look that misses a change
+ * by a moment leaves the connection traced until the next call). */
+static __always_inline bool open_wanted(struct conn_state *st, __u32 tgid)
+{
+	__u32 gen = filter_gen_read();
+	__u64 verdict = (__u64)gen << 32 | tgid;
+
+	if (st->verdict == verdict)
+		return true;
+	if (tgid_action(tgid) != QTAP_TGID_IGNORE) {
+		st->verdict = verdict;
+		return true;
+	}
+	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_SKIPPED) == CONN_OPEN) {
+		st->action = QTAP_TGID_IGNORE;
+		st->verdict = verdict;
+		conn_close(st, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
+	}
+	return false;
 }
 
 /* An OPEN connection learned in the middle, whose direction the programs
@@ -1014,6 +1041,8 @@ static __always_inline int sock_call(struct bpf_raw_tracepoint_args *ctx, __u8 d
 		return 0;
 	if (ret <= 0 && state == CONN_OPEN)
 		return 0;	/* nothing moved (EAGAIN, EOF) */
+	if (state == CONN_OPEN && !open_wanted(st, task->tgid))
+		return 0;
 	if (state == CONN_CLOSED || state == CONN_RENEWING)
 		return 0;
 	if (state == CONN_SKIPPED) {
@@ -1404,7 +1433,7 @@ static __always_inline int tls_return_run(struct pt_regs *ctx, long ret)
 			__sync_fetch_and_add(untied, 1);	/* see count_lost_n() */
 		return 0;
 	}
-	if (st->state != CONN_OPEN)
+	if (st->state != CONN_OPEN || !open_wanted(st, ck.tgid))
 		return 0;	/* left out by the filters, or over */
 	if (st->tls_ctx != c.ctx)
 		st->tls_ctx = c.ctx;

@@ -96,10 +96,14 @@
 /* A new socket took the socket's address before its end was seen (the
  * kernel skipped the program that sees it): the connection ends there. */
 #define QTAP_CLOSE_F_REUSED (1u << 1)
-/* A connection learned in the middle (QTAP_DIR_UNKNOWN) that the agent
- * found the filters leave out (struct qtap_learned): the programs write
- * nothing more of it.  The socket itself may live on. */
+/* The programs write nothing more of the connection, whose socket may
+ * live on: the filters leave it out.  One learned in the middle
+ * (QTAP_DIR_UNKNOWN) that the agent found left out (struct qtap_learned),
+ * or, with QTAP_CLOSE_F_FILTERED, one used by a process the filters now
+ * leave out (a reload's new filters, an exec into a left-out program that
+ * kept the socket, a socket handed to one). */
 #define QTAP_CLOSE_F_SKIPPED (1u << 2)
+#define QTAP_CLOSE_F_FILTERED (1u << 3)
 
 /* struct conn_state.state */
 #define CONN_PENDING 0	/* not reported yet: its process or its handshake to come */
@@ -125,7 +129,8 @@ struct conn_state {
 	__u64 tls_ctx;		/* the SSL * or session tied to it; 0: none yet */
 	__u64 state;		/* CONN_* (64 bits for compare-and-swap) */
 	/* SKIPPED: the filter_gen counter << 32 | the tgid it was last found
-	 * left out for, in one word (written whole, read whole); 0: none. */
+	 * left out for, in one word (written whole, read whole); OPEN: the
+	 * same for the process it was last found traced for; 0: none. */
 	__u64 verdict;
 	__u32 action;		/* SKIPPED: the tgid_filter value it was decided under */
 	__u32 tgid;		/* its process; 0 until known */

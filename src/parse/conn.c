@@ -79,6 +79,7 @@ enum close_reason {
 	CLOSE_IDLE,
 	CLOSE_RECONNECTED,
 	CLOSE_SOCKET_REUSED,
+	CLOSE_FILTERED,
 	CLOSE_AGENT_STOP,
 };
 
@@ -88,6 +89,7 @@ static const char *const close_reason_names[] = {
 	[CLOSE_IDLE] = "idle_timeout",
 	[CLOSE_RECONNECTED] = "reconnected",
 	[CLOSE_SOCKET_REUSED] = "socket_reused",
+	[CLOSE_FILTERED] = "filtered",
 	[CLOSE_AGENT_STOP] = "agent_stop",
 };
 
@@ -1369,6 +1371,8 @@ static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_c
 		why = CLOSE_RECONNECTED;
 	else if (e->flags & QTAP_CLOSE_F_REUSED)
 		why = CLOSE_SOCKET_REUSED;
+	else if (e->flags & QTAP_CLOSE_F_FILTERED)
+		why = CLOSE_FILTERED;
 	if (!c->ignored)
 		conn_bytes_sync(c, e->bytes_sent, e->bytes_recv);
 	conn_finish(t, c, why, e->hdr.timestamp_ns);

@@ -328,6 +328,35 @@ static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 	return wait_close_of(tgid, fd, lport, rport, out, max, true);
 }
 
+/* The id of the first connection (tgid, fd) with these ports other than
+ * skip, once one came (at most 3 s); 0 when none. */
+static uint64_t wait_find(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  uint64_t skip)
+{
+	uint64_t id = 0;
+	int waited;
+
+	for (waited = 0; waited < 3000 && !(id = conn_find(tgid, fd, lport, rport, skip));
+	     waited += 10)
+		sleep_ms(10);
+	return id;
+}
+
+/* The events of connection id in out once its CLOSE came (at most 3 s). */
+static size_t wait_id_closed(uint64_t id, struct rec_event *out, size_t max)
+{
+	size_t n = 0;
+	int waited;
+
+	for (waited = 0; waited < 3000; waited += 10) {
+		n = id_events(id, out, max);
+		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE)
+			break;
+		sleep_ms(10);
+	}
+	return n;
+}
+
 /* Before asserting that something did not come: long enough for every
  * reader to have drained its rings (they look every 25 ms). */
 static void settle(void)
@@ -971,13 +1000,15 @@ END_TEST
 /* One opened before the capture, on a side the direction filter leaves
  * out: learned on its first data like any other, then left out once the
  * agent has found its direction (a CLOSE marked skipped, and nothing
- * after), not learned again at every call; the side kept is whole.  Once
- * its process's filter entry changes (left out by name, then on an
- * allow-list, every direction), its next call makes it a new connection,
- * whose totals start there. */
+ * after), not learned again at every call.  Once its process's filter
+ * entry changes (left out by name, then on an allow-list, every
+ * direction), its next call makes it a new connection, whose totals start
+ * there; the side kept is whole until its process is left out by name
+ * (its CLOSE marked filtered), and made new too on the allow-list. */
 START_TEST(test_preexisting_filtered)
 {
-	struct side client = { 0 }, server = { 0 }, again = { 0 };
+	struct side client = { 0 }, server = { 0 }, again = { 0 }, left = { 0 };
+	struct side server_again = { 0 };
 	char text[4608];
 	struct capture *cap;
 	struct pair p;
@@ -995,22 +1026,30 @@ START_TEST(test_preexisting_filtered)
 	conf_exe(text, sizeof(text), false, "direction = \"ingress\";", "");
 	reconfigure(cap, conf_of(text));
 	settle();
-	exchange(&p, &client, &server);
+	exchange(&p, &client, &left);
 	conf_self(text, sizeof(text), "");
 	reconfigure(cap, conf_of(text));
 	settle();
-	exchange(&p, &again, &server);
+	exchange(&p, &again, &server_again);
 	close(p.cfd);
 	close(p.sfd);
 	close(p.lfd);
+	/* the server's side: traced until the process was left out, and
+	 * again once it was allowed again, seen from the middle */
 	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
 	check_side(evs, n, QTAP_DIR_UNKNOWN, &p.srv, p.srv.port, p.cport, &server,
 		   QTAP_CONN_F_PREEXISTING);
+	ck_assert_uint_eq(evs[n - 1].cflags, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
+	id = wait_find(getpid(), p.sfd, p.srv.port, p.cport, evs[0].conn_id);
+	ck_assert_uint_ne(id, 0);
+	n = wait_id_closed(id, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &server_again,
+		   QTAP_CONN_F_PREEXISTING);
 	ck_assert_uint_eq(evs[n - 1].cflags, 0);
 	settle();
-	/* one OPEN on each side (the server's has the client's port too),
-	 * and the client's made new */
-	ck_assert_uint_eq(count_port(p.cport), 3);
+	/* two OPENs on each side (the server's have the client's port too):
+	 * the client's made new by each change */
+	ck_assert_uint_eq(count_port(p.cport), 4);
 	id = conn_find(getpid(), p.cfd, p.cport, p.srv.port, 0);
 	n = id_events(id, evs, MAXEV);
 	ck_assert_uint_ge(n, 2);
@@ -2584,6 +2623,62 @@ START_TEST(test_allow_list)
 }
 END_TEST
 
+/* A connection traced while its process was allowed, after a reload that
+ * leaves the process out: the process's next call on each side writes the
+ * side's CLOSE (left out by the filters) with its totals so far, and
+ * nothing more of it is written; after a reload that allows the process
+ * again, both sides are reported again, seen from the middle, with the
+ * bytes from then on. */
+START_TEST(test_filtered_after_open)
+{
+	struct side client = { 0 }, server = { 0 }, left_c = { 0 }, left_s = { 0 };
+	struct side again_c = { 0 }, again_s = { 0 };
+	uint64_t cid, sid;
+	char text[8192];
+	struct capture *cap;
+	struct pair p;
+	size_t n;
+
+	conf_self(text, sizeof(text), "");
+	cap = start_text(text);
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	settle();
+	conf_exe(text, sizeof(text), false, "", "");
+	reconfigure(cap, conf_of(text));
+	exchange(&p, &left_c, &left_s);
+	n = wait_closed(getpid(), p.cfd, p.cport, p.srv.port, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
+	ck_assert_uint_eq(evs[n - 1].cflags, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
+	cid = evs[0].conn_id;
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &server, 0);
+	ck_assert_uint_eq(evs[n - 1].cflags, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
+	sid = evs[0].conn_id;
+	settle();
+	ck_assert_uint_eq(conn_find(getpid(), p.cfd, p.cport, p.srv.port, cid), 0);
+	ck_assert_uint_eq(conn_find(getpid(), p.sfd, p.srv.port, p.cport, sid), 0);
+
+	conf_self(text, sizeof(text), "");
+	reconfigure(cap, conf_of(text));
+	exchange(&p, &again_c, &again_s);
+	close(p.cfd);
+	close(p.sfd);
+	close(p.lfd);
+	cid = wait_find(getpid(), p.cfd, p.cport, p.srv.port, cid);
+	ck_assert_uint_ne(cid, 0);
+	n = wait_id_closed(cid, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &again_c,
+		   QTAP_CONN_F_PREEXISTING);
+	sid = wait_find(getpid(), p.sfd, p.srv.port, p.cport, sid);
+	ck_assert_uint_ne(sid, 0);
+	n = wait_id_closed(sid, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &again_s,
+		   QTAP_CONN_F_PREEXISTING);
+	finish(&cap);
+}
+END_TEST
+
 static Suite *sock_suite(void)
 {
 	Suite *s = suite_create("sock");
@@ -2615,6 +2710,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_stage_order);
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
+	tcase_add_test(tc, test_filtered_after_open);
 	tcase_add_test(tc, test_sendfile_peek_accept4);
 	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);

@@ -1614,6 +1614,11 @@ static void report_run(void)
 	mk_close(&r, 74, 1, 100, 0, 0, T0 + MS);
 	r.u.close.flags = QTAP_CLOSE_F_REUSED;
 	feed(t, &r, T0);
+	mk_open(&r, 75, 100, QTAP_DIR_INGRESS, "10.2.0.5", 40003, 80, T0);
+	feed(t, &r, T0);
+	mk_close(&r, 75, 1, 100, 0, 0, T0 + MS);
+	r.u.close.flags = QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED;
+	feed(t, &r, T0);
 	conn_tracker_free(&t, T0 + 3 * MS);
 }
 
@@ -1656,6 +1661,9 @@ START_TEST(test_report)
 		      "%s", text);
 	ck_assert_msg(strstr(text, "\"connId\":\"74\"") &&
 		      strstr(strstr(text, "\"connId\":\"74\""), "\"closeReason\":\"socket_reused\""),
+		      "%s", text);
+	ck_assert_msg(strstr(text, "\"connId\":\"75\"") &&
+		      strstr(strstr(text, "\"connId\":\"75\""), "\"closeReason\":\"filtered\""),
 		      "%s", text);
 	/* not at info level */
 	text = capture_stderr(report_run);
