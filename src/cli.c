@@ -66,8 +66,8 @@ const struct cli_option cli_options[] = {
 	  "decision taken (for a process, track or forget; for a connection, its "
 	  "protocol, undecided until its first bytes). FILTER is a comma-separated "
 	  "list of modules (process, syscall, openssl, gnutls, or all) and "
-	  "optional exe=NAME terms that keep only events of executables whose name "
-	  "or path contains NAME. "
+	  "optional exe=NAME terms (at most 16) that keep only events of "
+	  "executables whose name or path contains NAME. "
 	  "The openssl and gnutls lines give each TLS read or write with its fd, "
 	  "connection, protocol decision and the first line of its plaintext when "
 	  "it is an HTTP/1 request or status line (a query string shows as ?...) "
@@ -246,7 +246,7 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 			break;
 		case OPT_BPF_TRACE:
 			if (capture_trace_parse(optarg, NULL)) {
-				snprintf(err, errlen, "--bpf-trace: \"%s\" is not a list of modules (all, process, syscall, openssl, gnutls) and exe=NAME terms", optarg);
+				snprintf(err, errlen, "--bpf-trace: \"%s\" is not a list of modules (all, process, syscall, openssl, gnutls) and at most 16 exe=NAME terms", optarg);
 				return -EINVAL;
 			}
 			a.bpf_trace = optarg;
@@ -272,6 +272,15 @@ int cli_parse(int argc, char **argv, struct cli_args *ret, char *err, size_t err
 			snprintf(err, errlen, "option %s needs an argument", argv[optind - 1]);
 			return -EINVAL;
 		default:
+			/* a known one: a long one given an argument it does
+			 * not take (--help=x) */
+			for (size_t i = 0; optopt && i < cli_n_options; i++) {
+				if (opt_codes[i] == optopt) {
+					snprintf(err, errlen, "option --%s takes no argument",
+						 cli_options[i].long_name);
+					return -EINVAL;
+				}
+			}
 			/* a short one may sit inside a cluster (-xV), where
 			 * optind has not moved past it: its letter; a long
 			 * one, the word */

@@ -93,6 +93,11 @@ START_TEST(test_errors)
 	ck_assert_str_eq(err, "unknown option -x");
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "-Vx", NULL), -EINVAL);
 	ck_assert_str_eq(err, "unknown option -x");
+	/* a long one given an argument it does not take: named whole */
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "--help=x", NULL), -EINVAL);
+	ck_assert_str_eq(err, "option --help takes no argument");
+	ck_assert_int_eq(parse(&a, err, sizeof(err), "--version=1", NULL), -EINVAL);
+	ck_assert_str_eq(err, "option --version takes no argument");
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "--config", NULL), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "needs an argument"));
 	ck_assert_int_eq(parse(&a, err, sizeof(err), "stray", NULL), -EINVAL);

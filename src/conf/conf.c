@@ -465,6 +465,10 @@ static void syntax_error(config_t *cfg, const char *name, const struct conf_src 
 
 /* How deep includes may nest: deeper is taken for a loop. */
 #define CONF_INCLUDE_DEPTH 10
+/* How large a configuration may be, its includes read in: a file, or
+ * files that include others many times over, past this are refused rather
+ * than read into memory. */
+#define CONF_SOURCE_MAX (16u << 20)
 
 struct conf_src_line {
 	size_t file;		/* index in files */
@@ -558,9 +562,90 @@ static int include_name(const char *path, const char *p, char *out, size_t n)
 	return 0;
 }
 
-/* Appends the lines of f, the file path, to src, each @include line
- * replaced by the file it names (depth: how many includes led here):
- * 0, or -errno with err filled. */
+/* Opens path, a configuration file or one it includes: NULL, with err
+ * filled and errno set, when it cannot be opened, or is a folder, a device
+ * or a socket (a pipe is read), or larger than CONF_SOURCE_MAX. */
+static FILE *src_open(const char *path, const char *from, int from_line,
+		      struct conf_error *err)
+{
+	FILE *f = fopen(path, "r");
+	const char *file = from ? from : path, *why;
+	char what[4200] = "", big[40];
+	struct stat st;
+	int e;
+
+	if (from)
+		snprintf(what, sizeof(what), " include file %s", path);
+	if (!f) {
+		e = errno;
+		error_printf(err, file, from_line, "", "cannot open%s: %s", what, strerror(e));
+		errno = e;
+		return NULL;
+	}
+	if (fstat(fileno(f), &st))
+		return f;	/* (read as it comes) */
+	if (S_ISDIR(st.st_mode)) {
+		e = EISDIR;
+		why = strerror(e);
+	} else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode)) {
+		e = EINVAL;
+		why = "not a regular file";
+	} else if (S_ISREG(st.st_mode) && st.st_size > (off_t)CONF_SOURCE_MAX) {
+		e = EFBIG;
+		snprintf(big, sizeof(big), "larger than %u MiB", CONF_SOURCE_MAX >> 20);
+		why = big;
+	} else {
+		return f;
+	}
+	fclose(f);
+	error_printf(err, file, from_line, "", "cannot open%s: %s", what, why);
+	errno = e;
+	return NULL;
+}
+
+/* Where a line leaves the scanner of libconfig: in its code, inside a
+ * slash-star comment, or inside a string (either may span lines). */
+enum src_state { SRC_CODE, SRC_COMMENT, SRC_STRING };
+
+/* The state after the len bytes at p, st the state before them. */
+static enum src_state src_scan(const char *p, size_t len, enum src_state st)
+{
+	const char *end = p + len;
+
+	while (p < end) {
+		switch (st) {
+		case SRC_COMMENT:
+			if (p + 1 < end && p[0] == '*' && p[1] == '/') {
+				st = SRC_CODE;
+				p++;
+			}
+			break;
+		case SRC_STRING:
+			if (*p == '\\')
+				p++;	/* (an escaped character) */
+			else if (*p == '"')
+				st = SRC_CODE;
+			break;
+		case SRC_CODE:
+			if (*p == '#' || (p + 1 < end && p[0] == '/' && p[1] == '/'))
+				return st;	/* the rest of the line */
+			if (p + 1 < end && p[0] == '/' && p[1] == '*') {
+				st = SRC_COMMENT;
+				p++;
+			} else if (*p == '"') {
+				st = SRC_STRING;
+			}
+			break;
+		}
+		p++;
+	}
+	return st;
+}
+
+/* Appends the lines of f, the file path, to src, each @include line (one
+ * that starts in libconfig's code, not in a comment or a string) replaced
+ * by the file it names (depth: how many includes led here): 0, or -errno
+ * with err filled. */
 static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 		    struct conf_error *err)
 {
@@ -568,6 +653,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 	size_t cap = 0, file;
 	ssize_t len;
 	int n = 0, rc = 0;
+	enum src_state state = SRC_CODE;
 	char **files = realloc(src->files, (src->n_files + 1) * sizeof(*files));
 
 	if (!files)
@@ -582,8 +668,22 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 		FILE *g;
 
 		n++;
-		if (strncmp(p, "@include", strlen("@include"))) {
+		if (memchr(line, '\0', (size_t)len)) {
+			/* libconfig would stop reading there, silently */
+			error_printf(err, path, n, "", "a NUL byte in the file");
+			rc = -EINVAL;
+			break;
+		}
+		if (state != SRC_CODE || strncmp(p, "@include", strlen("@include"))) {
+			if (src->text.len + (size_t)len > CONF_SOURCE_MAX) {
+				error_printf(err, path, n, "",
+					     "configuration larger than %u MiB with its includes",
+					     CONF_SOURCE_MAX >> 20);
+				rc = -EFBIG;
+				break;
+			}
 			len -= len && line[len - 1] == '\n';
+			state = src_scan(line, (size_t)len, state);
 			rc = src_add_line(src, file, n, line, (size_t)len);
 			if (rc)
 				error_printf(err, path, n, "", "out of memory");
@@ -597,10 +697,8 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 				     "@include nested more than %d deep (a file that includes itself?)",
 				     CONF_INCLUDE_DEPTH);
 			rc = -EINVAL;
-		} else if (!(g = fopen(inc, "r"))) {
+		} else if (!(g = src_open(inc, path, n, err))) {
 			rc = -errno;
-			error_printf(err, path, n, "", "cannot open include file %s: %s", inc,
-				     strerror(-rc));
 		} else {
 			rc = src_read(src, inc, g, depth + 1, err);
 			fclose(g);
@@ -619,7 +717,6 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 	struct conf_src src = { BUF_INIT, NULL, 0, 0, NULL, 0 };
 	struct qtap_conf *conf = NULL;
 	struct conf_error local;
-	struct stat st;
 	config_t cfg;
 	FILE *f;
 	int e = EINVAL, rc;
@@ -627,17 +724,11 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 	if (!err)
 		err = &local;
 	memset(err, 0, sizeof(*err));
-	f = fopen(path, "r");
+	/* (A folder opens, and would read as an empty, valid file.) */
+	f = src_open(path, NULL, 0, err);
 	if (!f) {
 		e = errno;
-		error_printf(err, path, 0, "", "cannot open: %s", strerror(e));
 		goto out;
-	}
-	/* A folder opens, and reads as an empty (valid) file. */
-	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-		e = EISDIR;
-		error_printf(err, path, 0, "", "cannot open: %s", strerror(e));
-		goto out_close;
 	}
 	/* Includes are read here, not by libconfig, whose folder for them
 	 * (1.5) is one for all, put before absolute names too: a relative
@@ -734,14 +825,16 @@ void conf_free(struct qtap_conf **pconf)
 /* Whether host (len bytes, no port) matches domain. */
 static bool domain_match(const char *domain, const char *host, size_t len)
 {
-	size_t dlen;
+	size_t dlen = strlen(domain);
 
+	/* a final dot (a fully qualified name) as the host's is dropped */
+	if (dlen > 1 && domain[dlen - 1] == '.')
+		dlen--;
 	if (domain[0] == '*') {
 		/* "*.example.com": some non-empty label(s), then ".example.com". */
-		dlen = strlen(domain + 1);
+		dlen--;
 		return len > dlen && !strncasecmp(host + len - dlen, domain + 1, dlen);
 	}
-	dlen = strlen(domain);
 	return len == dlen && !strncasecmp(host, domain, len);
 }
 

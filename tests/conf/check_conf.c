@@ -650,6 +650,91 @@ START_TEST(test_include_paths)
 }
 END_TEST
 
+/* What libconfig itself reads past: an @include line inside a comment or
+ * a string is left to it (not read); a NUL byte, after which libconfig
+ * would silently read nothing more, is refused; so are a device and a
+ * configuration that, its includes read in, passes 16 MiB. */
+START_TEST(test_source_hostile)
+{
+	static const char nul[] = "\0tap = { direction = \"sideways\"; };\n";
+	char dir[] = "/tmp/check_conf_src.XXXXXX", path[512], text[1024], msg[1100];
+	struct conf_error err;
+	struct qtap_conf *conf;
+	FILE *f;
+	int i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/qtap.conf", dir);
+	write_file(dir, "qtap.conf", "/*\n@include \"gone.conf\"\n*/\n"
+		   "metrics = { series_limit = 77; }; /* a\n b */ tap = { direction =\n"
+		   "\"egress\"; }; # /*\n"
+		   "stacks = { s = { plugins = ( { type = \"http_capture\"; config = {\n"
+		   "  level = \"full\"; }; } ); }; }; // \"\n"
+		   "@include \"inc.conf\"\n");
+	write_file(dir, "inc.conf", "capture = { workers = 3; };\n");
+	conf = conf_load(path, &err);
+	conf_error_format(&err, msg, sizeof(msg));
+	ck_assert_msg(conf != NULL, "%s", msg);
+	ck_assert_uint_eq(conf->metrics.series_limit, 77);
+	ck_assert_int_eq(conf->tap.direction, CONF_DIRECTION_EGRESS);
+	ck_assert_uint_eq(conf->capture.workers, 3);
+	conf_free(&conf);
+	/* an @include line inside a string spanning lines is the string's */
+	write_file(dir, "qtap.conf", "stacks = { s = { plugins = ( { type = \"http_capture\"; "
+		   "config = { level = \"full\n@include \\\"gone.conf\"; }; } ); }; };\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_msg(strstr(err.msg, "invalid value"), "%s", err.msg);
+	/* (after a comment that ends, includes are read again) */
+	write_file(dir, "qtap.conf", "/* x */\n@include \"gone.conf\"\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_msg(strstr(err.msg, "cannot open include file"), "%s", err.msg);
+
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("metrics = { series_limit = 77; };\n", f);
+	fwrite(nul, 1, sizeof(nul) - 1, f);
+	fclose(f);
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_int_eq(errno, EINVAL);
+	conf_error_format(&err, msg, sizeof(msg));
+	snprintf(text, sizeof(text), "%s:2: a NUL byte in the file", path);
+	ck_assert_str_eq(msg, text);
+
+	ck_assert_ptr_null(conf_load("/dev/zero", &err));
+	ck_assert_int_eq(errno, EINVAL);
+	conf_error_format(&err, msg, sizeof(msg));
+	ck_assert_str_eq(msg, "/dev/zero: cannot open: not a regular file");
+	write_file(dir, "qtap.conf", "# x\n@include \"/dev/zero\"\n");
+	ck_assert_ptr_null(conf_load(path, &err));
+	conf_error_format(&err, msg, sizeof(msg));
+	snprintf(text, sizeof(text), "%s:2: cannot open include file /dev/zero: not a regular file",
+		 path);
+	ck_assert_str_eq(msg, text);
+
+	/* a file of 1 MiB of comments, included 17 times */
+	snprintf(text, sizeof(text), "%s/big.conf", dir);
+	f = fopen(text, "w");
+	ck_assert_ptr_nonnull(f);
+	for (i = 0; i < 16384; i++)
+		fprintf(f, "#%062d\n", 0);
+	fclose(f);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (i = 0; i < 17; i++)
+		fputs("@include \"big.conf\"\n", f);
+	fclose(f);
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_msg(strstr(err.msg, "configuration larger than 16 MiB with its includes"), "%s",
+		      err.msg);
+	snprintf(text, sizeof(text), "%s/big.conf", dir);
+	ck_assert_str_eq(err.file, text);
+
+	snprintf(msg, sizeof(msg), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(msg), 0);
+}
+END_TEST
+
 START_TEST(test_error_missing_file)
 {
 	struct conf_error err;
@@ -709,6 +794,19 @@ START_TEST(test_stack_for_host)
 		       "  { domain = \"x.org\"; http = { stack = \"a\"; }; }\n); };\n");
 	ck_assert_ptr_eq(conf_stack_for_host(conf, "x.org"), &conf->stacks[0]);
 	ck_assert_ptr_null(conf_stack_for_host(conf, "y.org"));
+	conf_free(&conf);
+
+	/* A domain written fully qualified (a final dot) matches as the
+	 * host does, with or without one. */
+	conf = load_ok("stacks = { a = { }; b = { }; };\ntap = { endpoints = (\n"
+		       "  { domain = \"x.org.\"; http = { stack = \"a\"; }; },\n"
+		       "  { domain = \"*.y.org.\"; http = { stack = \"b\"; }; }\n); };\n");
+	ck_assert_ptr_eq(conf_stack_for_host(conf, "x.org"), &conf->stacks[0]);
+	ck_assert_ptr_eq(conf_stack_for_host(conf, "X.org."), &conf->stacks[0]);
+	ck_assert_ptr_eq(conf_stack_for_host(conf, "w.y.org"), &conf->stacks[1]);
+	ck_assert_ptr_eq(conf_stack_for_host(conf, "w.y.org.:443"), &conf->stacks[1]);
+	ck_assert_ptr_null(conf_stack_for_host(conf, "y.org"));
+	ck_assert_ptr_null(conf_stack_for_host(conf, "x.org.x"));
 	conf_free(&conf);
 }
 END_TEST
@@ -1022,6 +1120,7 @@ static Suite *conf_suite(void)
 	ADD(test_error_syntax);
 	ADD(test_error_in_include);
 	ADD(test_include_paths);
+	ADD(test_source_hostile);
 	ADD(test_error_missing_file);
 	ADD(test_error_format);
 	ADD(test_stack_for_host);
