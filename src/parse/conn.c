@@ -1555,9 +1555,12 @@ static int conn_defer(struct conn_tracker *t, struct conn *c, const void *rec, s
 	full = c->n_pend >= CONN_REORDER_MAX_EVENTS || c->pend_bytes + keep > max_bytes;
 	/* In hand and before all that wait (the one they wait for, or one
 	 * after it with the buffer full): applied, with the numbers before it
-	 * given up, not it with them. */
-	if (c->n_pend && !c->awaiting && seq >= c->next_seq && seq < c->pend[0].seq &&
+	 * given up, not it with them.  An OPEN in hand that would wait for its
+	 * process's image finds no room to wait with the buffer full: it is
+	 * judged by what is known now. */
+	if (c->n_pend && (!c->awaiting || full) && seq >= c->next_seq && seq < c->pend[0].seq &&
 	    (seq == c->next_seq || full)) {
+		c->awaiting = false;
 		conn_give_up(t, c, seq, now);
 		if (conn_apply(t, c, rec, size, now))
 			conn_drain(t, c, now);
