@@ -23,10 +23,12 @@
  * Connections are kept in the conns hash map keyed by the struct sock.  One
  * first seen on data (open before the agent) is learned then, with an OPEN
  * of unknown direction.  Filters (sock_config, tgid_filter) are applied
- * once, when the connection is reported; a connection they leave out stays
- * in the map as SKIPPED, so its later calls cost one lookup and a look at
- * the filter_gen counter (exec_gen.bpf.h), and is decided again if the
- * process's filter entry changes.
+ * when the connection is reported; a connection they leave out stays in
+ * the map as SKIPPED, so its later calls cost one lookup and a look at the
+ * filter_gen counter (exec_gen.bpf.h), and is decided again if the
+ * process's filter entry changes.  A traced one is looked at again the
+ * same way (open_wanted()): one whose process the filters come to leave
+ * out becomes SKIPPED.
  *
  * Events go into one BPF ring buffer per CPU (events, an array of maps
  * filled by the agent before attach); a reader is woken only by the write
@@ -649,31 +651,42 @@ static __always_inline __u32 conn_decide(__u64 key, struct sock *sk, struct conn
 	return to;
 }
 
-/* Whether the OPEN connection st is still traced for the calls of process
- * tgid: false when the filters now leave that process out (a reload's new
+/* Whether the call of process tgid on the OPEN connection st is traced:
+ * false when the filters now leave that process out (a reload's new
  * filters, an exec into a left-out program that kept the socket, a socket
  * handed to one, a process classified since the connection was decided
- * without it): from this call on st is SKIPPED, its CLOSE written, and it
- * is decided again when a process the filters allow uses it.  Looked up
- * only when the filter_gen counter or the process changed since it was
- * last found traced (on every architecture: a look that misses a change
- * by a moment leaves the connection traced until the next call). */
+ * without it).  The connection's own process left out: from this call on
+ * st is SKIPPED, its CLOSE written (marked filtered), and it is decided
+ * again when a process the filters allow uses it.  Another process left
+ * out, sharing the socket: its calls alone are left out, the connection
+ * goes on.  On x86 the entries are looked at only when the filter_gen
+ * counter or the process changed since the connection was last found
+ * traced for it (elsewhere on every call: see CONN_SKIPPED in sock_call()
+ * for the order of the loads). */
 static __always_inline bool open_wanted(struct conn_state *st, __u32 tgid)
 {
 	__u32 gen = filter_gen_read();
 	__u64 verdict = (__u64)gen << 32 | tgid;
 
+#ifdef __TARGET_ARCH_x86
 	if (st->verdict == verdict)
 		return true;
+#endif
 	if (tgid_action(tgid) != QTAP_TGID_IGNORE) {
-		st->verdict = verdict;
+		if (st->verdict != verdict)
+			st->verdict = verdict;
 		return true;
 	}
-	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_SKIPPED) == CONN_OPEN) {
-		st->action = QTAP_TGID_IGNORE;
-		st->verdict = verdict;
-		conn_close(st, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
-	}
+	if (tgid != st->tgid)
+		return false;
+	/* RENEWING while its CLOSE is written: the calls of other CPUs
+	 * meanwhile are left out, and none renews it under this one. */
+	if (__sync_val_compare_and_swap(&st->state, CONN_OPEN, CONN_RENEWING) != CONN_OPEN)
+		return false;
+	conn_close(st, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
+	st->action = QTAP_TGID_IGNORE;
+	st->verdict = verdict;
+	__sync_lock_test_and_set(&st->state, CONN_SKIPPED);
 	return false;
 }
 

@@ -99,9 +99,8 @@
 /* The programs write nothing more of the connection, whose socket may
  * live on: the filters leave it out.  One learned in the middle
  * (QTAP_DIR_UNKNOWN) that the agent found left out (struct qtap_learned),
- * or, with QTAP_CLOSE_F_FILTERED, one used by a process the filters now
- * leave out (a reload's new filters, an exec into a left-out program that
- * kept the socket, a socket handed to one). */
+ * or, with QTAP_CLOSE_F_FILTERED, one whose own process the filters now
+ * leave out (a reload's new filters, an exec into a left-out program). */
 #define QTAP_CLOSE_F_SKIPPED (1u << 2)
 #define QTAP_CLOSE_F_FILTERED (1u << 3)
 

@@ -2679,6 +2679,65 @@ START_TEST(test_filtered_after_open)
 }
 END_TEST
 
+/* A traced connection whose socket a left-out program shares (a child
+ * that kept it across its exec): the child's calls are left out alone,
+ * its bytes in no event and no total; the connection goes on, traced, and
+ * ends with its own close. */
+START_TEST(test_filtered_sharer)
+{
+	struct side client = { 0 }, server = { 0 };
+	int in[2], status, waited;
+	char buf[16], cmd[64];
+	struct capture *cap;
+	bool seen = false;
+	struct pair p;
+	pid_t child;
+	size_t n, i;
+
+	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
+			 "custom = ( { exe = \"/bash\"; strategy = \"suffix\"; } ); }; };");
+	pair_open(AF_INET, &p);
+	exchange(&p, &client, &server);
+	snprintf(cmd, sizeof(cmd), "read x; printf hello >&%d", p.cfd);
+	ck_assert_int_eq(pipe(in), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		dup2(in[0], 0);
+		close(in[1]);
+		execl("/bin/bash", "bash", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	/* its filter entry is written before the exec event is handed over */
+	for (waited = 0; waited < 3000 && !seen; waited += 10) {
+		pthread_mutex_lock(&rec.lock);
+		for (i = 0; i < rec.n_exec; i++)
+			seen = seen || rec.exec_seen[i] == (unsigned)child;
+		pthread_mutex_unlock(&rec.lock);
+		if (!seen)
+			sleep_ms(10);
+	}
+	ck_assert_msg(seen, "no exec event for the child");
+	ck_assert_int_eq(write(in[1], "\n", 1), 1);
+	close(in[1]);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	server.calls += read_exact(p.sfd, buf, 5);
+	ck_assert(!memcmp(buf, "hello", 5));
+	server.recv += 5;
+	exchange(&p, &client, &server);
+	n = pair_close_wait(&p);
+	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &client, 0);
+	ck_assert_uint_eq(evs[n - 1].cflags, 0);
+	n = wait_closed(getpid(), p.sfd, p.srv.port, p.cport, evs, MAXEV);
+	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &server, 0);
+	settle();
+	ck_assert_uint_eq(count_tgid(child), 0);
+	finish(&cap);
+}
+END_TEST
+
 static Suite *sock_suite(void)
 {
 	Suite *s = suite_create("sock");
@@ -2711,6 +2770,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(tc, test_payload_classes);
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_filtered_after_open);
+	tcase_add_test(tc, test_filtered_sharer);
 	tcase_add_test(tc, test_sendfile_peek_accept4);
 	tcase_add_test(tc, test_reused_address);
 	tcase_add_test(tc, test_ring_full);
