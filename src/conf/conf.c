@@ -469,6 +469,9 @@ static void syntax_error(config_t *cfg, const char *name, const struct conf_src 
  * files that include others many times over, past this are refused rather
  * than read into memory. */
 #define CONF_SOURCE_MAX (16u << 20)
+/* How many files a configuration may include in all (an empty file
+ * included over and over adds no bytes, and each costs an open). */
+#define CONF_INCLUDE_MAX 1024
 
 struct conf_src_line {
 	size_t file;		/* index in files */
@@ -603,6 +606,38 @@ static FILE *src_open(const char *path, const char *from, int from_line,
 	return NULL;
 }
 
+/* One line of f, with its line end, into *line (of *cap bytes, grown as
+ * needed) while it is at most max bytes: its length, -1 at the end of the
+ * file (or on an error: ferror()), -2 when it is longer (a pipe that never
+ * ends a line is not read into memory). */
+static ssize_t src_getline(char **line, size_t *cap, FILE *f, size_t max)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF) {
+		if (len + 2 > *cap) {
+			size_t ncap = *cap ? 2 * *cap : 256;
+			char *p;
+
+			if (len + 1 > max)
+				return -2;
+			p = realloc(*line, ncap);
+			if (!p)
+				return -ENOMEM;
+			*line = p;
+			*cap = ncap;
+		}
+		(*line)[len++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	if (!len)
+		return -1;
+	(*line)[len] = '\0';
+	return (ssize_t)len;
+}
+
 /* Where a line leaves the scanner of libconfig: in its code, inside a
  * slash-star comment, or inside a string (either may span lines). */
 enum src_state { SRC_CODE, SRC_COMMENT, SRC_STRING };
@@ -644,16 +679,17 @@ static enum src_state src_scan(const char *p, size_t len, enum src_state st)
 
 /* Appends the lines of f, the file path, to src, each @include line (one
  * that starts in libconfig's code, not in a comment or a string) replaced
- * by the file it names (depth: how many includes led here): 0, or -errno
- * with err filled. */
+ * by the file it names (depth: how many includes led here); *state: where
+ * libconfig's scanner is, before and after (a comment or a string left
+ * open in a file goes on in the text after it).  0, or -errno with err
+ * filled. */
 static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
-		    struct conf_error *err)
+		    enum src_state *state, struct conf_error *err)
 {
 	char *line = NULL, inc[4096];
 	size_t cap = 0, file;
 	ssize_t len;
 	int n = 0, rc = 0;
-	enum src_state state = SRC_CODE;
 	char **files = realloc(src->files, (src->n_files + 1) * sizeof(*files));
 
 	if (!files)
@@ -663,7 +699,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 	if (!src->files[src->n_files])
 		return -ENOMEM;
 	file = src->n_files++;
-	while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+	while (!rc && (len = src_getline(&line, &cap, f, CONF_SOURCE_MAX)) >= 0) {
 		const char *p = line + strspn(line, " \t");
 		FILE *g;
 
@@ -674,7 +710,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 			rc = -EINVAL;
 			break;
 		}
-		if (state != SRC_CODE || strncmp(p, "@include", strlen("@include"))) {
+		if (*state != SRC_CODE || strncmp(p, "@include", strlen("@include"))) {
 			if (src->text.len + (size_t)len > CONF_SOURCE_MAX) {
 				error_printf(err, path, n, "",
 					     "configuration larger than %u MiB with its includes",
@@ -683,7 +719,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 				break;
 			}
 			len -= len && line[len - 1] == '\n';
-			state = src_scan(line, (size_t)len, state);
+			*state = src_scan(line, (size_t)len, *state);
 			rc = src_add_line(src, file, n, line, (size_t)len);
 			if (rc)
 				error_printf(err, path, n, "", "out of memory");
@@ -697,14 +733,26 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 				     "@include nested more than %d deep (a file that includes itself?)",
 				     CONF_INCLUDE_DEPTH);
 			rc = -EINVAL;
+		} else if (src->n_files > CONF_INCLUDE_MAX) {
+			error_printf(err, path, n, "", "more than %d files included",
+				     CONF_INCLUDE_MAX);
+			rc = -EINVAL;
 		} else if (!(g = src_open(inc, path, n, err))) {
 			rc = -errno;
 		} else {
-			rc = src_read(src, inc, g, depth + 1, err);
+			rc = src_read(src, inc, g, depth + 1, state, err);
 			fclose(g);
 		}
 	}
-	if (!rc && ferror(f)) {
+	if (!rc && len == -2) {
+		error_printf(err, path, n + 1, "",
+			     "configuration larger than %u MiB with its includes",
+			     CONF_SOURCE_MAX >> 20);
+		rc = -EFBIG;
+	} else if (!rc && len < -2) {
+		error_printf(err, path, n + 1, "", "out of memory");
+		rc = (int)len;
+	} else if (!rc && ferror(f)) {
 		rc = -EIO;
 		error_printf(err, path, 0, "", "cannot read: %s", strerror(errno ? errno : EIO));
 	}
@@ -716,6 +764,7 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 {
 	struct conf_src src = { BUF_INIT, NULL, 0, 0, NULL, 0 };
 	struct qtap_conf *conf = NULL;
+	enum src_state state = SRC_CODE;
 	struct conf_error local;
 	config_t cfg;
 	FILE *f;
@@ -733,7 +782,7 @@ struct qtap_conf *conf_load(const char *path, struct conf_error *err)
 	/* Includes are read here, not by libconfig, whose folder for them
 	 * (1.5) is one for all, put before absolute names too: a relative
 	 * name is taken from the including file's folder. */
-	rc = src_read(&src, path, f, 0, err);
+	rc = src_read(&src, path, f, 0, &state, err);
 	if (!rc && buf_append_char(&src.text, '\0')) {
 		rc = -ENOMEM;
 		error_printf(err, path, 0, "", "out of memory");

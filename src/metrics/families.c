@@ -186,7 +186,8 @@ const struct metric_def metric_defs[M__COUNT] = {
 	[M_SYSTEM_SERIES_OVERFLOW_TOTAL] = {
 		"qtap_system_series_overflow_total", METRIC_COUNTER, SYS, 0,
 		"Label sets folded into the __overflow__ series because their family was at its series "
-		"limit (each once while it is among the last 4096 of its family folded).",
+		"limit (each once while no other label set folded since has taken its place among 4096 "
+		"kept per family).",
 		1, { "family" }, PLAIN(1) },
 	[M_SYSTEM_SCRAPE_DURATION_SECONDS] = {
 		"qtap_system_scrape_duration_seconds", METRIC_GAUGE, SYS, 0,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <urcu.h>
 
 #include "conf/conf.h"
@@ -729,6 +730,54 @@ START_TEST(test_source_hostile)
 		      err.msg);
 	snprintf(text, sizeof(text), "%s/big.conf", dir);
 	ck_assert_str_eq(err.file, text);
+
+	/* empty files included over and over: counted, not only their bytes */
+	write_file(dir, "leaf.conf", "");
+	text[0] = '\0';
+	for (i = 0; i < 40; i++)
+		strcat(text, "@include \"leaf.conf\"\n");
+	write_file(dir, "mid.conf", text);
+	text[0] = '\0';
+	for (i = 0; i < 40; i++)
+		strcat(text, "@include \"mid.conf\"\n");
+	write_file(dir, "qtap.conf", text);
+	ck_assert_ptr_null(conf_load(path, &err));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(strstr(err.msg, "more than 1024 files included"), "%s", err.msg);
+
+	/* a comment left open at the end of an included file goes on after
+	 * it: an @include line there is the comment's */
+	write_file(dir, "open.conf", "metrics = { series_limit = 77; };\n/* begun here\n");
+	write_file(dir, "qtap.conf", "@include \"open.conf\"\n@include \"gone.conf\"\n*/\n");
+	conf = conf_load(path, &err);
+	conf_error_format(&err, msg, sizeof(msg));
+	ck_assert_msg(conf != NULL, "%s", msg);
+	ck_assert_uint_eq(conf->metrics.series_limit, 77);
+	conf_free(&conf);
+
+	/* a pipe that never ends its line is not read into memory */
+	snprintf(text, sizeof(text), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(text, 0600), 0);
+	{
+		pid_t child = fork();
+		int status;
+
+		ck_assert_int_ge(child, 0);
+		if (child == 0) {
+			static char chunk[65536];
+			FILE *w = fopen(text, "w");
+
+			memset(chunk, 'a', sizeof(chunk));
+			for (i = 0; w && i < 17 * 16 + 1; i++)
+				if (fwrite(chunk, 1, sizeof(chunk), w) != sizeof(chunk))
+					break;
+			_exit(0);
+		}
+		ck_assert_ptr_null(conf_load(text, &err));
+		ck_assert_int_eq(errno, EFBIG);
+		ck_assert_msg(strstr(err.msg, "larger than 16 MiB"), "%s", err.msg);
+		ck_assert_int_eq(waitpid(child, &status, 0), child);
+	}
 
 	snprintf(msg, sizeof(msg), "rm -rf '%s'", dir);
 	ck_assert_int_eq(system(msg), 0);
