@@ -153,6 +153,7 @@ struct conn {
 	uint64_t await_since;
 	uint32_t await_tgid, await_gen;
 	bool awaiting;
+	bool learned_told;		/* the kernel side was told its direction */
 	uint16_t family, lport, rport;
 	uint32_t netns;			/* its socket's network namespace; 0: unknown */
 	uint32_t ifindex;		/* the interface its socket is bound to; 0: none */
@@ -918,6 +919,7 @@ static void on_open(struct conn_tracker *t, struct conn *c, const struct qtap_co
 
 		op = "learned";
 		conn_learned_kernel(t, c, !keep);
+		c->learned_told = true;
 		if (!keep) {
 			/* its events dropped until its CLOSE */
 			c->ignored = true;
@@ -1375,6 +1377,11 @@ static void on_close(struct conn_tracker *t, struct conn *c, const struct qtap_c
 		why = CLOSE_FILTERED;
 	if (!c->ignored)
 		conn_bytes_sync(c, e->bytes_sent, e->bytes_recv);
+	/* The kernel side's entries of a learned connection that ended (its
+	 * word on it written after its socket was destroyed would stay for
+	 * good); not one left out, whose socket lives on SKIPPED. */
+	if (c->learned_told && !(e->flags & QTAP_CLOSE_F_SKIPPED))
+		conn_forget_kernel(t, c);
 	conn_finish(t, c, why, e->hdr.timestamp_ns);
 }
 

@@ -1073,6 +1073,18 @@ START_TEST(test_preexisting)
 		ck_assert_uint_eq(learned[i].direction, dir[i]);
 		ck_assert_int_eq(learned[i].skip, i >= 3 && i < 5);
 	}
+	/* A learned one's close takes the kernel side's entries of it back
+	 * (the agent's word, written after its socket was gone, would stay);
+	 * not a left-out one's, whose socket lives on. */
+	mk_close(&r, 58, 1, 4242, 0, 0, T0 + 2);
+	feed(t, &r, T0);
+	ck_assert_uint_eq(forgets, 1);
+	ck_assert_uint_eq(forgot_key[0], KEY(58));
+	ck_assert_uint_eq(forgot_id[0], 58);
+	mk_close(&r, 54, 1, 4242, 0, 0, T0 + 2);
+	r.u.close.flags = QTAP_CLOSE_F_SKIPPED;
+	feed(t, &r, T0);
+	ck_assert_uint_eq(forgets, 1);
 	conn_tracker_free(&t, T0 + MS);
 	/* the filtered ones were never counted */
 	ck_assert_uint_eq(conn_val(M_CONNECTION_CLOSE_TOTAL, "egress", "10.1.0.9", "5432"), 2);
