@@ -638,6 +638,15 @@ static ssize_t src_getline(char **line, size_t *cap, FILE *f, size_t max)
 	return (ssize_t)len;
 }
 
+/* A configuration past CONF_SOURCE_MAX, found at line n of path: -EFBIG,
+ * err filled. */
+static int src_too_large(struct conf_error *err, const char *path, int n)
+{
+	error_printf(err, path, n, "", "configuration larger than %u MiB with its includes",
+		     CONF_SOURCE_MAX >> 20);
+	return -EFBIG;
+}
+
 /* Where a line leaves the scanner of libconfig: in its code, inside a
  * slash-star comment, or inside a string (either may span lines). */
 enum src_state { SRC_CODE, SRC_COMMENT, SRC_STRING };
@@ -712,10 +721,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 		}
 		if (*state != SRC_CODE || strncmp(p, "@include", strlen("@include"))) {
 			if (src->text.len + (size_t)len > CONF_SOURCE_MAX) {
-				error_printf(err, path, n, "",
-					     "configuration larger than %u MiB with its includes",
-					     CONF_SOURCE_MAX >> 20);
-				rc = -EFBIG;
+				rc = src_too_large(err, path, n);
 				break;
 			}
 			len -= len && line[len - 1] == '\n';
@@ -745,10 +751,7 @@ static int src_read(struct conf_src *src, const char *path, FILE *f, int depth,
 		}
 	}
 	if (!rc && len == -2) {
-		error_printf(err, path, n + 1, "",
-			     "configuration larger than %u MiB with its includes",
-			     CONF_SOURCE_MAX >> 20);
-		rc = -EFBIG;
+		rc = src_too_large(err, path, n + 1);
 	} else if (!rc && len < -2) {
 		error_printf(err, path, n + 1, "", "out of memory");
 		rc = (int)len;

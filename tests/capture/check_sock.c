@@ -302,32 +302,6 @@ static size_t wait_events(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 	return n;
 }
 
-/* Waits until the connection's CLOSE arrived, and with whole every event
- * numbered before it too (events of one connection come through several
- * CPUs' rings, in any order); its events in out. */
-static size_t wait_close_of(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
-			    struct rec_event *out, size_t max, bool whole)
-{
-	size_t n = 0;
-	int waited;
-
-	for (waited = 0; waited < 3000; waited += 10) {
-		n = conn_events(tgid, fd, lport, rport, out, max);
-		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE &&
-		    (!whole || out[n - 1].seq + 1 == n))
-			return n;
-		sleep_ms(10);
-	}
-	return n;
-}
-
-/* Until every event of the connection arrived. */
-static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
-			  struct rec_event *out, size_t max)
-{
-	return wait_close_of(tgid, fd, lport, rport, out, max, true);
-}
-
 /* The id of the first connection (tgid, fd) with these ports other than
  * skip, once one came (at most 3 s); 0 when none. */
 static uint64_t wait_find(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
@@ -342,19 +316,38 @@ static uint64_t wait_find(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t r
 	return id;
 }
 
-/* The events of connection id in out once its CLOSE came (at most 3 s). */
-static size_t wait_id_closed(uint64_t id, struct rec_event *out, size_t max)
+/* Waits until the CLOSE of connection id arrived, and with whole every
+ * event numbered before it too (events of one connection come through
+ * several CPUs' rings, in any order); its events in out. */
+static size_t wait_id_close(uint64_t id, struct rec_event *out, size_t max, bool whole)
 {
 	size_t n = 0;
 	int waited;
 
 	for (waited = 0; waited < 3000; waited += 10) {
 		n = id_events(id, out, max);
-		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE)
-			break;
+		if (n && out[n - 1].type == QTAP_EVENT_CONN_CLOSE &&
+		    (!whole || out[n - 1].seq + 1 == n))
+			return n;
 		sleep_ms(10);
 	}
 	return n;
+}
+
+/* The same for the first connection (tgid, fd) with these ports. */
+static size_t wait_close_of(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			    struct rec_event *out, size_t max, bool whole)
+{
+	uint64_t id = wait_find(tgid, fd, lport, rport, 0);
+
+	return id ? wait_id_close(id, out, max, whole) : 0;
+}
+
+/* Until every event of the connection arrived. */
+static size_t wait_closed(uint32_t tgid, uint32_t fd, uint16_t lport, uint16_t rport,
+			  struct rec_event *out, size_t max)
+{
+	return wait_close_of(tgid, fd, lport, rport, out, max, true);
 }
 
 /* Before asserting that something did not come: long enough for every
@@ -917,35 +910,28 @@ START_TEST(test_direction_internal_external)
 }
 END_TEST
 
-/* A process the custom filters ignore (bash, after its exec) is not seen;
- * the server side in this process is. */
-START_TEST(test_tgid_ignored)
+/* Runs bash -c cmd in a child held on its standard input until the capture
+ * has seen its exec (the filter entry is written before the exec event is
+ * handed over), then let go on; the child. */
+static pid_t bash_after_exec(const char *cmd)
 {
-	struct capture *cap;
-	struct endpoint srv;
-	char cmd[256], buf[16];
-	int lfd, sfd, in[2], status, waited;
+	char full[256];
+	int in[2], waited;
 	bool seen = false;
 	pid_t child;
-	size_t n, i;
+	size_t i;
 
-	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
-			 "custom = ( { exe = \"/bash\"; "
-			 "strategy = \"suffix\"; } ); }; };");
-	lfd = tcp_listen(AF_INET, &srv);
-	snprintf(cmd, sizeof(cmd), "read x; exec 3<>/dev/tcp/127.0.0.1/%u; printf hello >&3",
-		 srv.port);
+	snprintf(full, sizeof(full), "read x; %s", cmd);
 	ck_assert_int_eq(pipe(in), 0);
 	child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
 		dup2(in[0], 0);
 		close(in[1]);
-		execl("/bin/bash", "bash", "-c", cmd, (char *)NULL);
+		execl("/bin/bash", "bash", "-c", full, (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
-	/* The filter entry is written before the exec event is handed over. */
 	for (waited = 0; waited < 3000 && !seen; waited += 10) {
 		pthread_mutex_lock(&rec.lock);
 		for (i = 0; i < rec.n_exec; i++)
@@ -957,6 +943,26 @@ START_TEST(test_tgid_ignored)
 	ck_assert_msg(seen, "no exec event for the child");
 	ck_assert_int_eq(write(in[1], "\n", 1), 1);
 	close(in[1]);
+	return child;
+}
+
+/* A process the custom filters ignore (bash, after its exec) is not seen;
+ * the server side in this process is. */
+START_TEST(test_tgid_ignored)
+{
+	struct capture *cap;
+	struct endpoint srv;
+	char cmd[256], buf[16];
+	int lfd, sfd, status;
+	pid_t child;
+	size_t n;
+
+	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
+			 "custom = ( { exe = \"/bash\"; "
+			 "strategy = \"suffix\"; } ); }; };");
+	lfd = tcp_listen(AF_INET, &srv);
+	snprintf(cmd, sizeof(cmd), "exec 3<>/dev/tcp/127.0.0.1/%u; printf hello >&3", srv.port);
+	child = bash_after_exec(cmd);
 	sfd = accept(lfd, NULL, NULL);
 	ck_assert_int_ge(sfd, 0);
 	read_exact(sfd, buf, 5);
@@ -1042,7 +1048,7 @@ START_TEST(test_preexisting_filtered)
 	ck_assert_uint_eq(evs[n - 1].cflags, QTAP_CLOSE_F_SKIPPED | QTAP_CLOSE_F_FILTERED);
 	id = wait_find(getpid(), p.sfd, p.srv.port, p.cport, evs[0].conn_id);
 	ck_assert_uint_ne(id, 0);
-	n = wait_id_closed(id, evs, MAXEV);
+	n = wait_id_close(id, evs, MAXEV, true);
 	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &server_again,
 		   QTAP_CONN_F_PREEXISTING);
 	ck_assert_uint_eq(evs[n - 1].cflags, 0);
@@ -2667,12 +2673,12 @@ START_TEST(test_filtered_after_open)
 	close(p.lfd);
 	cid = wait_find(getpid(), p.cfd, p.cport, p.srv.port, cid);
 	ck_assert_uint_ne(cid, 0);
-	n = wait_id_closed(cid, evs, MAXEV);
+	n = wait_id_close(cid, evs, MAXEV, true);
 	check_side(evs, n, QTAP_DIR_EGRESS, &p.srv, p.cport, p.srv.port, &again_c,
 		   QTAP_CONN_F_PREEXISTING);
 	sid = wait_find(getpid(), p.sfd, p.srv.port, p.cport, sid);
 	ck_assert_uint_ne(sid, 0);
-	n = wait_id_closed(sid, evs, MAXEV);
+	n = wait_id_close(sid, evs, MAXEV, true);
 	check_side(evs, n, QTAP_DIR_INGRESS, &p.srv, p.srv.port, p.cport, &again_s,
 		   QTAP_CONN_F_PREEXISTING);
 	finish(&cap);
@@ -2686,41 +2692,19 @@ END_TEST
 START_TEST(test_filtered_sharer)
 {
 	struct side client = { 0 }, server = { 0 };
-	int in[2], status, waited;
 	char buf[16], cmd[64];
 	struct capture *cap;
-	bool seen = false;
 	struct pair p;
 	pid_t child;
-	size_t n, i;
+	int status;
+	size_t n;
 
 	cap = start_text("tap = { ignore_loopback = false; filters = { groups = []; "
 			 "custom = ( { exe = \"/bash\"; strategy = \"suffix\"; } ); }; };");
 	pair_open(AF_INET, &p);
 	exchange(&p, &client, &server);
-	snprintf(cmd, sizeof(cmd), "read x; printf hello >&%d", p.cfd);
-	ck_assert_int_eq(pipe(in), 0);
-	child = fork();
-	ck_assert_int_ge(child, 0);
-	if (child == 0) {
-		dup2(in[0], 0);
-		close(in[1]);
-		execl("/bin/bash", "bash", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	/* its filter entry is written before the exec event is handed over */
-	for (waited = 0; waited < 3000 && !seen; waited += 10) {
-		pthread_mutex_lock(&rec.lock);
-		for (i = 0; i < rec.n_exec; i++)
-			seen = seen || rec.exec_seen[i] == (unsigned)child;
-		pthread_mutex_unlock(&rec.lock);
-		if (!seen)
-			sleep_ms(10);
-	}
-	ck_assert_msg(seen, "no exec event for the child");
-	ck_assert_int_eq(write(in[1], "\n", 1), 1);
-	close(in[1]);
+	snprintf(cmd, sizeof(cmd), "printf hello >&%d", p.cfd);
+	child = bash_after_exec(cmd);
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	server.calls += read_exact(p.sfd, buf, 5);

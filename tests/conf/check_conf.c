@@ -358,7 +358,17 @@ START_TEST(test_error_int_wrap)
 }
 END_TEST
 
-static void write_file(const char *dir, const char *name, const char *text);
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
 
 /* The same with the number on a line after its name, or comments between:
  * the number as written is found all the same; a name and number in a
@@ -583,18 +593,6 @@ START_TEST(test_error_in_include)
 	free(path);
 }
 END_TEST
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
 
 /* @include: a relative name from the including file's folder (also in a
  * subfolder, with a file of the same name beside the main one), an
