@@ -23,13 +23,15 @@ stats_off() {
 }
 
 # floor_start [--copy]: bench/bench_floor in the background (FLOOR_PID),
-# once its programs are attached; exits the benchmark when they are not.
+# once its programs are attached; exits the benchmark when they are not
+# within a minute (loading and attaching them takes a tenth of a second on
+# an idle machine, and once took over ten seconds on a loaded one).
 # floor_stop: detaches them.
 floor_start() {
 	"$top_builddir/bench/bench_floor" "$@" >"$TMP/floor.out" 2>&1 &
 	FLOOR_PID=$!
-	wait_line "$TMP/floor.out" '^attached' || {
-		echo "bench_floor $* did not attach:"
+	wait_line "$TMP/floor.out" '^attached' 600 || {
+		echo "bench_floor $* did not attach within 60 s:"
 		cat "$TMP/floor.out"
 		kill -INT "$FLOOR_PID"
 		exit 1
