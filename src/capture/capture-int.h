@@ -124,6 +124,13 @@ struct capture {
 		uint64_t due_ns;	/* CLOCK_MONOTONIC */
 	} *exits;
 	size_t exits_head, exits_len, exits_cap;
+	/* Lost process events: the count the table was last compared with
+	 * /proc at, when it may be compared again, and the buffer the
+	 * count is read into ([ncpus]). */
+	uint64_t lost_reconciled;
+	uint64_t reconcile_next_ns;
+	uint64_t *reader_lost_values;
+	bool reconcile_logged;
 	/* The TLS library probes (tls.c), NULL when none are asked for. */
 	struct tls_probes *tls;
 	/* The cgroup2 mount, found at start; "" when there is none. */
@@ -331,12 +338,22 @@ size_t procfs_path_len(const char *path, size_t n);
 uint64_t procfs_start_time(uint64_t boottime_ns);
 /* Parses the text of /proc/PID/stat (NUL-terminated): 0 or -EINVAL. */
 int procfs_stat_parse(const char *text, struct proc_stat *ret);
-/* Puts every user-space process found under proc_root (normally "/proc")
- * into t, skipping kernel threads, zombies and processes that vanish
- * during the scan, and skip_tgid (0: none).  Writer thread of t.
- * 0 or -errno when proc_root cannot be read; *ret_count gets the number
- * of processes put. */
+/* Calls fn with every user-space process found under proc_root (normally
+ * "/proc"), its entry as the table would hold it (cgroup filled), skipping
+ * kernel threads, zombies and processes that vanish during the scan, and
+ * skip_tgid (0: none).  0, fn's first non-zero return (which ends the
+ * scan), or -errno when proc_root cannot be read. */
+int procfs_foreach(const char *proc_root, const char *cgroup2_root, uint32_t skip_tgid,
+		   int (*fn)(const struct capture_proc_info *info, void *ctx), void *ctx);
+/* Puts every process procfs_foreach() finds into t.  Writer thread of t.
+ * 0 or -errno (*ret_count untouched) when proc_root cannot be read or an
+ * entry cannot be put; *ret_count gets the number of processes put. */
 int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
 		uint32_t skip_tgid, size_t *ret_count);
+/* Whether process tgid, started at start_time_ns (to the clock tick, as
+ * the table holds it), is still there under proc_root: false when its
+ * directory is gone or is a later process's that took its pid.  (A zombie
+ * is there: a process whose first thread ended while others run is one.) */
+bool procfs_running(const char *proc_root, uint32_t tgid, uint64_t start_time_ns);
 
 #endif

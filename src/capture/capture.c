@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -145,7 +146,7 @@ static size_t procs_running(const struct capture *cap)
  * its connections may still be in the socket rings and queues, and the
  * workers name the process from the table.  When the list cannot grow,
  * at once. */
-static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *ev)
+static void proc_exit_defer(struct capture *cap, uint32_t tgid, uint64_t start_time_ns)
 {
 	unsigned linger = cap->opts.proc_linger_ms ? cap->opts.proc_linger_ms :
 		PROC_LINGER_MS_DEFAULT;
@@ -163,8 +164,7 @@ static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *e
 		if (cap->exits_len == cap->exits_cap) {
 			p = realloc(cap->exits, n * sizeof(*p));
 			if (!p) {
-				proc_table_remove_if(cap->procs, ev->tgid,
-						     procfs_start_time(ev->start_time_ns));
+				proc_table_remove_if(cap->procs, tgid, start_time_ns);
 				return;
 			}
 			cap->exits = p;
@@ -172,8 +172,8 @@ static void proc_exit_defer(struct capture *cap, const struct qtap_proc_event *e
 		}
 	}
 	cap->exits[cap->exits_len++] = (struct proc_exit){
-		.tgid = ev->tgid,
-		.start_time_ns = procfs_start_time(ev->start_time_ns),
+		.tgid = tgid,
+		.start_time_ns = start_time_ns,
 		.due_ns = capture_mono_ns() + (uint64_t)linger * 1000000u,
 	};
 }
@@ -192,12 +192,62 @@ static void proc_exits_reap(struct capture *cap)
 		cap->exits_head = cap->exits_len = 0;
 }
 
+/* Whether /proc/PID/exe names the image of exec generation gen (0:
+ * whichever the process runs): the process runs, and has not exec'd since.
+ * When it does, the path is copied into exe (CAPTURE_EXE_LEN bytes) unless
+ * exe is NULL; exe is left as it was otherwise. */
+static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, char *exe)
+{
+	/* Per worker thread: an exe path is too large for a worker's stack. */
+	static __thread char buf[CAPTURE_EXE_LEN];
+
+	if (!procfs_exe(tgid, buf, sizeof(buf)) || (gen && filter_exec_gen(cap, tgid) != gen))
+		return false;
+	if (exe)
+		memcpy(exe, buf, strlen(buf) + 1);
+	return true;
+}
+
+/* What a process's exit does, from its exit event or found by
+ * procs_reconcile(): it lingers in the table, its filter entry and TLS
+ * probes go, and the workers close its connections (at ts, its exit's
+ * kernel timestamp; 0, unknown: at their last activity). */
+static void proc_exit_apply(struct capture *cap, uint32_t tgid, uint64_t start_time_ns,
+			    uint64_t ts)
+{
+	proc_exit_defer(cap, tgid, start_time_ns);
+	filter_proc_forget(cap, tgid);
+	tls_proc_exit(cap, tgid);
+	pipeline_submit_exit(cap->pipeline, cap->proc_producer, tgid, ts);
+}
+
+/* What a fork or exec does to the table and the filters, from its event
+ * or found by procs_reconcile(): info (a process's entry, its image and
+ * cgroup filled) put, and its filter entry written for exec generation
+ * gen. */
+static void proc_put_apply(struct capture *cap, const struct capture_proc_info *info,
+			   uint32_t gen)
+{
+	int err = proc_table_put(cap->procs, info);
+
+	if (err && !cap->put_failed_logged) {
+		log_warn("process table: adding pid %u failed: %s", info->tgid,
+			 strerror(-err));
+		cap->put_failed_logged = true;
+	}
+	err = filter_proc_apply(cap, info, gen);
+	if (err && !cap->filter_failed_logged) {
+		log_warn("writing the filter entry of pid %u failed: %s", info->tgid,
+			 strerror(-err));
+		cap->filter_failed_logged = true;
+	}
+}
+
 static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *ev)
 {
 	struct capture_proc_info *info = &cap->scratch;
 	unsigned kind;
 	uint32_t gen;
-	int err;
 
 	if (ev->hdr.type == QTAP_EVENT_PROCESS_EXIT) {
 		kind = KIND_EXIT;
@@ -207,11 +257,8 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 			info->comm[sizeof(info->comm) - 1] = '\0';
 			info->exe[0] = '\0';
 		}
-		proc_exit_defer(cap, ev);
-		filter_proc_forget(cap, ev->tgid);
-		tls_proc_exit(cap, ev->tgid);
-		pipeline_submit_exit(cap->pipeline, cap->proc_producer, ev->tgid,
-				     ev->hdr.timestamp_ns);
+		proc_exit_apply(cap, ev->tgid, procfs_start_time(ev->start_time_ns),
+				ev->hdr.timestamp_ns);
 	} else {
 		kind = ev->hdr.type == QTAP_EVENT_PROCESS_FORK ? KIND_FORK : KIND_EXEC;
 		/* before the image: see filter_proc_apply() */
@@ -230,18 +277,7 @@ static void proc_event_apply(struct capture *cap, const struct qtap_proc_event *
 		 * mounted (1 for every process): 0, unknown. */
 		if (!info->cgroup_id && cgroup2_root(cap))
 			info->cgroup_id = ev->cgroup_id;
-		err = proc_table_put(cap->procs, info);
-		if (err && !cap->put_failed_logged) {
-			log_warn("process table: adding pid %u failed: %s", ev->tgid,
-				 strerror(-err));
-			cap->put_failed_logged = true;
-		}
-		err = filter_proc_apply(cap, info, gen);
-		if (err && !cap->filter_failed_logged) {
-			log_warn("writing the filter entry of pid %u failed: %s", ev->tgid,
-				 strerror(-err));
-			cap->filter_failed_logged = true;
-		}
+		proc_put_apply(cap, info, gen);
 		if (kind == KIND_EXEC)
 			tls_proc_exec(cap, ev->tgid,
 				      ev->flags & QTAP_PROC_F_EXEC_BY_THREAD);
@@ -278,6 +314,170 @@ static int capture_handle_event(void *ctx, void *data, size_t size)
 	}
 	proc_event_apply(cap, data);
 	return 0;
+}
+
+/* ---- lost process events ------------------------------------------ */
+
+/* A burst of forks while the reader is behind fills the process ring and
+ * the kernel drops events (counted in events_lost_total).  A lost exit
+ * leaves its process in the table, its filter entry in the kernel and its
+ * connections open; a lost fork or exec leaves a process out or with its
+ * old image.  So once events are lost, the reader compares the table with
+ * /proc and does what the lost events would have done. */
+
+/* Let this much pass between two comparisons, during a long burst. */
+#define RECONCILE_EVERY_NS 1000000000ull
+
+/* Process events the kernel dropped so far, all CPUs and kinds; false
+ * when the map cannot be read. */
+static bool proc_events_lost(struct capture *cap, uint64_t *ret)
+{
+	uint64_t sum = 0;
+	int k, c;
+
+	for (k = 0; k < KIND__COUNT; k++) {
+		__u32 key = kind_types[k];
+
+		if (bpf_map__lookup_elem(cap->skel->maps.events_lost, &key, sizeof(key),
+					 cap->reader_lost_values, sizeof(__u64) * cap->ncpus, 0))
+			return false;
+		for (c = 0; c < cap->ncpus; c++)
+			sum += cap->reader_lost_values[c];
+	}
+	*ret = sum;
+	return true;
+}
+
+struct reconcile {
+	struct capture *cap;
+	uint32_t *lingering;		/* exited already, sorted */
+	size_t n_lingering;
+	struct proc_exit *gone;		/* (due_ns unused) */
+	size_t n_gone, cap_gone;
+	size_t found;
+};
+
+static int tgid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* proc_table_foreach(): an entry whose process is no longer there (and
+ * whose exit was not heard) is noted, to be ended after the walk. */
+static int reconcile_gone_one(const struct capture_proc_info *info, void *ctx)
+{
+	struct reconcile *r = ctx;
+
+	if (bsearch(&info->tgid, r->lingering, r->n_lingering, sizeof(*r->lingering), tgid_cmp) ||
+	    procfs_running("/proc", info->tgid, info->start_time_ns))
+		return 0;
+	if (r->n_gone == r->cap_gone) {
+		size_t n = r->cap_gone ? r->cap_gone * 2 : 64;
+		struct proc_exit *p = realloc(r->gone, n * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		r->gone = p;
+		r->cap_gone = n;
+	}
+	r->gone[r->n_gone++] = (struct proc_exit){
+		.tgid = info->tgid, .start_time_ns = info->start_time_ns,
+	};
+	if (capture_trace_wants(r->cap->trace, CAPTURE_TRACE_PROCESS, info->comm, info->exe))
+		log_info("bpf-trace module=process op=gone pid=%u comm=%s exe=%s decision=forget",
+			 info->tgid, info->comm, info->exe);
+	return 0;
+}
+
+/* procfs_foreach(): a process the table lacks, or holds of another start
+ * (its pid reused) or of another image (an exec lost), is put as its fork
+ * or exec would have put it, with the image /proc names for the exec
+ * generation the kernel holds now (the process exec'd again meanwhile, or
+ * is gone: its own events tell). */
+static int reconcile_found_one(const struct capture_proc_info *info, void *ctx)
+{
+	struct reconcile *r = ctx;
+	struct capture *cap = r->cap;
+	struct capture_proc_info *e = &cap->scratch;
+	uint32_t gen;
+
+	if (!proc_table_lookup(cap->procs, info->tgid, e) &&
+	    e->start_time_ns == info->start_time_ns && !strcmp(e->exe, info->exe))
+		return 0;
+	gen = filter_exec_gen(cap, info->tgid);
+	*e = *info;
+	if (!proc_exe_of_gen(cap, info->tgid, gen, e->exe))
+		return 0;
+	e->exec_gen = gen;
+	proc_put_apply(cap, e, gen);
+	tls_proc_fork(cap, info->tgid);
+	r->found++;
+	if (capture_trace_wants(cap->trace, CAPTURE_TRACE_PROCESS, e->comm, e->exe))
+		log_info("bpf-trace module=process op=found pid=%u ppid=%u comm=%s exe=%s "
+			 "decision=track", e->tgid, e->ppid, e->comm, e->exe);
+	return 0;
+}
+
+/* The table made to agree with /proc (see above): the reader, with the
+ * ring drained, so that no event older than the comparison is applied
+ * after it. */
+static void procs_reconcile(struct capture *cap, uint64_t lost)
+{
+	struct reconcile r = { .cap = cap };
+	size_t i, n = cap->exits_len - cap->exits_head;
+	int err = 0;
+
+	if (n) {
+		r.lingering = malloc(n * sizeof(*r.lingering));
+		if (!r.lingering)
+			err = -ENOMEM;
+		for (i = 0; !err && i < n; i++)
+			r.lingering[i] = cap->exits[cap->exits_head + i].tgid;
+		if (!err)
+			qsort(r.lingering, n, sizeof(*r.lingering), tgid_cmp);
+		r.n_lingering = n;
+	}
+	if (!err)
+		err = proc_table_foreach(cap->procs, &cap->parent, reconcile_gone_one, &r);
+	/* gone first: a pid now another process's is forgotten, then put */
+	for (i = 0; i < r.n_gone; i++)
+		proc_exit_apply(cap, r.gone[i].tgid, r.gone[i].start_time_ns, 0);
+	if (!err)
+		err = procfs_foreach("/proc", cgroup2_root(cap), cap->self_tgid,
+				     reconcile_found_one, &r);
+	pipeline_flush(cap->pipeline, cap->proc_producer);
+	metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
+	free(r.lingering);
+	free(r.gone);
+	if (err)
+		log_warn("process events were lost (%" PRIu64 " so far); comparing the "
+			 "process table with /proc failed: %s", lost, strerror(-err));
+	else if (!cap->reconcile_logged)
+		log_warn("process events were lost (%" PRIu64 " so far: a burst of processes "
+			 "outran the agent); the process table was compared with /proc: %zu "
+			 "gone, %zu found or changed", lost, r.n_gone, r.found);
+	else
+		log_debug("process events were lost (%" PRIu64 " so far); the process table "
+			  "was compared with /proc: %zu gone, %zu found or changed",
+			  lost, r.n_gone, r.found);
+	cap->reconcile_logged = true;
+}
+
+/* In the reader's loop: after new losses, and at most once in
+ * RECONCILE_EVERY_NS, drain the ring and compare. */
+static void procs_check_lost(struct capture *cap)
+{
+	uint64_t now = capture_mono_ns(), lost;
+
+	if (now < cap->reconcile_next_ns || !proc_events_lost(cap, &lost) ||
+	    lost == cap->lost_reconciled)
+		return;
+	ring_buffer__consume(cap->rb);
+	procs_reconcile(cap, lost);
+	cap->lost_reconciled = lost;
+	cap->reconcile_next_ns = now + RECONCILE_EVERY_NS;
 }
 
 /* Every series the reader writes, looked up once: 0 or -ENOMEM. */
@@ -376,6 +576,7 @@ static void *capture_reader_main(void *arg)
 			proc_exits_reap(cap);
 			metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
 		}
+		procs_check_lost(cap);
 		reader_reconfigure(cap);
 		tls_rescans_run(cap);
 	}
@@ -712,22 +913,6 @@ static int capture_bpf_load(struct capture *cap)
 	return 0;
 }
 
-/* Whether /proc/PID/exe names the image of exec generation gen (0:
- * whichever the process runs): the process runs, and has not exec'd since.
- * When it does, the path is copied into exe (CAPTURE_EXE_LEN bytes) unless
- * exe is NULL; exe is left as it was otherwise. */
-static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, char *exe)
-{
-	/* Per worker thread: an exe path is too large for a worker's stack. */
-	static __thread char buf[CAPTURE_EXE_LEN];
-
-	if (!procfs_exe(tgid, buf, sizeof(buf)) || (gen && filter_exec_gen(cap, tgid) != gen))
-		return false;
-	if (exe)
-		memcpy(exe, buf, strlen(buf) + 1);
-	return true;
-}
-
 /* pipeline_proc_lookup_fn: the process table, else /proc itself: the
  * process's fork or exec event may still be on its way to the table when
  * its first connection reaches a worker (the table may then hold the image
@@ -839,6 +1024,7 @@ static void capture_free(struct capture *cap)
 	free(cap->prog_stat_values);
 	free(cap->lost);
 	free(cap->lost_values);
+	free(cap->reader_lost_values);
 	capture_trace_free(&cap->trace);
 	pthread_cond_destroy(&cap->cond);
 	pthread_mutex_destroy(&cap->lock);
@@ -898,7 +1084,9 @@ struct capture *capture_start(const struct capture_opts *opts, struct metrics_st
 	cap->received = calloc((size_t)cap->ncpus * KIND__COUNT, sizeof(*cap->received));
 	cap->lost = calloc((size_t)cap->ncpus * LOST_KINDS, sizeof(*cap->lost));
 	cap->lost_values = calloc(cap->ncpus, sizeof(*cap->lost_values));
-	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values) {
+	cap->reader_lost_values = calloc(cap->ncpus, sizeof(*cap->reader_lost_values));
+	if (!cap->procs || !cap->received || !cap->lost || !cap->lost_values ||
+	    !cap->reader_lost_values) {
 		err = -ENOMEM;
 		log_error("starting capture failed: %s", strerror(-err));
 		goto out_free;

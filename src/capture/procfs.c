@@ -244,13 +244,12 @@ void procfs_cgroup_fill(const char *proc_root, const char *cgroup2_root,
 	fclose(f);
 }
 
-int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
-		uint32_t skip_tgid, size_t *ret_count)
+int procfs_foreach(const char *proc_root, const char *cgroup2_root, uint32_t skip_tgid,
+		   int (*fn)(const struct capture_proc_info *info, void *ctx), void *ctx)
 {
 	struct capture_proc_info *info;
 	uint64_t tick = ns_per_tick();
 	struct dirent *de;
-	size_t count = 0;
 	DIR *dir;
 	int err = 0;
 
@@ -274,15 +273,54 @@ int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_tab
 		if (scan_one(dirfd(dir), de->d_name, tick, info))
 			continue;	/* gone, kernel thread or zombie */
 		procfs_cgroup_fill(proc_root, cgroup2_root, info);
-		err = proc_table_put(t, info);
+		err = fn(info, ctx);
 		if (err)
-			goto out_closedir;
-		count++;
+			break;
 	}
-	*ret_count = count;
-out_closedir:
 	closedir(dir);
 out_free:
 	free(info);
 	return err;
+}
+
+struct scan_put {
+	struct proc_table *t;
+	size_t count;
+};
+
+static int scan_put_one(const struct capture_proc_info *info, void *ctx)
+{
+	struct scan_put *sp = ctx;
+	int err = proc_table_put(sp->t, info);
+
+	if (!err)
+		sp->count++;
+	return err;
+}
+
+int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
+		uint32_t skip_tgid, size_t *ret_count)
+{
+	struct scan_put sp = { .t = t };
+	int err = procfs_foreach(proc_root, cgroup2_root, skip_tgid, scan_put_one, &sp);
+
+	if (!err)
+		*ret_count = sp.count;
+	return err;
+}
+
+bool procfs_running(const char *proc_root, uint32_t tgid, uint64_t start_time_ns)
+{
+	char path[64], text[1024];
+	struct proc_stat st;
+	int dirfd, err;
+
+	snprintf(path, sizeof(path), "%s/%u", proc_root, tgid);
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return false;
+	err = read_text(dirfd, "stat", text, sizeof(text));
+	close(dirfd);
+	return !err && !procfs_stat_parse(text, &st) && st.pid == tgid &&
+	       st.start_ticks * ns_per_tick() == start_time_ns;
 }

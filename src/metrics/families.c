@@ -111,7 +111,8 @@ const struct metric_def metric_defs[M__COUNT] = {
 		"qtap_system_events_lost_total", METRIC_COUNTER, SYS, 0,
 		"Events the kernel dropped because its buffer was full, by CPU and event type "
 		"(conn_open also counts each call or state change of a connection the kernel's "
-		"connection table had no room for: none of its events are written).",
+		"connection table had no room for: none of its events are written; after "
+		"process events are lost, the process table is compared with /proc).",
 		2, { "cpu", "type" }, PLAIN(1) },
 	[M_SYSTEM_EVENTS_DROPPED_TOTAL] = {
 		"qtap_system_events_dropped_total", METRIC_COUNTER, SYS, 0,

@@ -801,6 +801,20 @@ static void put_exe(const char *root, const char *pid, const char *target)
 
 #define STAT_TAIL " 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0\n"
 
+/* procfs_foreach() callbacks: count each process; count and stop. */
+static int count_one(const struct capture_proc_info *info, void *ctx)
+{
+	(void)info;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+static int stop_at_first(const struct capture_proc_info *info, void *ctx)
+{
+	count_one(info, ctx);
+	return -EINTR;
+}
+
 START_TEST(test_scan_fake_proc)
 {
 	char root[] = "/tmp/qtap-proc-XXXXXX", cmd[PATH_MAX + 16];
@@ -808,6 +822,7 @@ START_TEST(test_scan_fake_proc)
 	struct proc_table *t;
 	size_t count = 99;
 	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t tick;
 
 	rcu_register_thread();
 	ck_assert_ptr_nonnull(mkdtemp(root));
@@ -841,6 +856,28 @@ START_TEST(test_scan_fake_proc)
 
 	ck_assert_int_eq(procfs_scan("/nonexistent/proc", NULL, t, 0, &count), -ENOENT);
 	ck_assert_uint_eq(count, 1);	/* untouched on failure */
+
+	/* The walk behind the scan: the same processes, and the callback's
+	 * first non-zero return ends it. */
+	count = 0;
+	ck_assert_int_eq(procfs_foreach(root, NULL, 0, count_one, &count), 0);
+	ck_assert_uint_eq(count, 2);	/* 100 and 104 */
+	count = 0;
+	ck_assert_int_eq(procfs_foreach(root, NULL, 0, stop_at_first, &count), -EINTR);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_int_eq(procfs_foreach("/nonexistent/proc", NULL, 0, count_one, &count),
+			 -ENOENT);
+
+	/* Still there: by pid and start, a zombie too; not a pid whose
+	 * directory is gone, or holds a later process (another start), or
+	 * whose stat cannot be read. */
+	tick = 1000000000ull / hz;
+	ck_assert(procfs_running(root, 100, 500 * tick));
+	ck_assert(!procfs_running(root, 100, 499 * tick));
+	ck_assert(procfs_running(root, 101, 500 * tick));
+	ck_assert(!procfs_running(root, 106, 500 * tick));
+	ck_assert(!procfs_running(root, 105, 500 * tick));
+	ck_assert(!procfs_running("/nonexistent/proc", 100, 500 * tick));
 
 	proc_table_clear(t);
 	ck_assert_uint_eq(proc_table_count(t), 0);

@@ -184,4 +184,53 @@ ok $? "kernel.bpf_stats_enabled as the agent found it (it holds the statistics b
 stop_agent
 sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 
+# Process events lost: a burst of processes while the agent is stopped
+# fills the process ring (1 MiB, some 1700 events of the burst's 9000) and
+# the kernel drops the rest.  Once the agent runs again it compares its
+# table with /proc: every process it had from the burst is gone from it
+# (their exits were lost), and one started once the ring was full is found.
+start_agent --config "$top_srcdir/etc/qtap.conf" --bpf-trace process
+ok $? "agent starts with --bpf-trace process"
+kill -STOP "$AGENT_PID"
+i=0
+while [ $i -lt 3000 ]; do /bin/true; i=$((i + 1)); done
+sleep 60 &
+SLEEPER=$!
+# (its exec done: else it may be seen by its own exec event once resumed)
+i=0
+until readlink "/proc/$SLEEPER/exe" | grep -q '/sleep$' || [ $i -ge 100 ]; do
+	sleep 0.01
+	i=$((i + 1))
+done
+kill -CONT "$AGENT_PID"
+wait_line "$TMP/agent.log" 'warn .*process events were lost' 100
+ok $? "the loss is logged: $(grep -o 'process events were lost.*' "$TMP/agent.log")"
+lost=$(metric_sum /system/metrics 'qtap_system_events_lost_total{')
+test "${lost:-0}" -gt 0; ok $? "events lost are counted (${lost:-none})"
+grep -q "bpf-trace module=process op=found pid=$SLEEPER ppid=$$ comm=sleep exe=.*/sleep decision=track" \
+	"$TMP/agent.log"
+ok $? "the process started after the ring filled is found in /proc (pid $SLEEPER)"
+sleep 1
+# The processes tracked when the comparison ended that are neither running
+# nor forgotten since (an exit heard, or gone from /proc).
+left=$(awk '/process events were lost/ { done = 1; next }
+	!/bpf-trace module=process / { next }
+	{ pid = ""; for (i = 1; i <= NF; i++) if ($i ~ /^pid=/) pid = substr($i, 5) }
+	!done { last[pid] = /decision=track/ }
+	done && /decision=forget/ { delete last[pid] }
+	END { for (p in last) if (last[p]) print p }' "$TMP/agent.log")
+stale=
+n=0
+for p in $left; do
+	n=$((n + 1))
+	kill -0 "$p" 2>/dev/null || stale="$stale $p"
+done
+test -z "$stale" && test "$n" -ge 1
+ok $? "no process of the burst stays tracked ($n tracked are running${stale:+; stale:$stale})"
+echo "# $(grep -c 'bpf-trace module=process op=gone ' "$TMP/agent.log") processes found gone from /proc"
+kill "$SLEEPER"
+wait "$SLEEPER" 2>/dev/null
+stop_agent
+test "$AGENT_STATUS" = 0; ok $? "the agent stops with status 0 after the loss (got $AGENT_STATUS)"
+
 finish
