@@ -131,6 +131,7 @@ struct capture {
 	uint64_t reconcile_next_ns;
 	uint64_t *reader_lost_values;
 	bool reconcile_logged;
+	bool reconcile_failed_logged;
 	/* The TLS library probes (tls.c), NULL when none are asked for. */
 	struct tls_probes *tls;
 	/* The cgroup2 mount, found at start; "" when there is none. */
@@ -303,6 +304,7 @@ struct proc_stat {
 	uint32_t ppid;
 	char state;		/* R, S, D, Z, X, ... */
 	unsigned long flags;	/* PF_* */
+	unsigned long num_threads;
 	uint64_t start_ticks;	/* since boot, in clock ticks */
 	char comm[CAPTURE_COMM_LEN];
 };
@@ -351,9 +353,11 @@ int procfs_foreach(const char *proc_root, const char *cgroup2_root, uint32_t ski
 int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_table *t,
 		uint32_t skip_tgid, size_t *ret_count);
 /* Whether process tgid, started at start_time_ns (to the clock tick, as
- * the table holds it), is still there under proc_root: false when its
- * directory is gone or is a later process's that took its pid.  (A zombie
- * is there: a process whose first thread ended while others run is one.) */
-bool procfs_running(const char *proc_root, uint32_t tgid, uint64_t start_time_ns);
+ * the table holds it), is known to have ended: its directory under
+ * proc_root is gone or holds a later process that took its pid, or it
+ * is a zombie, exited and not reaped yet (not one whose first thread
+ * ended while others run).  false too when its stat cannot be read for
+ * another reason (the agent out of files): it is kept until asked again. */
+bool procfs_gone(const char *proc_root, uint32_t tgid, uint64_t start_time_ns);
 
 #endif

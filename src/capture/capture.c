@@ -348,54 +348,76 @@ static bool proc_events_lost(struct capture *cap, uint64_t *ret)
 	return true;
 }
 
-struct reconcile {
-	struct capture *cap;
-	uint32_t *lingering;		/* exited already, sorted */
-	size_t n_lingering;
-	struct proc_exit *gone;		/* (due_ns unused) */
-	size_t n_gone, cap_gone;
-	size_t found;
+/* A process of the table: the exits heard and lingering, and those the
+ * comparison may end. */
+struct proc_key {
+	uint32_t tgid;
+	uint64_t start_time_ns;
 };
 
-static int tgid_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+struct reconcile {
+	struct capture *cap;
+	struct proc_key *lingering;	/* sorted */
+	size_t n_lingering;
+	struct proc_key *entries;	/* the others, to look up in /proc */
+	size_t n_entries, cap_entries;
+	size_t gone, found;
+};
 
-	return (x > y) - (x < y);
+static int proc_key_cmp(const void *a, const void *b)
+{
+	const struct proc_key *x = a, *y = b;
+
+	if (x->tgid != y->tgid)
+		return x->tgid < y->tgid ? -1 : 1;
+	return (x->start_time_ns > y->start_time_ns) - (x->start_time_ns < y->start_time_ns);
 }
 
-/* proc_table_foreach(): an entry whose process is no longer there (and
- * whose exit was not heard) is noted, to be ended after the walk. */
-static int reconcile_gone_one(const struct capture_proc_info *info, void *ctx)
+/* proc_table_foreach(): the entries whose exit was not heard, to be
+ * looked up in /proc after the walk (out of the table's read lock). */
+static int reconcile_note_one(const struct capture_proc_info *info, void *ctx)
 {
 	struct reconcile *r = ctx;
+	struct proc_key k = { .tgid = info->tgid, .start_time_ns = info->start_time_ns };
 
-	if (bsearch(&info->tgid, r->lingering, r->n_lingering, sizeof(*r->lingering), tgid_cmp) ||
-	    procfs_running("/proc", info->tgid, info->start_time_ns))
+	if (bsearch(&k, r->lingering, r->n_lingering, sizeof(k), proc_key_cmp))
 		return 0;
-	if (r->n_gone == r->cap_gone) {
-		size_t n = r->cap_gone ? r->cap_gone * 2 : 64;
-		struct proc_exit *p = realloc(r->gone, n * sizeof(*p));
+	if (r->n_entries == r->cap_entries) {
+		size_t n = r->cap_entries ? r->cap_entries * 2 : 256;
+		struct proc_key *p = realloc(r->entries, n * sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
-		r->gone = p;
-		r->cap_gone = n;
+		r->entries = p;
+		r->cap_entries = n;
 	}
-	r->gone[r->n_gone++] = (struct proc_exit){
-		.tgid = info->tgid, .start_time_ns = info->start_time_ns,
-	};
-	if (capture_trace_wants(r->cap->trace, CAPTURE_TRACE_PROCESS, info->comm, info->exe))
-		log_info("bpf-trace module=process op=gone pid=%u comm=%s exe=%s decision=forget",
-			 info->tgid, info->comm, info->exe);
+	r->entries[r->n_entries++] = k;
 	return 0;
+}
+
+/* An entry whose process has ended (see procfs_gone()) is ended as at
+ * its exit. */
+static void reconcile_gone_one(struct reconcile *r, const struct proc_key *k)
+{
+	struct capture *cap = r->cap;
+	struct capture_proc_info *e = &cap->scratch;
+
+	if (!procfs_gone("/proc", k->tgid, k->start_time_ns))
+		return;
+	if (cap->trace && !proc_table_lookup(cap->procs, k->tgid, e) &&
+	    capture_trace_wants(cap->trace, CAPTURE_TRACE_PROCESS, e->comm, e->exe))
+		log_info("bpf-trace module=process op=gone pid=%u comm=%s exe=%s decision=forget",
+			 k->tgid, e->comm, e->exe);
+	proc_exit_apply(cap, k->tgid, k->start_time_ns, 0);
+	r->gone++;
 }
 
 /* procfs_foreach(): a process the table lacks, or holds of another start
  * (its pid reused) or of another image (an exec lost), is put as its fork
  * or exec would have put it, with the image /proc names for the exec
  * generation the kernel holds now (the process exec'd again meanwhile, or
- * is gone: its own events tell). */
+ * is gone: its own events tell), and its TLS libraries looked at as after
+ * an exec. */
 static int reconcile_found_one(const struct capture_proc_info *info, void *ctx)
 {
 	struct reconcile *r = ctx;
@@ -412,7 +434,7 @@ static int reconcile_found_one(const struct capture_proc_info *info, void *ctx)
 		return 0;
 	e->exec_gen = gen;
 	proc_put_apply(cap, e, gen);
-	tls_proc_fork(cap, info->tgid);
+	tls_proc_exec(cap, info->tgid, false);
 	r->found++;
 	if (capture_trace_wants(cap->trace, CAPTURE_TRACE_PROCESS, e->comm, e->exe))
 		log_info("bpf-trace module=process op=found pid=%u ppid=%u comm=%s exe=%s "
@@ -422,8 +444,8 @@ static int reconcile_found_one(const struct capture_proc_info *info, void *ctx)
 
 /* The table made to agree with /proc (see above): the reader, with the
  * ring drained, so that no event older than the comparison is applied
- * after it. */
-static void procs_reconcile(struct capture *cap, uint64_t lost)
+ * after it.  0 or -errno (-ENOMEM, /proc unreadable). */
+static int procs_reconcile(struct capture *cap, uint64_t lost)
 {
 	struct reconcile r = { .cap = cap };
 	size_t i, n = cap->exits_len - cap->exits_head;
@@ -432,41 +454,49 @@ static void procs_reconcile(struct capture *cap, uint64_t lost)
 	if (n) {
 		r.lingering = malloc(n * sizeof(*r.lingering));
 		if (!r.lingering)
-			err = -ENOMEM;
-		for (i = 0; !err && i < n; i++)
-			r.lingering[i] = cap->exits[cap->exits_head + i].tgid;
-		if (!err)
-			qsort(r.lingering, n, sizeof(*r.lingering), tgid_cmp);
+			return -ENOMEM;
+		for (i = 0; i < n; i++)
+			r.lingering[i] = (struct proc_key){
+				.tgid = cap->exits[cap->exits_head + i].tgid,
+				.start_time_ns = cap->exits[cap->exits_head + i].start_time_ns,
+			};
+		qsort(r.lingering, n, sizeof(*r.lingering), proc_key_cmp);
 		r.n_lingering = n;
 	}
-	if (!err)
-		err = proc_table_foreach(cap->procs, &cap->parent, reconcile_gone_one, &r);
+	err = proc_table_foreach(cap->procs, &cap->parent, reconcile_note_one, &r);
 	/* gone first: a pid now another process's is forgotten, then put */
-	for (i = 0; i < r.n_gone; i++)
-		proc_exit_apply(cap, r.gone[i].tgid, r.gone[i].start_time_ns, 0);
+	for (i = 0; !err && i < r.n_entries; i++)
+		reconcile_gone_one(&r, &r.entries[i]);
 	if (!err)
 		err = procfs_foreach("/proc", cgroup2_root(cap), cap->self_tgid,
 				     reconcile_found_one, &r);
 	pipeline_flush(cap->pipeline, cap->proc_producer);
 	metrics_gauge_set(cap->tracked, (int64_t)procs_running(cap));
 	free(r.lingering);
-	free(r.gone);
-	if (err)
-		log_warn("process events were lost (%" PRIu64 " so far); comparing the "
-			 "process table with /proc failed: %s", lost, strerror(-err));
-	else if (!cap->reconcile_logged)
+	free(r.entries);
+	if (err) {
+		if (!cap->reconcile_failed_logged)
+			log_warn("process events were lost (%" PRIu64 " so far); comparing the "
+				 "process table with /proc failed: %s (tried again in a second)",
+				 lost, strerror(-err));
+		cap->reconcile_failed_logged = true;
+		return err;
+	}
+	if (!cap->reconcile_logged)
 		log_warn("process events were lost (%" PRIu64 " so far: a burst of processes "
 			 "outran the agent); the process table was compared with /proc: %zu "
-			 "gone, %zu found or changed", lost, r.n_gone, r.found);
+			 "gone, %zu found or changed", lost, r.gone, r.found);
 	else
 		log_debug("process events were lost (%" PRIu64 " so far); the process table "
 			  "was compared with /proc: %zu gone, %zu found or changed",
-			  lost, r.n_gone, r.found);
+			  lost, r.gone, r.found);
 	cap->reconcile_logged = true;
+	return 0;
 }
 
 /* In the reader's loop: after new losses, and at most once in
- * RECONCILE_EVERY_NS, drain the ring and compare. */
+ * RECONCILE_EVERY_NS, drain the ring and compare (again after a failed
+ * comparison). */
 static void procs_check_lost(struct capture *cap)
 {
 	uint64_t now = capture_mono_ns(), lost;
@@ -475,8 +505,8 @@ static void procs_check_lost(struct capture *cap)
 	    lost == cap->lost_reconciled)
 		return;
 	ring_buffer__consume(cap->rb);
-	procs_reconcile(cap, lost);
-	cap->lost_reconciled = lost;
+	if (!procs_reconcile(cap, lost))
+		cap->lost_reconciled = lost;
 	cap->reconcile_next_ns = now + RECONCILE_EVERY_NS;
 }
 

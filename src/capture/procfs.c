@@ -84,6 +84,7 @@ int procfs_stat_parse(const char *text, struct proc_stat *ret)
 	}
 	st.ppid = v[0];
 	st.flags = v[5];
+	st.num_threads = v[16];
 	st.start_ticks = v[18];
 	*ret = st;
 	return 0;
@@ -309,7 +310,7 @@ int procfs_scan(const char *proc_root, const char *cgroup2_root, struct proc_tab
 	return err;
 }
 
-bool procfs_running(const char *proc_root, uint32_t tgid, uint64_t start_time_ns)
+bool procfs_gone(const char *proc_root, uint32_t tgid, uint64_t start_time_ns)
 {
 	char path[64], text[1024];
 	struct proc_stat st;
@@ -318,9 +319,14 @@ bool procfs_running(const char *proc_root, uint32_t tgid, uint64_t start_time_ns
 	snprintf(path, sizeof(path), "%s/%u", proc_root, tgid);
 	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
-		return false;
+		return errno == ENOENT || errno == ESRCH;
 	err = read_text(dirfd, "stat", text, sizeof(text));
 	close(dirfd);
-	return !err && !procfs_stat_parse(text, &st) && st.pid == tgid &&
-	       st.start_ticks * ns_per_tick() == start_time_ns;
+	if (err)
+		return err == -ENOENT || err == -ESRCH;
+	if (procfs_stat_parse(text, &st) || st.pid != tgid)
+		return false;
+	if (st.start_ticks * ns_per_tick() != start_time_ns)
+		return true;	/* its pid is a later process's */
+	return (st.state == 'Z' || st.state == 'X') && st.num_threads <= 1;
 }

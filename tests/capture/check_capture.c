@@ -868,16 +868,20 @@ START_TEST(test_scan_fake_proc)
 	ck_assert_int_eq(procfs_foreach("/nonexistent/proc", NULL, 0, count_one, &count),
 			 -ENOENT);
 
-	/* Still there: by pid and start, a zombie too; not a pid whose
-	 * directory is gone, or holds a later process (another start), or
-	 * whose stat cannot be read. */
+	/* Ended: a pid whose directory is gone or holds a later process
+	 * (another start), a zombie; not a running process, nor a zombie
+	 * leader whose threads run, nor one whose stat makes no sense (asked
+	 * again later). */
+	put_file(root, "107", "stat", "107 (leader) Z 1 107 107 0 -1 4194560"
+		 " 0 0 0 0 0 0 0 0 20 0 3 0 500 0 0\n");
 	tick = 1000000000ull / hz;
-	ck_assert(procfs_running(root, 100, 500 * tick));
-	ck_assert(!procfs_running(root, 100, 499 * tick));
-	ck_assert(procfs_running(root, 101, 500 * tick));
-	ck_assert(!procfs_running(root, 106, 500 * tick));
-	ck_assert(!procfs_running(root, 105, 500 * tick));
-	ck_assert(!procfs_running("/nonexistent/proc", 100, 500 * tick));
+	ck_assert(!procfs_gone(root, 100, 500 * tick));
+	ck_assert(procfs_gone(root, 100, 499 * tick));
+	ck_assert(procfs_gone(root, 101, 500 * tick));
+	ck_assert(!procfs_gone(root, 107, 500 * tick));
+	ck_assert(procfs_gone(root, 106, 500 * tick));
+	ck_assert(!procfs_gone(root, 105, 500 * tick));
+	ck_assert(procfs_gone("/nonexistent/proc", 100, 500 * tick));
 
 	proc_table_clear(t);
 	ck_assert_uint_eq(proc_table_count(t), 0);
