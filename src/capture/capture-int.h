@@ -287,6 +287,8 @@ void proc_table_clear(struct proc_table *t);
 int proc_table_lookup(struct proc_table *t, uint32_t tgid, struct capture_proc_info *ret);
 /* The exec generation of tgid's entry into *ret: 0, or -ENOENT. */
 int proc_table_exec_gen(struct proc_table *t, uint32_t tgid, uint32_t *ret);
+/* Whether tgid's entry is the process started at start_time_ns. */
+bool proc_table_holds(struct proc_table *t, uint32_t tgid, uint64_t start_time_ns);
 /* Entries in the table; any thread. */
 size_t proc_table_count(struct proc_table *t);
 /* Calls fn for every entry (a copy in *scratch) until fn returns non-zero,

@@ -136,20 +136,28 @@ uint64_t capture_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Processes in the table that still run (the exited ones linger). */
+/* Processes in the table that still run (the exited ones linger).  (An
+ * exit heard twice, the comparison's and its own event's, lingers twice
+ * for a moment: never below 0.) */
 static size_t procs_running(const struct capture *cap)
 {
-	return proc_table_count(cap->procs) - (cap->exits_len - cap->exits_head);
+	size_t n = proc_table_count(cap->procs), exited = cap->exits_len - cap->exits_head;
+
+	return n > exited ? n - exited : 0;
 }
 
 /* An exited process leaves the table proc_linger_ms later: the events of
  * its connections may still be in the socket rings and queues, and the
  * workers name the process from the table.  When the list cannot grow,
- * at once. */
+ * at once.  One the table does not hold (its fork lost) has nothing to
+ * wait for, and is not counted as lingering. */
 static void proc_exit_defer(struct capture *cap, uint32_t tgid, uint64_t start_time_ns)
 {
 	unsigned linger = cap->opts.proc_linger_ms ? cap->opts.proc_linger_ms :
 		PROC_LINGER_MS_DEFAULT;
+
+	if (!proc_table_holds(cap->procs, tgid, start_time_ns))
+		return;
 
 	if (cap->exits_len == cap->exits_cap) {
 		size_t n = cap->exits_cap ? cap->exits_cap * 2 : 64;

@@ -220,6 +220,18 @@ int proc_table_exec_gen(struct proc_table *t, uint32_t tgid, uint32_t *ret)
 	return err;
 }
 
+bool proc_table_holds(struct proc_table *t, uint32_t tgid, uint64_t start_time_ns)
+{
+	const struct proc_entry *e;
+	bool held;
+
+	rcu_read_lock();
+	e = entry_find(t, tgid);
+	held = e && e->start_time_ns == start_time_ns;
+	rcu_read_unlock();
+	return held;
+}
+
 size_t proc_table_count(struct proc_table *t)
 {
 	return __atomic_load_n(&t->count, __ATOMIC_RELAXED);
