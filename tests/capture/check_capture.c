@@ -929,6 +929,11 @@ START_TEST(test_table_put_replace_remove)
 	ck_assert_uint_eq(out.ppid, 2998);
 	ck_assert_uint_eq(out.start_time_ns, 2999000);
 
+	/* Held: by pid and start (a later process of the pid is another). */
+	ck_assert(proc_table_holds(t, 2999, 2999000));
+	ck_assert(!proc_table_holds(t, 2999, 2999001));
+	ck_assert(!proc_table_holds(t, 5000, 5000000));
+
 	ck_assert_int_eq(proc_table_remove(t, 1234), 0);
 	ck_assert_int_eq(proc_table_remove(t, 1234), -ENOENT);
 	ck_assert_int_eq(proc_table_lookup(t, 1234, &out), -ENOENT);
