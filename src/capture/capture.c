@@ -206,7 +206,8 @@ static void proc_exits_reap(struct capture *cap)
  * exe is NULL; exe is left as it was otherwise. */
 static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, char *exe)
 {
-	/* Per worker thread: an exe path is too large for a worker's stack. */
+	/* Per thread (the workers, the process reader): an exe path is too
+	 * large for a worker's stack. */
 	static __thread char buf[CAPTURE_EXE_LEN];
 
 	if (!procfs_exe(tgid, buf, sizeof(buf)) || (gen && filter_exec_gen(cap, tgid) != gen))
@@ -217,9 +218,10 @@ static bool proc_exe_of_gen(struct capture *cap, uint32_t tgid, uint32_t gen, ch
 }
 
 /* What a process's exit does, from its exit event or found by
- * procs_reconcile(): it lingers in the table, its filter entry and TLS
- * probes go, and the workers close its connections (at ts, its exit's
- * kernel timestamp; 0, unknown: at their last activity). */
+ * procs_reconcile(): it lingers in the table (see proc_exit_defer()), its
+ * filter entry and TLS probes go, and the workers close its connections
+ * (at ts, its exit's kernel timestamp; 0, unknown: at their last
+ * activity). */
 static void proc_exit_apply(struct capture *cap, uint32_t tgid, uint64_t start_time_ns,
 			    uint64_t ts)
 {
