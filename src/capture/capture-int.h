@@ -125,8 +125,8 @@ struct capture {
 	} *exits;
 	size_t exits_head, exits_len, exits_cap;
 	/* Lost process events: the count the table was last compared with
-	 * /proc at, when it may be compared again, and the buffer the
-	 * count is read into ([ncpus]). */
+	 * /proc at, when the count is next read, and the buffer it is read
+	 * into ([ncpus]). */
 	uint64_t lost_reconciled;
 	uint64_t reconcile_next_ns;
 	uint64_t *reader_lost_values;

@@ -335,7 +335,9 @@ static int capture_handle_event(void *ctx, void *data, size_t size)
  * old image.  So once events are lost, the reader compares the table with
  * /proc and does what the lost events would have done. */
 
-/* Let this much pass between two comparisons, during a long burst. */
+/* How often the count of lost events is read (three map lookups): the
+ * reader's loop turns at every batch of events, hundreds of times a
+ * second on a busy host.  So at most one comparison a second too. */
 #define RECONCILE_EVERY_NS 1000000000ull
 
 /* Process events the kernel dropped so far, all CPUs and kinds; false
@@ -504,20 +506,20 @@ static int procs_reconcile(struct capture *cap, uint64_t lost)
 	return 0;
 }
 
-/* In the reader's loop: after new losses, and at most once in
- * RECONCILE_EVERY_NS, drain the ring and compare (again after a failed
- * comparison). */
+/* In the reader's loop, once in RECONCILE_EVERY_NS: after new losses
+ * (or a failed comparison), drain the ring and compare. */
 static void procs_check_lost(struct capture *cap)
 {
 	uint64_t now = capture_mono_ns(), lost;
 
-	if (now < cap->reconcile_next_ns || !proc_events_lost(cap, &lost) ||
-	    lost == cap->lost_reconciled)
+	if (now < cap->reconcile_next_ns)
+		return;
+	cap->reconcile_next_ns = now + RECONCILE_EVERY_NS;
+	if (!proc_events_lost(cap, &lost) || lost == cap->lost_reconciled)
 		return;
 	ring_buffer__consume(cap->rb);
 	if (!procs_reconcile(cap, lost))
 		cap->lost_reconciled = lost;
-	cap->reconcile_next_ns = now + RECONCILE_EVERY_NS;
 }
 
 /* Every series the reader writes, looked up once: 0 or -ENOMEM. */
